@@ -1,0 +1,3 @@
+from janusgen.cli import main
+
+raise SystemExit(main())
