@@ -58,3 +58,89 @@ class PrepareConfig:
     num_threads: int = 2
     seed: int = 0
     splits: tuple[str, ...] = field(default=("train", "valid", "test"))
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Transformer encoder + two-stream decoder. vocab_size and the special ids come from the data."""
+
+    vocab_size: int = 8000
+    d_model: int = 512
+    ffn_dim: int = 1024
+    heads: int = 4
+    encoder_layers: int = 6
+    decoder_layers: int = 6
+    dropout: float = 0.3
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    activation: str = "relu"  # relu or gelu
+    pre_norm: bool = True
+    learned_positions: bool = True  # learned position embeddings; False: sinusoidal
+    max_positions: int = 256  # longest sequence (special tokens included) on either side
+    max_target_length: int = 254  # largest target length (tokens without BOS/EOS) the length classifier predicts
+    pad_id: int = 0
+    bos_id: int = 2
+    eos_id: int = 3
+    mask_id: int = 4
+
+
+def model_preset(name: str) -> ModelConfig:
+    """Named sizes: `tiny` (tests), `small` (~9M parameters with an 8k vocabulary, trains on 2 CPU
+    cores), `base` (the IWSLT model of the paper), `transformer-base` (Vaswani et al. base)."""
+    presets = {
+        "tiny": ModelConfig(d_model=32, ffn_dim=64, heads=2, encoder_layers=2, decoder_layers=2, dropout=0.0,
+                            attention_dropout=0.0, max_positions=64, max_target_length=62),
+        "small": ModelConfig(d_model=256, ffn_dim=1024, heads=4, encoder_layers=4, decoder_layers=3, dropout=0.1,
+                             attention_dropout=0.0),
+        "base": ModelConfig(),
+        "transformer-base": ModelConfig(ffn_dim=2048, heads=8, dropout=0.1),
+    }
+    if name not in presets:
+        raise JanusError(f"unknown preset {name!r}; choose one of {', '.join(presets)}")
+    return presets[name]
+
+
+MODEL_PRESETS = ("tiny", "small", "base", "transformer-base")
+
+
+# ------------------------------------------------------------------------------------------ objective
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """Loss weights and masking. `ar`, `cmlm` and `janus` are the same loss with different weights:
+    a view whose every term has weight zero is not computed at all."""
+
+    name: str = "janus"
+    label_smoothing: float = 0.1
+    ar_weight: float = 1.0
+    nar_weight: float = 0.5
+    aux_weight: float = 0.5
+    length_weight: float = 0.1
+    kl_ar_nar: float = 1.0
+    kl_nar_aux: float = 1.0
+    kl_ar_aux: float = 3.0
+    masking: str = "span"  # span (JANUS: fixed ratio, Poisson span lengths) or uniform (CMLM)
+    mask_ratio: float = 0.7
+    span_lambda: float = 2.0
+    random_order: bool = False  # order of the masked tokens in the AUX/G streams: left to right or random
+    encode_per_view: bool = False  # encode the source once per view (different dropout), as the authors did
+
+
+OBJECTIVES = ("ar", "cmlm", "janus")
+
+
+def objective_preset(name: str) -> ObjectiveConfig:
+    """`ar`: L_AR alone. `cmlm`: L_NAR + 0.1 L_len with CMLM masking. `janus`: the full loss."""
+    if name == "janus":
+        return ObjectiveConfig()
+    if name == "ar":
+        return ObjectiveConfig(name="ar", nar_weight=0.0, aux_weight=0.0, length_weight=0.0,
+                               kl_ar_nar=0.0, kl_nar_aux=0.0, kl_ar_aux=0.0)
+    if name == "cmlm":
+        return ObjectiveConfig(name="cmlm", ar_weight=0.0, nar_weight=1.0, aux_weight=0.0, kl_ar_nar=0.0,
+                               kl_nar_aux=0.0, kl_ar_aux=0.0, masking="uniform")
+    raise JanusError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")

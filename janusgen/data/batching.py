@@ -1,0 +1,171 @@
+"""Token-budget batching: group pairs of similar length so that padding is small and each batch fits
+a budget of `max_tokens` padded tokens (batch size x longest side, counted on both sides).
+
+The batch list of an epoch depends only on (seed, epoch), never on the number of ranks, so a run can
+resume mid-epoch with a different number of DDP ranks: the sampler remembers how many batches of the
+global list were consumed and each rank takes every `world_size`-th batch from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from janusgen.errors import JanusError
+
+
+def pack_by_tokens(
+    order: np.ndarray, cost: np.ndarray, max_tokens: int, max_sentences: int | None = None
+) -> list[np.ndarray]:
+    """Split `order` (indices sorted by non-decreasing `cost`) into consecutive batches whose
+    size x largest cost stays within `max_tokens`.
+
+    Because costs are sorted, the largest cost of a batch is that of its last member, so the batch
+    that starts at `s` is the longest prefix of `order[s:]` with `k * cost[k-th] <= max_tokens`;
+    that prefix is found with one vectorised comparison over a window of at most
+    `max_tokens // cost[order[s]]` entries, which keeps the whole packing O(number of pairs).
+    """
+    sorted_cost = cost[order]
+    if len(order) and sorted_cost[-1] > max_tokens:
+        raise JanusError(
+            f"a pair needs {int(sorted_cost[-1])} tokens but --max-tokens is {max_tokens}: raise "
+            "--max-tokens or lower the maximum length"
+        )
+    batches = []
+    start, n = 0, len(order)
+    while start < n:
+        cap = max(1, max_tokens // max(int(sorted_cost[start]), 1))
+        if max_sentences is not None:
+            cap = min(cap, max_sentences)
+        window = sorted_cost[start : start + cap]
+        fits = np.arange(1, len(window) + 1) * window <= max_tokens
+        size = int(np.argmin(fits)) if not fits.all() else len(window)
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
+class TokenBudgetSampler:
+    """Deterministic, resumable, shardable batches of pair indices.
+
+    `src_lengths` and `tgt_lengths` are the lengths the model will see (special tokens included).
+    Each epoch: shuffle the pairs with (seed, epoch), stable-sort them by padded cost so that
+    equal-length pairs land in a different order every epoch, pack them, shuffle the batches.
+    """
+
+    def __init__(
+        self,
+        src_lengths: np.ndarray,
+        tgt_lengths: np.ndarray,
+        max_tokens: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        max_sentences: int | None = None,
+    ) -> None:
+        if len(src_lengths) != len(tgt_lengths):
+            raise ValueError("src_lengths and tgt_lengths differ in length")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.cost = np.maximum(np.asarray(src_lengths), np.asarray(tgt_lengths)).astype(np.int64)
+        self.tgt_lengths = np.asarray(tgt_lengths, dtype=np.int64)
+        self.max_tokens = max_tokens
+        self.max_sentences = max_sentences
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.consumed = 0  # batches of the epoch's global list already handed out (all ranks)
+        self._cache: tuple[int, list[np.ndarray]] | None = None
+
+    def global_batches(self, epoch: int) -> list[np.ndarray]:
+        """All batches of `epoch`, the same on every rank, trimmed to a multiple of world_size
+        so that every rank takes the same number of steps."""
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        n = len(self.cost)
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, epoch])
+            perm = rng.permutation(n)
+            # lexsort is stable and sorts by its last key first: cost, then target length
+            order = perm[np.lexsort((self.tgt_lengths[perm], self.cost[perm]))]
+        else:
+            order = np.lexsort((self.tgt_lengths, self.cost))
+        batches = pack_by_tokens(order, self.cost, self.max_tokens, self.max_sentences)
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        usable = len(batches) - len(batches) % self.world_size
+        if usable == 0 and batches:
+            raise JanusError(
+                f"only {len(batches)} batch(es) for {self.world_size} ranks: lower --max-tokens or use fewer ranks"
+            )
+        self._cache = (epoch, batches[:usable])
+        return self._cache[1]
+
+    def __len__(self) -> int:
+        """Batches per rank in the current epoch."""
+        return len(self.global_batches(self.epoch)) // self.world_size
+
+    def epoch_batches(self) -> Iterator[np.ndarray]:
+        """This rank's remaining batches of the current epoch; afterwards the epoch advances."""
+        batches = self.global_batches(self.epoch)
+        while self.consumed < len(batches):
+            mine = batches[self.consumed + self.rank]
+            self.consumed += self.world_size
+            yield mine
+        self.epoch += 1
+        self.consumed = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Batches forever, epoch after epoch (training stops by update count or time)."""
+        while True:
+            yield from self.epoch_batches()
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "consumed": self.consumed, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state["seed"] != self.seed:
+            raise JanusError(f"resuming with seed {self.seed} but the run used seed {state['seed']}")
+        self.epoch = int(state["epoch"])
+        # a different world size may resume mid-epoch: round the position up to a whole step
+        consumed = int(state["consumed"])
+        self.consumed = -(-consumed // self.world_size) * self.world_size
+
+
+@dataclass
+class Batch:
+    """Padded token ids. src: (B, S) = tokens + EOS; tgt: (B, T) = BOS + tokens + EOS."""
+
+    src: torch.Tensor
+    tgt: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(self.src.to(device, non_blocking=True), self.tgt.to(device, non_blocking=True))
+
+
+def pad_sequences(
+    seqs: Sequence[np.ndarray], pad_id: int, prefix: int | None = None, suffix: int | None = None
+) -> torch.Tensor:
+    """Right-pad 1-D id arrays into a (B, max_len) LongTensor, optionally adding a first and a
+    last token to each, with one scatter instead of a loop over tokens."""
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    extra = (prefix is not None) + (suffix is not None)
+    total = lengths + extra
+    out = np.full((len(seqs), int(total.max(initial=0))), pad_id, dtype=np.int64)
+    flat = np.concatenate(seqs).astype(np.int64) if len(seqs) else np.zeros(0, np.int64)
+    rows = np.repeat(np.arange(len(seqs)), lengths)
+    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    offset = 1 if prefix is not None else 0
+    out[rows, cols + offset] = flat
+    if prefix is not None:
+        out[:, 0] = prefix
+    if suffix is not None:
+        out[np.arange(len(seqs)), total - 1] = suffix
+    return torch.from_numpy(out)

@@ -1,0 +1,74 @@
+"""Which target positions to mask, for a whole batch at once (no loop over sentences).
+
+Both distributions choose among the inner positions 1 .. n of `tgt` = BOS s_1 .. s_n EOS (pad):
+- `span_mask`: JANUS default, a fixed ratio of the inner tokens in spans with Poisson(lam) lengths;
+- `uniform_mask`: CMLM / Mask-Predict, k ~ Uniform{1..n} positions chosen uniformly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def inner_lengths(tgt: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """n per sentence: tokens other than BOS, EOS and padding."""
+    return (tgt != pad_id).sum(dim=1) - 2
+
+
+def uniform_mask(tgt: torch.Tensor, pad_id: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """CMLM masking: k ~ Uniform{1..n}, then k inner positions uniformly at random. (B, T) bool."""
+    b, t = tgt.shape
+    n = inner_lengths(tgt, pad_id)
+    k = (torch.rand(b, generator=generator) * n.cpu().float()).long().to(tgt.device) + 1
+    k = torch.minimum(k, n)
+    return _lowest_scores(_inner_scores(tgt, n, generator), k)
+
+
+def span_mask(tgt: torch.Tensor, pad_id: int, ratio: float = 0.7, span_lambda: float = 2.0,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mask k = round(ratio * n) (at least 1) inner tokens in spans whose lengths follow
+    Poisson(span_lambda) (at least 1), BART style. (B, T) bool.
+
+    The k masked tokens are laid out as spans interleaved with the u = n - k observed tokens: span j
+    goes into a slot s_j in 0 .. u (before observed token s_j), slots sorted. The q-th masked token
+    (0-based, counting across spans) then sits at inner offset q + s_{span(q)}; spans that share a slot
+    simply merge into a longer one.
+    """
+    b, t = tgt.shape
+    device = tgt.device
+    n = inner_lengths(tgt, pad_id).cpu()
+    k = torch.where(n > 0, torch.clamp((ratio * n.float()).round().long(), min=1), torch.zeros_like(n))
+    k = torch.minimum(k, n)
+    kmax = int(k.max()) if b else 0
+    if kmax == 0:
+        return torch.zeros_like(tgt, dtype=torch.bool)
+    lam = torch.full((b, kmax), float(span_lambda))
+    lengths = torch.poisson(lam, generator=generator).long().clamp(min=1)
+    ends = lengths.cumsum(dim=1).clamp(max=k[:, None])  # cumulative span ends, capped at k
+    used = torch.cat([torch.ones(b, 1, dtype=torch.bool), ends[:, :-1] < k[:, None]], dim=1)
+    u = n - k
+    slots = (torch.rand(b, kmax, generator=generator) * (u[:, None] + 1).float()).long()
+    slots = torch.where(used, slots, u[:, None] + 1).sort(dim=1).values
+    q = torch.arange(kmax).expand(b, -1)
+    span_of_q = torch.searchsorted(ends, q.contiguous(), right=True).clamp(max=kmax - 1)
+    offset = q + slots.gather(1, span_of_q)  # inner offset 0 .. n-1
+    valid = q < k[:, None]
+    mask = torch.zeros(b, t + 1, dtype=torch.bool)
+    cols = torch.where(valid, offset + 1, torch.full_like(offset, t))  # + 1 skips BOS; t is a dump column
+    mask.scatter_(1, cols, True)
+    return mask[:, :t].to(device)
+
+
+def _inner_scores(tgt: torch.Tensor, n: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Random scores in [0, 1) at inner positions, 2 elsewhere (so they are never among the lowest)."""
+    b, t = tgt.shape
+    scores = torch.rand(b, t, generator=generator).to(tgt.device)
+    pos = torch.arange(t, device=tgt.device)[None]
+    inner = (pos >= 1) & (pos <= n[:, None])
+    return scores.masked_fill(~inner, 2.0)
+
+
+def _lowest_scores(scores: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Boolean (B, T): True at the k[b] lowest scores of each row."""
+    rank = scores.argsort(dim=1).argsort(dim=1)
+    return rank < k[:, None]

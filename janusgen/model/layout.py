@@ -1,0 +1,139 @@
+"""Decoder inputs for the two views of JANUS, built for a whole batch with tensor operations.
+
+The decoder runs over one sequence of "rows": the content stream first (`num_content` rows), then the
+query stream. Keys and values come from the content rows only, so a view is fully described by the
+row tokens, their positions and a boolean visibility matrix rows x content (True = may attend).
+See JANUS_METHOD.md: the AR view is causal; the NAR/AUX view holds the observed tokens (O), the
+[MASK] placeholders (P) and the ground truth of the masked tokens (G) in the content stream, and one
+query row per masked token.
+
+Visibility is computed from two per-entry tensors compared by broadcasting:
+  segment: O, P, G (content entries), Q (query rows), PAD
+  rank:    j for the j-th masked token (P_j, G_j, Q_j), unused otherwise
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# segment codes
+O, P, G, Q, PAD = 0, 1, 2, 3, 4
+
+
+@dataclass
+class DecoderView:
+    tokens: torch.Tensor  # (B, R) content rows then query rows
+    positions: torch.Tensor  # (B, R)
+    visible: torch.Tensor  # (B, R, C) bool: row r may attend to content entry c
+    num_content: int  # C
+
+
+@dataclass
+class MaskedView(DecoderView):
+    masked_positions: torch.Tensor  # (B, K) target position m_j of the j-th masked token (0 where unused)
+    masked_targets: torch.Tensor  # (B, K) s_{m_j}, pad_id where unused
+    masked_valid: torch.Tensor  # (B, K) bool: j < k_b
+
+    @property
+    def placeholder_rows(self) -> torch.Tensor:
+        """Row index of P_j: the placeholder sits at its own position in the content stream."""
+        return self.masked_positions
+
+    @property
+    def query_rows(self) -> torch.Tensor:
+        k = self.masked_positions.shape[1]
+        return (self.num_content + torch.arange(k, device=self.tokens.device)).expand_as(self.masked_positions)
+
+
+def ar_view(tgt: torch.Tensor, pad_id: int, mask_id: int) -> DecoderView:
+    """AR view of targets `tgt` (B, T) = BOS s_1 .. s_n EOS, right-padded.
+
+    Content: s_0 .. s_{T-2} at positions 0 .. T-2, causal. Query row i: [MASK] at position i + 1,
+    sees content 0 .. i, and predicts s_{i+1}. The logits of the query rows line up with tgt[:, 1:].
+    """
+    b, t = tgt.shape
+    content = tgt[:, :-1]
+    n = t - 1
+    pos = torch.arange(n, device=tgt.device)
+    causal = pos[None, :] <= pos[:, None]  # (n, n): row i sees content <= i
+    valid_key = content != pad_id  # (B, n)
+    visible = causal[None] & valid_key[:, None, :]
+    # a padded row still needs one visible key (BOS) so attention stays finite
+    visible[:, :, 0] = True
+    tokens = torch.cat([content, torch.full_like(content, mask_id)], dim=1)
+    positions = torch.cat([pos, pos + 1])[None].expand(b, -1)
+    return DecoderView(tokens, positions, torch.cat([visible, visible], dim=1), n)
+
+
+def content_only_ar_view(tgt: torch.Tensor, pad_id: int) -> DecoderView:
+    """A standard causal decoder (no query stream): content row i predicts s_{i+1}. Used to check that
+    converted pre-trained decoders reproduce their original logits."""
+    b, t = tgt.shape
+    content = tgt[:, :-1]
+    pos = torch.arange(t - 1, device=tgt.device)
+    visible = (pos[None, :] <= pos[:, None])[None] & (content != pad_id)[:, None, :]
+    visible[:, :, 0] = True
+    return DecoderView(content, pos[None].expand(b, -1), visible, t - 1)
+
+
+def masked_ranks(masked: torch.Tensor, random_order: bool = False, generator: torch.Generator | None = None
+                 ) -> torch.Tensor:
+    """Rank j of each masked position in the prediction order (left to right by default, or a random
+    permutation per sentence, XLNet style); -1 where not masked."""
+    if random_order:
+        keys = torch.rand(masked.shape, generator=generator, device="cpu").to(masked.device)
+        keys = keys.masked_fill(~masked, 2.0)
+        rank = keys.argsort(dim=1).argsort(dim=1)
+    else:
+        rank = masked.long().cumsum(dim=1) - 1
+    return rank.masked_fill(~masked, -1)
+
+
+def masked_view(tgt: torch.Tensor, masked: torch.Tensor, pad_id: int, mask_id: int, rank: torch.Tensor | None = None
+                ) -> MaskedView:
+    """NAR/AUX view of targets `tgt` (B, T) with masked set `masked` (B, T) bool (never BOS/EOS/pad).
+
+    Content rows 0 .. T-1: the target with [MASK] at masked positions (O and P parts, at their own
+    positions); content rows T .. T+K-1: G_j = s_{m_j} at position m_j. Query rows: [MASK] at m_j.
+    """
+    b, t = tgt.shape
+    device = tgt.device
+    if rank is None:
+        rank = masked_ranks(masked)
+    counts = masked.sum(dim=1)
+    k = int(counts.max()) if b else 0
+    j = torch.arange(k, device=device)
+    masked_valid = j[None, :] < counts[:, None]  # (B, K)
+
+    # position of the j-th masked token: sort positions by rank, unmasked ones last
+    order_key = torch.where(masked, rank, torch.full_like(rank, t))
+    by_rank = order_key.argsort(dim=1, stable=True)[:, :k]  # (B, K)
+    masked_positions = torch.where(masked_valid, by_rank, torch.zeros_like(by_rank))
+    masked_targets = torch.where(masked_valid, tgt.gather(1, by_rank), torch.full_like(by_rank, pad_id))
+
+    observed_part = tgt.masked_fill(masked, mask_id)
+    tokens = torch.cat([observed_part, masked_targets, torch.full_like(masked_targets, mask_id)], dim=1)
+    positions = torch.cat([torch.arange(t, device=device).expand(b, -1), masked_positions, masked_positions], dim=1)
+
+    # per-entry segment and rank for the content part (B, C) and all rows (B, R)
+    first_seg = torch.where(masked, torch.full_like(rank, P), torch.full_like(rank, O))
+    first_seg = first_seg.masked_fill(tgt == pad_id, PAD)
+    g_seg = torch.where(masked_valid, torch.full_like(by_rank, G), torch.full_like(by_rank, PAD))
+    q_seg = torch.where(masked_valid, torch.full_like(by_rank, Q), torch.full_like(by_rank, PAD))
+    jj = j.expand(b, -1)
+    col_seg = torch.cat([first_seg, g_seg], dim=1)
+    col_rank = torch.cat([rank, jj], dim=1)
+    row_seg = torch.cat([col_seg, q_seg], dim=1)
+    row_rank = torch.cat([col_rank, jj], dim=1)
+
+    rs, rr = row_seg[:, :, None], row_rank[:, :, None]
+    cs, cr = col_seg[:, None, :], col_rank[:, None, :]
+    sees_o = cs == O
+    sees_p = (cs == P) & ((rs == O) | (rs == P) | ((rs == G) & (cr > rr)) | ((rs == Q) & (cr >= rr)))
+    sees_g = (cs == G) & (((rs == G) & (cr <= rr)) | ((rs == Q) & (cr < rr)))
+    visible = sees_o | sees_p | sees_g
+    # padded rows attend to the observed tokens only, so that attention stays finite
+    visible = visible | ((rs == PAD) & sees_o)
+    return MaskedView(tokens, positions, visible, t + k, masked_positions, masked_targets, masked_valid)

@@ -1,0 +1,235 @@
+"""Transformer encoder and two-stream decoder (JANUS), readable top to bottom.
+
+The decoder takes one tensor of rows: `num_content` content rows followed by query rows. Every layer
+computes keys and values from the content rows only and lets each row attend to the content entries
+its visibility mask allows (model/layout.py builds those masks). Content and query rows share every
+weight, so one code path serves the AR view, the NAR/AUX view and plain causal decoding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from janusgen.config import ModelConfig
+from janusgen.model.layout import DecoderView
+
+
+@dataclass
+class Encoded:
+    states: torch.Tensor  # (B, S, d)
+    valid: torch.Tensor  # (B, S) bool: True for real source tokens
+
+    def index_select(self, index: torch.Tensor) -> Encoded:
+        return Encoded(self.states.index_select(0, index), self.valid.index_select(0, index))
+
+
+@dataclass
+class LayerCache:
+    """Keys/values of one decoder layer: content self-attention (grows) and encoder (fixed)."""
+
+    self_k: torch.Tensor | None = None  # (B, heads, C, head_dim)
+    self_v: torch.Tensor | None = None
+    cross_k: torch.Tensor | None = None  # (B, heads, S, head_dim)
+    cross_v: torch.Tensor | None = None
+
+
+@dataclass
+class DecoderCache:
+    layers: list[LayerCache] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        k = self.layers[0].self_k if self.layers else None
+        return 0 if k is None else k.shape[2]
+
+    def index_select(self, index: torch.Tensor) -> DecoderCache:
+        """Reorder / repeat batch entries (beam search)."""
+        def sel(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.index_select(0, index)
+        return DecoderCache([LayerCache(sel(c.self_k), sel(c.self_v), sel(c.cross_k), sel(c.cross_v))
+                             for c in self.layers])
+
+
+class Attention(nn.Module):
+    def __init__(self, d_model: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        assert d_model % heads == 0, "d_model must be divisible by heads"
+        self.heads = heads
+        self.head_dim = d_model // heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
+
+    def project_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split_heads(self.k_proj(memory)), self.split_heads(self.v_proj(memory))
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, R, d) queries; k, v: (B, heads, C, head_dim); visible: (B, R, C) bool or None."""
+        q = self.split_heads(self.q_proj(x))
+        mask = None if visible is None else visible[:, None]  # (B, 1, R, C), broadcast over heads
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        b, _, r, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, r, -1))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, ffn_dim: int, activation: str, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, d_model)
+        self.activation = {"relu": F.relu, "gelu": F.gelu}[activation]
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(self.activation(self.fc1(x))))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.self_attn = Attention(cfg.d_model, cfg.heads, cfg.attention_dropout)
+        self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.activation, cfg.activation_dropout)
+        self.norm1 = nn.LayerNorm(cfg.d_model)
+        self.norm2 = nn.LayerNorm(cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.pre_norm = cfg.pre_norm
+
+    def forward(self, x: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        if self.pre_norm:
+            h = self.norm1(x)
+            x = x + self.dropout(self.self_attn(h, *self.self_attn.project_kv(h), visible))
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.self_attn(x, *self.self_attn.project_kv(x), visible)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+
+
+class DecoderLayer(nn.Module):
+    """One layer of the two-stream decoder: self-attention over the content rows, cross-attention to
+    the encoder, feed-forward; the same weights for content and query rows."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.self_attn = Attention(cfg.d_model, cfg.heads, cfg.attention_dropout)
+        self.cross_attn = Attention(cfg.d_model, cfg.heads, cfg.attention_dropout)
+        self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.activation, cfg.activation_dropout)
+        self.norm1 = nn.LayerNorm(cfg.d_model)
+        self.norm2 = nn.LayerNorm(cfg.d_model)
+        self.norm3 = nn.LayerNorm(cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.pre_norm = cfg.pre_norm
+
+    def forward(self, x: torch.Tensor, num_content: int, visible: torch.Tensor | None, enc: Encoded,
+                cache: LayerCache | None = None) -> torch.Tensor:
+        """x: (B, R, d) rows, the first `num_content` of them content; visible: (B, R, C_cached + num_content).
+        With a cache, the new content keys/values are appended to it (incremental decoding)."""
+        h = self.norm1(x) if self.pre_norm else x
+        k, v = self.self_attn.project_kv(h[:, :num_content])
+        if cache is not None:
+            if cache.self_k is not None:
+                k = torch.cat([cache.self_k, k], dim=2)
+                v = torch.cat([cache.self_v, v], dim=2)
+            cache.self_k, cache.self_v = k, v
+        a = self.dropout(self.self_attn(h, k, v, visible))
+        x = x + a if self.pre_norm else self.norm1(x + a)
+
+        if cache is not None and cache.cross_k is not None:
+            ck, cv = cache.cross_k, cache.cross_v
+        else:
+            ck, cv = self.cross_attn.project_kv(enc.states)
+            if cache is not None:
+                cache.cross_k, cache.cross_v = ck, cv
+        h = self.norm2(x) if self.pre_norm else x
+        a = self.dropout(self.cross_attn(h, ck, cv, enc.valid[:, None, :]))
+        x = x + a if self.pre_norm else self.norm2(x + a)
+
+        h = self.norm3(x) if self.pre_norm else x
+        a = self.dropout(self.ffn(h))
+        return x + a if self.pre_norm else self.norm3(x + a)
+
+
+class SinusoidalPositions(nn.Module):
+    def __init__(self, max_positions: int, d_model: int) -> None:
+        super().__init__()
+        half = d_model // 2
+        freq = torch.exp(-math.log(10000.0) * torch.arange(half) / max(half - 1, 1))
+        angle = torch.arange(max_positions)[:, None] * freq[None, :]
+        table = torch.cat([angle.sin(), angle.cos()], dim=1)
+        if d_model % 2:
+            table = F.pad(table, (0, 1))
+        self.register_buffer("table", table, persistent=False)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.table[positions]
+
+
+class JanusTransformer(nn.Module):
+    """Encoder, two-stream decoder, tied embeddings/output projection, and a length classifier."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.embed = nn.Embedding(cfg.vocab_size, d, padding_idx=cfg.pad_id)
+        nn.init.normal_(self.embed.weight, std=d**-0.5)
+        with torch.no_grad():
+            self.embed.weight[cfg.pad_id].zero_()
+        if cfg.learned_positions:
+            self.enc_positions: nn.Module = nn.Embedding(cfg.max_positions, d)
+            self.dec_positions: nn.Module = nn.Embedding(cfg.max_positions, d)
+            nn.init.normal_(self.enc_positions.weight, std=d**-0.5)
+            nn.init.normal_(self.dec_positions.weight, std=d**-0.5)
+        else:
+            self.enc_positions = self.dec_positions = SinusoidalPositions(cfg.max_positions, d)
+        self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
+        self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        self.encoder_norm = nn.LayerNorm(d) if cfg.pre_norm else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(d) if cfg.pre_norm else nn.Identity()
+        self.length_head = nn.Linear(d, cfg.max_target_length + 1)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.embed_scale = math.sqrt(d)
+
+    # -------------------------------------------------------------------------------------- encoder
+    def encode(self, src: torch.Tensor) -> Encoded:
+        """src: (B, S) token ids + EOS, right-padded."""
+        valid = src != self.cfg.pad_id
+        positions = torch.arange(src.shape[1], device=src.device)[None]
+        x = self.dropout(self.embed(src) * self.embed_scale + self.enc_positions(positions))
+        visible = valid[:, None, :]  # (B, 1, S) -> every row sees every real token
+        for layer in self.encoder_layers:
+            x = layer(x, visible)
+        return Encoded(self.encoder_norm(x), valid)
+
+    def length_logits(self, enc: Encoded) -> torch.Tensor:
+        """(B, max_target_length + 1): logits of the number of target tokens n = L - 2."""
+        w = enc.valid.to(enc.states.dtype)[:, :, None]
+        pooled = (enc.states * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return self.length_head(pooled)
+
+    # -------------------------------------------------------------------------------------- decoder
+    def decode(self, view: DecoderView, enc: Encoded, cache: DecoderCache | None = None) -> torch.Tensor:
+        """Hidden states (B, R, d) of every row of `view`. With a cache, `view.visible` covers the
+        cached content entries followed by the new ones, and the new content is appended."""
+        x = self.dropout(self.embed(view.tokens) * self.embed_scale + self.dec_positions(view.positions))
+        if cache is not None and not cache.layers:
+            cache.layers.extend(LayerCache() for _ in self.decoder_layers)
+        for i, layer in enumerate(self.decoder_layers):
+            x = layer(x, view.num_content, view.visible, enc, None if cache is None else cache.layers[i])
+        return self.decoder_norm(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Tied output projection: (..., d) -> (..., vocab)."""
+        return F.linear(hidden, self.embed.weight)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,138 @@
+import dataclasses
+
+import pytest
+import torch
+
+from janusgen.config import ObjectiveConfig, model_preset, objective_preset
+from janusgen.data.masking import inner_lengths, span_mask, uniform_mask
+from janusgen.model.transformer import JanusTransformer
+from janusgen.objectives import JanusObjective, label_smoothed_ce, symmetric_kl
+
+PAD, BOS, EOS = 0, 2, 3
+
+
+def _pairs(lengths, vocab, seed):
+    g = torch.Generator().manual_seed(seed)
+    t = max(lengths) + 2
+    src = torch.full((len(lengths), t - 1), PAD)
+    tgt = torch.full((len(lengths), t), PAD)
+    for b, n in enumerate(lengths):
+        src[b, : n + 1] = torch.cat([torch.randint(5, vocab, (n,), generator=g), torch.tensor([EOS])])
+        tgt[b, : n + 2] = torch.cat([torch.tensor([BOS]), torch.randint(5, vocab, (n,), generator=g), torch.tensor([EOS])])
+    return src, tgt
+
+
+def test_symmetric_kl_is_symmetric_and_zero_on_equal_inputs():
+    g = torch.Generator().manual_seed(0)
+    p, q = torch.randn(3, 4, 11, generator=g), torch.randn(3, 4, 11, generator=g)
+    valid = torch.ones(3, 4, dtype=torch.bool)
+    assert torch.allclose(symmetric_kl(p, q, valid), symmetric_kl(q, p, valid))
+    assert symmetric_kl(p, p, valid).abs() < 1e-7
+    assert symmetric_kl(p, q, valid) > 0
+    # equals ½ (KL(p||q) + KL(q||p)) computed directly
+    lp, lq = p.log_softmax(-1), q.log_softmax(-1)
+    direct = 0.5 * ((lp.exp() * (lp - lq)).sum(-1) + (lq.exp() * (lq - lp)).sum(-1)).mean()
+    assert torch.allclose(symmetric_kl(p, q, valid), direct, atol=1e-6)
+    # gradients flow into both sides
+    p.requires_grad_(True)
+    q.requires_grad_(True)
+    symmetric_kl(p, q, valid).backward()
+    assert p.grad.abs().sum() > 0 and q.grad.abs().sum() > 0
+
+
+def test_label_smoothed_ce_matches_definition_and_ignores_invalid():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 7, generator=g)
+    target = torch.randint(0, 7, (2, 3), generator=g)
+    valid = torch.tensor([[True, True, False], [True, False, False]])
+    eps = 0.1
+    lp = logits.log_softmax(-1)
+    per = (1 - eps) * -lp.gather(-1, target[..., None])[..., 0] + eps * -lp.mean(-1)
+    assert torch.allclose(label_smoothed_ce(logits, target, valid, eps), per[valid].mean())
+    assert torch.allclose(label_smoothed_ce(logits, target, valid, 0.0), torch.nn.functional.cross_entropy(logits[valid], target[valid]))
+
+
+def test_span_mask_ratio_and_never_special():
+    src, tgt = _pairs([1, 2, 5, 10, 30, 0], 50, 0)
+    g = torch.Generator().manual_seed(0)
+    n = inner_lengths(tgt, PAD)
+    spans = []
+    for _ in range(50):
+        m = span_mask(tgt, PAD, ratio=0.7, span_lambda=2.0, generator=g)
+        assert not m[:, 0].any()
+        assert not (m & (tgt == PAD)).any() and not (m & (tgt == EOS)).any()
+        expected = torch.where(n > 0, (0.7 * n.float()).round().long().clamp(min=1), 0)
+        assert torch.equal(m.sum(1), expected)
+        row = m[4].int().tolist()
+        spans += [len(s) for s in "".join(map(str, row)).split("0") if s]
+    # Poisson(2) spans clipped to >= 1, merged when adjacent: clearly longer than single tokens
+    assert sum(spans) / len(spans) > 2.0
+
+
+def test_uniform_mask_counts_cover_one_to_n():
+    _, tgt = _pairs([6], 50, 0)
+    g = torch.Generator().manual_seed(0)
+    counts = {int(uniform_mask(tgt, PAD, generator=g).sum()) for _ in range(300)}
+    assert counts == set(range(1, 7))
+
+
+def test_masks_are_reproducible_from_the_generator():
+    _, tgt = _pairs([5, 9, 14], 50, 1)
+    a = span_mask(tgt, PAD, generator=torch.Generator().manual_seed(3))
+    b = span_mask(tgt, PAD, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_each_view_is_computed_only_when_a_term_needs_it():
+    assert JanusObjective(objective_preset("ar")).needs_nar is False
+    cmlm = JanusObjective(objective_preset("cmlm"))
+    assert not cmlm.needs_ar and cmlm.needs_nar and not cmlm.needs_aux
+    model = JanusTransformer(dataclasses.replace(model_preset("tiny"), vocab_size=30))
+    src, tgt = _pairs([3, 5], 30, 0)
+    assert set(JanusObjective(objective_preset("ar"))(model, src, tgt).terms) == {"ar"}
+    assert set(cmlm(model, src, tgt).terms) == {"nar", "length"}
+    assert set(JanusObjective(objective_preset("janus"))(model, src, tgt).terms) == {
+        "ar", "nar", "aux", "length", "kl_ar_nar", "kl_nar_aux", "kl_ar_aux"}
+
+
+def test_loss_is_the_weighted_sum_of_its_terms():
+    model = JanusTransformer(dataclasses.replace(model_preset("tiny"), vocab_size=30))
+    src, tgt = _pairs([3, 5, 8], 30, 0)
+    cfg = objective_preset("janus")
+    out = JanusObjective(cfg)(model, src, tgt)
+    t = out.terms
+    expected = (t["ar"] + 0.5 * (t["nar"] + t["aux"]) + 0.1 * t["length"]
+                + t["kl_ar_nar"] + t["kl_nar_aux"] + 3 * t["kl_ar_aux"])
+    assert torch.allclose(out.loss.detach(), expected)
+
+
+@pytest.mark.parametrize("name,streams", [("ar", ["ar"]), ("cmlm", ["nar", "length"]),
+                                          ("janus", ["ar", "nar", "aux", "length"])])
+def test_each_objective_overfits_a_handful_of_pairs(name, streams):
+    torch.manual_seed(0)
+    vocab = 24
+    cfg = dataclasses.replace(model_preset("tiny"), vocab_size=vocab, d_model=64, ffn_dim=128)
+    model = JanusTransformer(cfg)
+    src, tgt = _pairs([3, 4, 5, 6], vocab, 0)
+    objective = JanusObjective(dataclasses.replace(objective_preset(name), label_smoothing=0.0), seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(400):
+        out = objective(model, src, tgt)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        final = [objective(model, src, tgt) for _ in range(5)]  # several fresh masks
+    for stream in streams:
+        worst = max(o.terms[stream].item() for o in final)
+        assert worst < 0.05, f"{name}: {stream} loss {worst:.3f} did not reach ~0"
+
+
+def test_unknown_objective_is_a_clear_error():
+    from janusgen.errors import JanusError
+
+    with pytest.raises(JanusError, match="unknown objective"):
+        objective_preset("bert")
+    with pytest.raises(TypeError):
+        ObjectiveConfig(wrong=1)
