@@ -44,6 +44,12 @@ class BibleConfig:
     valid_fraction: float = 0.032  # of all references, by hash: about 1,000 verses
     test_fraction: float = 0.064  # about 2,000 verses
     sword_path: str | None = None  # a SWORD library folder to use instead of looking for one
+    # Misnumbered verses (the RV1909 module keeps some Spanish verse numbers, e.g. Num 13, Jonah 2): a
+    # stretch of 2 * shift_window + 1 pairs whose lengths fit better with one side shifted by 1..max_shift
+    # verses (mean |log length ratio| lower by shift_margin) is dropped. max_shift = 0 turns this off.
+    shift_window: int = 3
+    max_shift: int = 5
+    shift_margin: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class PrepareConfig:
     spm_max_sentences: int = 2_000_000  # SentencePiece trains on a sample of at most this many lines
     chunk_lines: int = 20_000  # lines encoded per chunk: bounds memory for corpora larger than RAM
     num_threads: int = 2
+    spm_threads: int = 4  # SentencePiece training threads, apart from --threads: the model depends on it
     seed: int = 0
     splits: tuple[str, ...] = field(default=("train", "valid", "test"))
 
@@ -80,7 +87,9 @@ class ModelConfig:
     pre_norm: bool = True
     learned_positions: bool = True  # learned position embeddings; False: sinusoidal
     max_positions: int = 256  # longest sequence (special tokens included) on either side
-    max_target_length: int = 254  # largest target length (tokens without BOS/EOS) the length classifier predicts
+    max_target_length: int = (
+        254  # largest target length (tokens without BOS/EOS) the length classifier predicts
+    )
     pad_id: int = 0
     bos_id: int = 2
     eos_id: int = 3
@@ -91,10 +100,26 @@ def model_preset(name: str) -> ModelConfig:
     """Named sizes: `tiny` (tests), `small` (~9M parameters with an 8k vocabulary, trains on 2 CPU
     cores), `base` (the IWSLT model of the paper), `transformer-base` (Vaswani et al. base)."""
     presets = {
-        "tiny": ModelConfig(d_model=32, ffn_dim=64, heads=2, encoder_layers=2, decoder_layers=2, dropout=0.0,
-                            attention_dropout=0.0, max_positions=64, max_target_length=62),
-        "small": ModelConfig(d_model=256, ffn_dim=1024, heads=4, encoder_layers=4, decoder_layers=3, dropout=0.1,
-                             attention_dropout=0.0),
+        "tiny": ModelConfig(
+            d_model=32,
+            ffn_dim=64,
+            heads=2,
+            encoder_layers=2,
+            decoder_layers=2,
+            dropout=0.0,
+            attention_dropout=0.0,
+            max_positions=64,
+            max_target_length=62,
+        ),
+        "small": ModelConfig(
+            d_model=256,
+            ffn_dim=1024,
+            heads=4,
+            encoder_layers=4,
+            decoder_layers=3,
+            dropout=0.1,
+            attention_dropout=0.0,
+        ),
         "base": ModelConfig(),
         "transformer-base": ModelConfig(ffn_dim=2048, heads=8, dropout=0.1),
     }
@@ -138,9 +163,54 @@ def objective_preset(name: str) -> ObjectiveConfig:
     if name == "janus":
         return ObjectiveConfig()
     if name == "ar":
-        return ObjectiveConfig(name="ar", nar_weight=0.0, aux_weight=0.0, length_weight=0.0,
-                               kl_ar_nar=0.0, kl_nar_aux=0.0, kl_ar_aux=0.0)
+        return ObjectiveConfig(
+            name="ar",
+            nar_weight=0.0,
+            aux_weight=0.0,
+            length_weight=0.0,
+            kl_ar_nar=0.0,
+            kl_nar_aux=0.0,
+            kl_ar_aux=0.0,
+        )
     if name == "cmlm":
-        return ObjectiveConfig(name="cmlm", ar_weight=0.0, nar_weight=1.0, aux_weight=0.0, kl_ar_nar=0.0,
-                               kl_nar_aux=0.0, kl_ar_aux=0.0, masking="uniform")
+        return ObjectiveConfig(
+            name="cmlm",
+            ar_weight=0.0,
+            nar_weight=1.0,
+            aux_weight=0.0,
+            kl_ar_nar=0.0,
+            kl_nar_aux=0.0,
+            kl_ar_aux=0.0,
+            masking="uniform",
+        )
     raise JanusError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_updates: int = 100_000
+    time_budget_s: float | None = None  # stop (and save) after this much training time
+    max_tokens: int = 4096  # padded tokens per batch and rank (batch size x longest side)
+    update_freq: int = 1  # gradient accumulation: batches per update
+    lr: float = 5e-4
+    warmup_updates: int = 4000
+    warmup_init_lr: float = 1e-7
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0001
+    clip_norm: float = 1.0  # 0 disables clipping
+    precision: str = "fp32"  # fp32, bf16 (autocast, CPU or GPU), fp16 (autocast + loss scaling, GPU only)
+    seed: int = 1
+    log_every: int = 50
+    validate_every: int = 1000  # also the checkpoint interval
+    valid_bleu_sentences: int = 200  # quick greedy-AR and one-pass-NAR BLEU on this many valid pairs (0: off)
+    keep_last: int = 3  # step checkpoints kept besides `best` and `last`
+    best_metric: str = "loss"  # loss (lower is better), bleu_ar or bleu_nar (higher is better)
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+BEST_METRICS = ("loss", "bleu_ar", "bleu_nar")

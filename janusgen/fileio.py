@@ -28,6 +28,7 @@ def atomic_directory(final: Path, overwrite: bool = True) -> Iterator[Path]:
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result should be an ordinary folder
     except OSError as e:
         raise JanusError(f"cannot write to output folder {final}: {e.strerror or e}") from e
     if final.exists() and not overwrite:
@@ -46,6 +47,12 @@ def atomic_directory(final: Path, overwrite: bool = True) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_tree(root: Path) -> None:

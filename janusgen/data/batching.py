@@ -48,6 +48,19 @@ def pack_by_tokens(
     return batches
 
 
+@dataclass(frozen=True)
+class SampledBatch:
+    """A batch and its place in the global batch list. (seed, epoch, position) identifies it whatever the
+    number of ranks, so the trainer derives its random seed (masks, dropout) from them."""
+
+    epoch: int
+    position: int
+    indices: np.ndarray
+
+    def seed(self, base_seed: int) -> int:
+        return int(np.random.SeedSequence([base_seed, self.epoch, self.position]).generate_state(1)[0])
+
+
 class TokenBudgetSampler:
     """Deterministic, resumable, shardable batches of pair indices.
 
@@ -103,7 +116,8 @@ class TokenBudgetSampler:
         usable = len(batches) - len(batches) % self.world_size
         if usable == 0 and batches:
             raise JanusError(
-                f"only {len(batches)} batch(es) for {self.world_size} ranks: lower --max-tokens or use fewer ranks"
+                f"only {len(batches)} batch(es) for {self.world_size} ranks: "
+                "lower --max-tokens or use fewer ranks"
             )
         self._cache = (epoch, batches[:usable])
         return self._cache[1]
@@ -112,17 +126,17 @@ class TokenBudgetSampler:
         """Batches per rank in the current epoch."""
         return len(self.global_batches(self.epoch)) // self.world_size
 
-    def epoch_batches(self) -> Iterator[np.ndarray]:
+    def epoch_batches(self) -> Iterator[SampledBatch]:
         """This rank's remaining batches of the current epoch; afterwards the epoch advances."""
         batches = self.global_batches(self.epoch)
         while self.consumed < len(batches):
-            mine = batches[self.consumed + self.rank]
+            position = self.consumed + self.rank
             self.consumed += self.world_size
-            yield mine
+            yield SampledBatch(self.epoch, position, batches[position])
         self.epoch += 1
         self.consumed = 0
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def __iter__(self) -> Iterator[SampledBatch]:
         """Batches forever, epoch after epoch (training stops by update count or time)."""
         while True:
             yield from self.epoch_batches()
@@ -150,22 +164,30 @@ class Batch:
         return Batch(self.src.to(device, non_blocking=True), self.tgt.to(device, non_blocking=True))
 
 
-def pad_sequences(
-    seqs: Sequence[np.ndarray], pad_id: int, prefix: int | None = None, suffix: int | None = None
+def pad_flat(
+    flat: np.ndarray, lengths: np.ndarray, pad_id: int, prefix: int | None = None, suffix: int | None = None
 ) -> torch.Tensor:
-    """Right-pad 1-D id arrays into a (B, max_len) LongTensor, optionally adding a first and a
-    last token to each, with one scatter instead of a loop over tokens."""
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    """Right-pad sequences given back to back (`flat`, with `lengths`) into a (B, max_len) LongTensor,
+    optionally adding a first and a last token to each, with one scatter instead of a loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    b = len(lengths)
     extra = (prefix is not None) + (suffix is not None)
     total = lengths + extra
-    out = np.full((len(seqs), int(total.max(initial=0))), pad_id, dtype=np.int64)
-    flat = np.concatenate(seqs).astype(np.int64) if len(seqs) else np.zeros(0, np.int64)
-    rows = np.repeat(np.arange(len(seqs)), lengths)
+    out = np.full((b, int(total.max(initial=0))), pad_id, dtype=np.int64)
+    rows = np.repeat(np.arange(b), lengths)
     cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    offset = 1 if prefix is not None else 0
-    out[rows, cols + offset] = flat
+    out[rows, cols + (1 if prefix is not None else 0)] = flat
     if prefix is not None:
         out[:, 0] = prefix
     if suffix is not None:
-        out[np.arange(len(seqs)), total - 1] = suffix
+        out[np.arange(b), total - 1] = suffix
     return torch.from_numpy(out)
+
+
+def pad_sequences(
+    seqs: Sequence[np.ndarray], pad_id: int, prefix: int | None = None, suffix: int | None = None
+) -> torch.Tensor:
+    """`pad_flat` for a list of 1-D id arrays."""
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    flat = np.concatenate(seqs).astype(np.int64) if len(seqs) else np.zeros(0, np.int64)
+    return pad_flat(flat, lengths, pad_id, prefix, suffix)

@@ -6,6 +6,10 @@ from janusgen.data.batching import TokenBudgetSampler, pack_by_tokens, pad_seque
 from janusgen.errors import JanusError
 
 
+def _indices(batches):
+    return [b.indices for b in batches]
+
+
 def _lengths(n=500, seed=0):
     rng = np.random.default_rng(seed)
     return rng.integers(2, 60, n), rng.integers(3, 60, n)
@@ -14,7 +18,7 @@ def _lengths(n=500, seed=0):
 def test_every_pair_once_per_epoch_within_budget():
     src, tgt = _lengths()
     sampler = TokenBudgetSampler(src, tgt, max_tokens=400, seed=1)
-    batches = list(sampler.epoch_batches())
+    batches = [b.indices for b in sampler.epoch_batches()]
     seen = np.concatenate(batches)
     assert sorted(seen.tolist()) == list(range(len(src)))
     cost = np.maximum(src, tgt)
@@ -39,17 +43,17 @@ def test_deterministic_and_different_per_epoch():
     src, tgt = _lengths()
     a = TokenBudgetSampler(src, tgt, 300, seed=3)
     b = TokenBudgetSampler(src, tgt, 300, seed=3)
-    e0a, e0b = list(a.epoch_batches()), list(b.epoch_batches())
+    e0a, e0b = _indices(a.epoch_batches()), _indices(b.epoch_batches())
     assert all(np.array_equal(x, y) for x, y in zip(e0a, e0b, strict=True))
-    e1 = list(a.epoch_batches())
+    e1 = _indices(a.epoch_batches())
     assert not all(np.array_equal(x, y) for x, y in zip(e0a, e1, strict=False))
-    other = list(TokenBudgetSampler(src, tgt, 300, seed=4).epoch_batches())
+    other = _indices(TokenBudgetSampler(src, tgt, 300, seed=4).epoch_batches())
     assert not all(np.array_equal(x, y) for x, y in zip(e0a, other, strict=False))
 
 
 def test_similar_lengths_share_a_batch():
     src, tgt = _lengths(2000)
-    batches = list(TokenBudgetSampler(src, tgt, 1000, seed=0).epoch_batches())
+    batches = _indices(TokenBudgetSampler(src, tgt, 1000, seed=0).epoch_batches())
     cost = np.maximum(src, tgt)
     padding = sum(len(b) * cost[b].max() - cost[b].sum() for b in batches)
     assert padding / cost.sum() < 0.05
@@ -59,16 +63,16 @@ def test_resume_mid_epoch_gives_the_same_stream():
     src, tgt = _lengths()
     full = TokenBudgetSampler(src, tgt, 300, seed=5)
     it = iter(full)
-    reference = [next(it) for _ in range(len(full) + 7)]  # crosses an epoch boundary
+    reference = [next(it).indices for _ in range(len(full) + 7)]  # crosses an epoch boundary
 
     first = TokenBudgetSampler(src, tgt, 300, seed=5)
     it = iter(first)
-    head = [next(it) for _ in range(10)]
+    head = [next(it).indices for _ in range(10)]
     state = first.state_dict()
     resumed = TokenBudgetSampler(src, tgt, 300, seed=5)
     resumed.load_state_dict(state)
     it = iter(resumed)
-    tail = [next(it) for _ in range(len(reference) - 10)]
+    tail = [next(it).indices for _ in range(len(reference) - 10)]
     assert all(np.array_equal(x, y) for x, y in zip(head + tail, reference, strict=True))
 
 
@@ -83,7 +87,7 @@ def test_ranks_get_disjoint_shards_and_equal_steps():
     src, tgt = _lengths(997)
     world = 3
     samplers = [TokenBudgetSampler(src, tgt, 300, seed=2, rank=r, world_size=world) for r in range(world)]
-    shards = [list(s.epoch_batches()) for s in samplers]
+    shards = [_indices(s.epoch_batches()) for s in samplers]
     assert len({len(s) for s in shards}) == 1
     assert len(shards[0]) == len(samplers[0].global_batches(0)) // world
     flat = [np.concatenate(s) for s in shards]
@@ -107,7 +111,8 @@ def test_resume_with_a_different_world_size_continues_the_global_list():
     one = TokenBudgetSampler(src, tgt, 300, seed=7)
     one.load_state_dict(state)
     global_list = one.global_batches(0)
-    assert np.array_equal(next(iter(one)), global_list[8])
+    batch = next(iter(one))
+    assert batch.position == 8 and np.array_equal(batch.indices, global_list[8])
 
 
 def test_pad_sequences_adds_bos_eos_and_pads():
@@ -116,3 +121,17 @@ def test_pad_sequences_adds_bos_eos_and_pads():
     assert out.dtype == torch.long
     assert out.tolist() == [[2, 5, 6, 7, 3], [2, 8, 3, 0, 0], [2, 3, 0, 0, 0]]
     assert pad_sequences(seqs, pad_id=1, suffix=3).tolist() == [[5, 6, 7, 3], [8, 3, 1, 1], [3, 1, 1, 1]]
+
+
+def test_batch_seed_depends_on_identity_not_on_rank_layout():
+    src, tgt = _lengths(400)
+    single = list(TokenBudgetSampler(src, tgt, 300, seed=9).epoch_batches())
+    ranks = [
+        list(TokenBudgetSampler(src, tgt, 300, seed=9, rank=r, world_size=2).epoch_batches())
+        for r in range(2)
+    ]
+    by_position = {b.position: b for shard in ranks for b in shard}
+    for b in single[: len(by_position)]:
+        assert by_position[b.position].seed(1) == b.seed(1)
+        assert np.array_equal(by_position[b.position].indices, b.indices)
+    assert len({b.seed(1) for b in single}) == len(single)

@@ -1,0 +1,1 @@
+"""Data: corpus sources, the SentencePiece tokenizer, binarized token arrays, `janus data prepare`."""

@@ -1,0 +1,81 @@
+"""Reading a folder written by `janus data prepare`: one split's (source, target) token-id pairs."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from janusgen.data.binarized import FORMAT_VERSION, META_FILE, BinarizedArray
+from janusgen.data.tokenizer import Tokenizer
+from janusgen.errors import DataError, JanusError
+from janusgen.fileio import read_json
+
+_REQUIRED_KEYS = ("format_version", "src", "tgt", "vocab_size", "dtype", "tokenizer", "splits")
+
+
+def read_meta(data_dir: Path) -> dict[str, Any]:
+    """The validated meta.json of a prepared data folder."""
+    data_dir = Path(data_dir)
+    hint = "(run `janus data prepare` to create it)"
+    if not data_dir.is_dir():
+        raise JanusError(f"data folder {data_dir} does not exist or is not a folder {hint}")
+    path = data_dir / META_FILE
+    if not path.is_file():
+        raise JanusError(f"{data_dir} is not a prepared data folder: it has no {META_FILE} {hint}")
+    meta = read_json(path)
+    missing = [k for k in _REQUIRED_KEYS if k not in meta] if isinstance(meta, dict) else list(_REQUIRED_KEYS)
+    if missing:
+        raise JanusError(f"{path}: not a janusgen data description (missing {', '.join(missing)})")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise JanusError(
+            f"{path}: format_version {meta['format_version']} is not supported (this janusgen reads "
+            f"{FORMAT_VERSION}); run `janus data prepare` again"
+        )
+    return meta
+
+
+class PairDataset:
+    """Token ids of one split, memory-mapped; items are (source, target) WITHOUT bos/eos."""
+
+    def __init__(self, data_dir: Path, split: str, meta: dict[str, Any]) -> None:
+        self.data_dir = Path(data_dir)
+        self.split = split
+        self.meta = meta
+        self.src = BinarizedArray(self.data_dir / f"{split}.src", meta["dtype"])
+        self.tgt = BinarizedArray(self.data_dir / f"{split}.tgt", meta["dtype"])
+        expected = meta["splits"][split]["pairs"]
+        if not len(self.src) == len(self.tgt) == expected:
+            raise DataError(
+                f"{self.data_dir}: split '{split}' has {len(self.src)} source and {len(self.tgt)} target "
+                f"sequences but {META_FILE} says {expected}; prepare it again"
+            )
+        self.src_lengths: np.ndarray = self.src.lengths
+        self.tgt_lengths: np.ndarray = self.tgt.lengths
+
+    @classmethod
+    def open(cls, data_dir: Path, split: str) -> PairDataset:
+        meta = read_meta(data_dir)
+        if split not in meta["splits"]:
+            have = ", ".join(meta["splits"]) or "none"
+            raise JanusError(f"{data_dir} has no split '{split}' (it has: {have})")
+        return cls(data_dir, split, meta)
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        return Tokenizer.from_file(self.data_dir / self.meta["tokenizer"])
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.src[i], self.tgt[i]
+
+    def filter_by_length(self, max_src: int, max_tgt: int) -> tuple[np.ndarray, int]:
+        """Indices (int64, ascending) of the pairs with at most `max_src` / `max_tgt` tokens, and how many
+        were left out. Long pairs are dropped and counted, never truncated (lengths exclude bos/eos)."""
+        fits = (self.src_lengths <= max_src) & (self.tgt_lengths <= max_tgt)
+        indices = np.flatnonzero(fits).astype(np.int64)
+        return indices, len(self) - len(indices)

@@ -1,0 +1,151 @@
+"""`janus data prepare`: train the joint vocabulary on a corpus and write memory-mapped token arrays.
+
+The output folder holds `spm.model`, `{split}.src.bin/.idx` and `{split}.tgt.bin/.idx` per split
+(see `binarized`) and `meta.json` (statistics, the source, the config and a sha256 of every file).
+It is built in a temporary folder and renamed into place only when complete, and two runs on the
+same input with the same config write byte-identical files.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from janusgen.config import PrepareConfig, to_dict
+from janusgen.data.binarized import FORMAT_VERSION, META_FILE, SPM_FILE, BinarizedWriter, dtype_for_vocab
+from janusgen.data.sources import PairSource
+from janusgen.data.tokenizer import SPECIAL_IDS, Tokenizer
+from janusgen.errors import DataError, JanusError
+from janusgen.fileio import atomic_directory, sha256_file, write_json
+
+
+def prepare(source: PairSource, out_dir: Path, cfg: PrepareConfig) -> dict[str, Any]:
+    """Prepare `source` into `out_dir` and return its meta.json contents.
+
+    The returned dict also has a "run" entry (output folder, seconds taken) that is not written to
+    meta.json, so reruns stay byte-identical.
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    splits = tuple(dict.fromkeys(cfg.splits))
+    if "train" not in splits:
+        listed = ",".join(splits)
+        raise JanusError(f"--splits must include train (the vocabulary is learnt from it), got {listed}")
+    # Every split must be there before minutes are spent on the vocabulary.
+    source.require_splits(splits)
+    _check_output(out_dir)
+
+    with atomic_directory(out_dir) as tmp:
+        tokenizer = Tokenizer.train(
+            _train_sentences(source),
+            vocab_size=cfg.vocab_size,
+            model_type=cfg.model_type,
+            character_coverage=cfg.character_coverage,
+            max_sentences=cfg.spm_max_sentences,
+            seed=cfg.seed,
+            num_threads=cfg.spm_threads,
+        )
+        tokenizer.save(tmp / SPM_FILE)
+        dtype = dtype_for_vocab(tokenizer.vocab_size)
+        stats = {split: _binarize(source, split, tokenizer, tmp, dtype, cfg) for split in splits}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "src": source.src,
+            "tgt": source.tgt,
+            "vocab_size": tokenizer.vocab_size,
+            "dtype": dtype,
+            "special_ids": dict(SPECIAL_IDS),
+            "tokenizer": SPM_FILE,
+            "splits": stats,
+            "source": source.describe(),
+            "config": {**to_dict(cfg), "splits": list(splits)},  # a list, as JSON reads it back
+            "files": {path.name: sha256_file(path) for path in sorted(tmp.iterdir())},
+        }
+        write_json(tmp / META_FILE, meta)
+    return {**meta, "run": {"out": str(out_dir), "seconds": round(time.perf_counter() - start, 2)}}
+
+
+def _check_output(out_dir: Path) -> None:
+    """Refuse to replace anything but an earlier prepared folder (a typo must not delete a corpus)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise JanusError(f"output {out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / META_FILE).is_file():
+        raise JanusError(
+            f"output folder {out_dir} is not empty and is not a prepared data folder (no {META_FILE}); "
+            "refusing to replace it"
+        )
+
+
+def _train_sentences(source: PairSource) -> Iterator[str]:
+    """Both sides of the train split's kept pairs, for SentencePiece."""
+    kept = 0
+    with tqdm(desc="read train for the vocabulary", unit=" pairs", file=sys.stderr, disable=None) as bar:
+        for src, tgt in source.pairs("train"):
+            bar.update()
+            if src and tgt:
+                kept += 1
+                yield src
+                yield tgt
+    if not kept:
+        raise DataError("the train split has no pair with both sides non-empty")
+
+
+def _binarize(
+    source: PairSource, split: str, tokenizer: Tokenizer, folder: Path, dtype: str, cfg: PrepareConfig
+) -> dict[str, Any]:
+    """Encode `split` chunk by chunk into `{split}.src` / `{split}.tgt` arrays; return its statistics."""
+    dropped = 0
+    pairs = source.pairs(split)
+    with (
+        BinarizedWriter(folder / f"{split}.src", dtype) as src_out,
+        BinarizedWriter(folder / f"{split}.tgt", dtype) as tgt_out,
+        tqdm(desc=f"encode {split}", unit=" pairs", file=sys.stderr, disable=None) as bar,
+    ):
+        while chunk := list(islice(pairs, cfg.chunk_lines)):
+            src_ids = tokenizer.encode([s for s, _ in chunk], num_threads=cfg.num_threads)
+            tgt_ids = tokenizer.encode([t for _, t in chunk], num_threads=cfg.num_threads)
+            # One rule drops an empty side and text that normalises to nothing: no tokens, no pair.
+            kept = [(s, t) for s, t in zip(src_ids, tgt_ids, strict=True) if s and t]
+            dropped += len(chunk) - len(kept)
+            src_out.append([s for s, _ in kept])
+            tgt_out.append([t for _, t in kept])
+            bar.update(len(chunk))
+        src_len = src_out.finish()
+        tgt_len = tgt_out.finish()
+    return {"pairs": len(src_len), "dropped_empty": dropped, **_side_stats("src", src_len),
+            **_side_stats("tgt", tgt_len)}
+
+
+def _side_stats(side: str, lengths: np.ndarray) -> dict[str, Any]:
+    return {
+        f"{side}_tokens": int(lengths.sum()),
+        f"{side}_mean_tokens": round(float(lengths.mean()), 3) if len(lengths) else 0.0,
+        f"{side}_max_tokens": int(lengths.max(initial=0)),
+    }
+
+
+def format_report(meta: dict[str, Any]) -> str:
+    """A short table of what `prepare` wrote: per split pairs, mean and max tokens, dropped pairs."""
+    run = meta.get("run", {})
+    where = f" into {run['out']}" if "out" in run else ""
+    took = f" in {run['seconds']:.1f} s" if "seconds" in run else ""
+    header = ("split", "pairs", "src mean", "tgt mean", "src max", "tgt max", "dropped")
+    lines = [
+        f"prepared {meta['src']}->{meta['tgt']}{where}{took}",
+        f"vocabulary {meta['vocab_size']} pieces ({meta['dtype']}), in {meta['tokenizer']}",
+        "{:<10}{:>12}{:>10}{:>10}{:>9}{:>9}{:>9}".format(*header),
+    ]
+    for name in meta["config"]["splits"]:
+        s = meta["splits"][name]
+        lines.append(
+            f"{name:<10}{s['pairs']:>12,}{s['src_mean_tokens']:>10.1f}{s['tgt_mean_tokens']:>10.1f}"
+            f"{s['src_max_tokens']:>9}{s['tgt_max_tokens']:>9}{s['dropped_empty']:>9,}"
+        )
+    return "\n".join(lines)
