@@ -6,12 +6,27 @@ Each subcommand parses its options here and calls one function of the package; t
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
-from janusgen.config import BibleConfig, PrepareConfig
+from janusgen.config import (
+    BEST_METRICS,
+    MODEL_PRESETS,
+    OBJECTIVES,
+    PRECISIONS,
+    BibleConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    PrepareConfig,
+    TrainConfig,
+    model_preset,
+    objective_preset,
+)
 from janusgen.errors import JanusError
-
 
 # ---------------------------------------------------------------------------------------------- data
 
@@ -29,14 +44,42 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         "text files and manifest.json to --out.",
     )
     bible.add_argument("--out", type=Path, required=True, help="output folder for the text corpus")
-    bible.add_argument("--source", default=d.source, help="source module: sparv, web or kjv (default %(default)s)")
+    bible.add_argument(
+        "--source", default=d.source, help="source module: sparv, web or kjv (default %(default)s)"
+    )
     bible.add_argument("--target", default=d.target, help="target module (default %(default)s)")
-    bible.add_argument("--max-words", type=int, default=d.max_words, help="drop verses longer than this (default %(default)s)")
-    bible.add_argument("--max-ratio", type=float, default=d.max_ratio, help="drop pairs whose length ratio exceeds this (default %(default)s)")
-    bible.add_argument("--sword-path", default=None, help="a SWORD library folder (with mods.d/) to read instead of searching")
-    bible.add_argument("--cache", type=Path, default=None, help="where fetched .deb packages are unpacked (default ~/.cache/janusgen/sword)")
-    bible.add_argument("--prepare", type=Path, default=None, metavar="DATA", help="then run `janus data prepare` into DATA")
-    bible.add_argument("--vocab-size", type=int, default=PrepareConfig().vocab_size, help="vocabulary size for --prepare (default %(default)s)")
+    bible.add_argument(
+        "--max-words",
+        type=int,
+        default=d.max_words,
+        help="drop verses longer than this (default %(default)s)",
+    )
+    bible.add_argument(
+        "--max-ratio",
+        type=float,
+        default=d.max_ratio,
+        help="drop pairs whose length ratio exceeds this (default %(default)s)",
+    )
+    bible.add_argument(
+        "--sword-path",
+        default=None,
+        help="a SWORD library folder (with mods.d/) to read instead of searching",
+    )
+    bible.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="where fetched .deb packages are unpacked (default ~/.cache/janusgen/sword)",
+    )
+    bible.add_argument(
+        "--prepare", type=Path, default=None, metavar="DATA", help="then run `janus data prepare` into DATA"
+    )
+    bible.add_argument(
+        "--vocab-size",
+        type=int,
+        default=PrepareConfig().vocab_size,
+        help="vocabulary size for --prepare (default %(default)s)",
+    )
     bible.set_defaults(func=_run_data_bible)
 
     p = PrepareConfig()
@@ -47,18 +90,42 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         "train a joint SentencePiece model on its training split and write memory-mapped token arrays.",
     )
     src = prep.add_mutually_exclusive_group(required=True)
-    src.add_argument("--text", type=Path, metavar="DIR", help="folder with {split}.{src} and {split}.{tgt} files")
-    src.add_argument("--tsv", type=Path, metavar="DIR", help="folder with {split}.tsv files: source<TAB>target")
-    src.add_argument("--jsonl", type=Path, metavar="DIR", help="folder with {split}.jsonl files, fields --src/--tgt (or translation.{src})")
-    src.add_argument("--hf-dataset", metavar="NAME", help="a Hugging Face dataset name (hub) or a folder saved with save_to_disk")
+    src.add_argument(
+        "--text", type=Path, metavar="DIR", help="folder with {split}.{src} and {split}.{tgt} files"
+    )
+    src.add_argument(
+        "--tsv", type=Path, metavar="DIR", help="folder with {split}.tsv files: source<TAB>target"
+    )
+    src.add_argument(
+        "--jsonl",
+        type=Path,
+        metavar="DIR",
+        help="folder with {split}.jsonl files, fields --src/--tgt (or translation.{src})",
+    )
+    src.add_argument(
+        "--hf-dataset",
+        metavar="NAME",
+        help="a Hugging Face dataset name (hub) or a folder saved with save_to_disk",
+    )
     prep.add_argument("--hf-config", default=None, help="Hugging Face dataset configuration (e.g. de-en)")
     prep.add_argument("--src", required=True, help="source language / file suffix / column name")
     prep.add_argument("--tgt", required=True, help="target language / file suffix / column name")
     prep.add_argument("--out", type=Path, required=True, help="output folder for the prepared data")
-    prep.add_argument("--splits", default=",".join(p.splits), help="comma-separated splits to read (default %(default)s)")
-    prep.add_argument("--vocab-size", type=int, default=p.vocab_size, help="SentencePiece vocabulary size (default %(default)s)")
-    prep.add_argument("--model-type", default=p.model_type, choices=["unigram", "bpe"], help="SentencePiece model type")
-    prep.add_argument("--threads", type=int, default=p.num_threads, help="encoding threads (default %(default)s)")
+    prep.add_argument(
+        "--splits", default=",".join(p.splits), help="comma-separated splits to read (default %(default)s)"
+    )
+    prep.add_argument(
+        "--vocab-size",
+        type=int,
+        default=p.vocab_size,
+        help="SentencePiece vocabulary size (default %(default)s)",
+    )
+    prep.add_argument(
+        "--model-type", default=p.model_type, choices=["unigram", "bpe"], help="SentencePiece model type"
+    )
+    prep.add_argument(
+        "--threads", type=int, default=p.num_threads, help="encoding threads (default %(default)s)"
+    )
     prep.set_defaults(func=_run_data_prepare)
 
 
@@ -93,10 +160,17 @@ def _run_data_prepare(args: argparse.Namespace) -> int:
 
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     source = open_source(
-        text=args.text, tsv=args.tsv, jsonl=args.jsonl, hf_dataset=args.hf_dataset,
-        hf_config=args.hf_config, src=args.src, tgt=args.tgt,
+        text=args.text,
+        tsv=args.tsv,
+        jsonl=args.jsonl,
+        hf_dataset=args.hf_dataset,
+        hf_config=args.hf_config,
+        src=args.src,
+        tgt=args.tgt,
     )
-    cfg = PrepareConfig(vocab_size=args.vocab_size, model_type=args.model_type, num_threads=args.threads, splits=splits)
+    cfg = PrepareConfig(
+        vocab_size=args.vocab_size, model_type=args.model_type, num_threads=args.threads, splits=splits
+    )
     meta = prepare(source, args.out, cfg)
     _print_prepare_stats(meta)
     return 0
@@ -114,16 +188,187 @@ def _print_prepare_stats(meta: dict) -> None:
     print(format_report(meta))
 
 
+# --------------------------------------------------------------------------------------------- train
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90s", "15m", "1.5h"; a bare number means minutes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 15m or 1.5h")
+    value, unit = float(match.group(1)), match.group(2) or "m"
+    return value * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+def parse_assignments(items: list[str], cls: type, option: str) -> dict[str, Any]:
+    """KEY=VALUE pairs for dataclass `cls`; values are JSON (numbers, true/false) or plain strings."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            raise JanusError(
+                f"{option} {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}"
+            )
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+_TRAIN_OPTIONS = {  # option -> (TrainConfig field, type, help)
+    "--max-updates": ("max_updates", int, "stop after this many updates"),
+    "--time-budget": ("time_budget_s", parse_duration, "stop after this much training time (90s, 15m, 1.5h)"),
+    "--max-tokens": ("max_tokens", int, "padded tokens per batch and rank"),
+    "--update-freq": ("update_freq", int, "batches per update (gradient accumulation)"),
+    "--lr": ("lr", float, "peak learning rate"),
+    "--warmup": ("warmup_updates", int, "linear warmup updates before the inverse square-root decay"),
+    "--weight-decay": ("weight_decay", float, "AdamW weight decay"),
+    "--clip-norm": ("clip_norm", float, "gradient clipping norm (0: off)"),
+    "--precision": ("precision", str, f"{', '.join(PRECISIONS)} (bf16: autocast on CPU or GPU; fp16: GPU)"),
+    "--seed": ("seed", int, "random seed (batches, masks, dropout, initialisation)"),
+    "--log-every": ("log_every", int, "updates between log lines"),
+    "--validate-every": ("validate_every", int, "updates between validations and checkpoints"),
+    "--valid-bleu-sentences": ("valid_bleu_sentences", int, "valid pairs for the quick BLEU (0: off)"),
+    "--keep-last": ("keep_last", int, "step checkpoints to keep besides best and last"),
+    "--best-metric": ("best_metric", str, f"what `best` means: {', '.join(BEST_METRICS)}"),
+}
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    d = TrainConfig()
+    train = sub.add_parser(
+        "train",
+        help="train an ar, cmlm or janus model",
+        description="Train on a folder made by `janus data prepare`. Writes checkpoints (out/last, out/best, "
+        "out/checkpoints/step_N), log.jsonl and TensorBoard logs to --out. "
+        "Under torchrun it trains with DDP.",
+    )
+    train.add_argument("--data", type=Path, required=True, help="prepared data folder")
+    train.add_argument("--out", type=Path, required=True, help="run folder")
+    train.add_argument(
+        "--objective", choices=OBJECTIVES, default="janus", help="training objective (default %(default)s)"
+    )
+    train.add_argument(
+        "--preset", default="small", help=f"model size: {', '.join(MODEL_PRESETS)} (default %(default)s)"
+    )
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from out/last")
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
+    train.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model setting, e.g. dropout=0.2 (repeatable)",
+    )
+    train.add_argument(
+        "--objective-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an objective setting, e.g. kl_ar_aux=1.0 or encode_per_view=true (repeatable)",
+    )
+    for flag, (name, kind, text) in _TRAIN_OPTIONS.items():
+        default = getattr(d, name)
+        train.add_argument(
+            flag,
+            dest=name,
+            type=kind,
+            default=None,
+            metavar=name.split("_")[-1].upper(),
+            help=f"{text} (default {default})" if default is not None else text,
+        )
+    train.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from janusgen.training.trainer import RESUMABLE, train
+
+    given = {
+        name: getattr(args, name) for name, _, _ in _TRAIN_OPTIONS.values() if getattr(args, name) is not None
+    }
+    if args.resume:
+        fixed = sorted(set(given) - set(RESUMABLE))
+        if fixed or args.model_option or args.objective_option:
+            names = (
+                fixed
+                + (["--model-option"] if args.model_option else [])
+                + (["--objective-option"] if args.objective_option else [])
+            )
+            raise JanusError(
+                f"--resume takes the model and training setup from the checkpoint; only "
+                f"{', '.join(RESUMABLE)} may change (got {', '.join(names)})"
+            )
+        summary = train(
+            args.data,
+            args.out,
+            None,
+            None,
+            TrainConfig(),
+            resume=True,
+            device=args.device,
+            resume_overrides=given,
+        )
+    else:
+        model_cfg = dataclasses.replace(
+            model_preset(args.preset), **parse_assignments(args.model_option, ModelConfig, "--model-option")
+        )
+        objective_cfg = objective_preset(args.objective)
+        objective_cfg = dataclasses.replace(
+            objective_cfg, **parse_assignments(args.objective_option, ObjectiveConfig, "--objective-option")
+        )
+        summary = train(
+            args.data, args.out, model_cfg, objective_cfg, TrainConfig(**given), device=args.device
+        )
+    print(json.dumps(summary))
+    return 0
+
+
+def _add_average(sub: argparse._SubParsersAction) -> None:
+    avg = sub.add_parser(
+        "average",
+        help="average the weights of several checkpoints",
+        description="Average checkpoints of one run (e.g. the last N step checkpoints) into a new one.",
+    )
+    avg.add_argument("checkpoints", nargs="*", type=Path, help="checkpoint folders")
+    avg.add_argument(
+        "--last", type=int, default=None, metavar="N", help="with --run: average its last N step checkpoints"
+    )
+    avg.add_argument("--run", type=Path, default=None, help="a run folder (with --last)")
+    avg.add_argument("--out", type=Path, required=True, help="output checkpoint folder")
+    avg.set_defaults(func=_run_average)
+
+
+def _run_average(args: argparse.Namespace) -> int:
+    from janusgen.training.checkpoint import average_checkpoints
+
+    paths = list(args.checkpoints)
+    if args.run is not None:
+        steps = sorted((args.run / "checkpoints").glob("step_*"))
+        if args.last is None or len(steps) < args.last:
+            raise JanusError(f"--run {args.run}: pass --last N with N <= {len(steps)} (its step checkpoints)")
+        paths += steps[-args.last :]
+    if not paths:
+        raise JanusError("give checkpoint folders, or --run DIR --last N")
+    average_checkpoints(paths, args.out)
+    print(f"averaged {len(paths)} checkpoints into {args.out}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="janus",
-        description="Train and run JANUS models: one encoder-decoder, autoregressive and non-autoregressive decoding.",
+        description="Train and run JANUS models: one encoder-decoder, "
+        "autoregressive and non-autoregressive decoding.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{data}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,train,average}")
     _add_data(sub)
+    _add_train(sub)
+    _add_average(sub)
     return parser
 
 

@@ -21,7 +21,9 @@ from janusgen.model.layout import ar_view, masked_ranks, masked_view
 from janusgen.model.transformer import Encoded, JanusTransformer
 
 
-def label_smoothed_ce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: float) -> torch.Tensor:
+def label_smoothed_ce(
+    logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: float
+) -> torch.Tensor:
     """Mean over valid tokens of (1 - eps) * NLL + eps * mean_v(-log p_v), computed in float32."""
     logp = F.log_softmax(logits.float(), dim=-1)
     nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
@@ -57,8 +59,7 @@ class LossOutput:
 
 
 class JanusObjective:
-    """Computes the weighted loss of one batch; owns the generator that samples masks, whose state
-    is saved with checkpoints so that a resumed run masks exactly as the uninterrupted one."""
+    """Computes the weighted loss of one batch; owns the generator that samples the masks."""
 
     def __init__(self, cfg: ObjectiveConfig, seed: int = 0) -> None:
         self.cfg = cfg
@@ -119,18 +120,28 @@ class JanusObjective:
             enc_len = enc_nar if (self.needs_nar or self.needs_aux) else enc
             terms["length"] = self.length_loss(model, enc_len, tgt)
 
-        weights = {"ar": cfg.ar_weight, "nar": cfg.nar_weight, "aux": cfg.aux_weight, "length": cfg.length_weight,
-                   "kl_ar_nar": cfg.kl_ar_nar, "kl_nar_aux": cfg.kl_nar_aux, "kl_ar_aux": cfg.kl_ar_aux}
+        weights = {
+            "ar": cfg.ar_weight,
+            "nar": cfg.nar_weight,
+            "aux": cfg.aux_weight,
+            "length": cfg.length_weight,
+            "kl_ar_nar": cfg.kl_ar_nar,
+            "kl_nar_aux": cfg.kl_nar_aux,
+            "kl_ar_aux": cfg.kl_ar_aux,
+        }
         loss = sum(weights[name] * value for name, value in terms.items())
-        return LossOutput(loss, {k: v.detach() for k, v in terms.items()}, int(target_valid.sum()), masked_tokens)
+        return LossOutput(
+            loss, {k: v.detach() for k, v in terms.items()}, int(target_valid.sum()), masked_tokens
+        )
 
     @staticmethod
     def length_loss(model: JanusTransformer, enc: Encoded, tgt: torch.Tensor) -> torch.Tensor:
         logits = model.length_logits(enc)
-        return F.cross_entropy(logits.float(), length_targets(tgt, model.cfg.pad_id, model.cfg.max_target_length))
+        return F.cross_entropy(
+            logits.float(), length_targets(tgt, model.cfg.pad_id, model.cfg.max_target_length)
+        )
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.generator.set_state(state["generator"])
+    def reseed(self, seed: int) -> None:
+        """The trainer reseeds per batch from the batch's identity, so masks do not depend on how many
+        ranks there are, on gradient accumulation, or on where a run was resumed."""
+        self.generator.manual_seed(seed)

@@ -18,7 +18,9 @@ def _pairs(lengths, vocab, seed):
     tgt = torch.full((len(lengths), t), PAD)
     for b, n in enumerate(lengths):
         src[b, : n + 1] = torch.cat([torch.randint(5, vocab, (n,), generator=g), torch.tensor([EOS])])
-        tgt[b, : n + 2] = torch.cat([torch.tensor([BOS]), torch.randint(5, vocab, (n,), generator=g), torch.tensor([EOS])])
+        tgt[b, : n + 2] = torch.cat(
+            [torch.tensor([BOS]), torch.randint(5, vocab, (n,), generator=g), torch.tensor([EOS])]
+        )
     return src, tgt
 
 
@@ -49,7 +51,10 @@ def test_label_smoothed_ce_matches_definition_and_ignores_invalid():
     lp = logits.log_softmax(-1)
     per = (1 - eps) * -lp.gather(-1, target[..., None])[..., 0] + eps * -lp.mean(-1)
     assert torch.allclose(label_smoothed_ce(logits, target, valid, eps), per[valid].mean())
-    assert torch.allclose(label_smoothed_ce(logits, target, valid, 0.0), torch.nn.functional.cross_entropy(logits[valid], target[valid]))
+    assert torch.allclose(
+        label_smoothed_ce(logits, target, valid, 0.0),
+        torch.nn.functional.cross_entropy(logits[valid], target[valid]),
+    )
 
 
 def test_span_mask_ratio_and_never_special():
@@ -92,7 +97,14 @@ def test_each_view_is_computed_only_when_a_term_needs_it():
     assert set(JanusObjective(objective_preset("ar"))(model, src, tgt).terms) == {"ar"}
     assert set(cmlm(model, src, tgt).terms) == {"nar", "length"}
     assert set(JanusObjective(objective_preset("janus"))(model, src, tgt).terms) == {
-        "ar", "nar", "aux", "length", "kl_ar_nar", "kl_nar_aux", "kl_ar_aux"}
+        "ar",
+        "nar",
+        "aux",
+        "length",
+        "kl_ar_nar",
+        "kl_nar_aux",
+        "kl_ar_aux",
+    }
 
 
 def test_loss_is_the_weighted_sum_of_its_terms():
@@ -101,13 +113,20 @@ def test_loss_is_the_weighted_sum_of_its_terms():
     cfg = objective_preset("janus")
     out = JanusObjective(cfg)(model, src, tgt)
     t = out.terms
-    expected = (t["ar"] + 0.5 * (t["nar"] + t["aux"]) + 0.1 * t["length"]
-                + t["kl_ar_nar"] + t["kl_nar_aux"] + 3 * t["kl_ar_aux"])
+    expected = (
+        t["ar"]
+        + 0.5 * (t["nar"] + t["aux"])
+        + 0.1 * t["length"]
+        + t["kl_ar_nar"]
+        + t["kl_nar_aux"]
+        + 3 * t["kl_ar_aux"]
+    )
     assert torch.allclose(out.loss.detach(), expected)
 
 
-@pytest.mark.parametrize("name,streams", [("ar", ["ar"]), ("cmlm", ["nar", "length"]),
-                                          ("janus", ["ar", "nar", "aux", "length"])])
+@pytest.mark.parametrize(
+    "name,streams", [("ar", ["ar"]), ("cmlm", ["nar", "length"]), ("janus", ["ar", "nar", "aux", "length"])]
+)
 def test_each_objective_overfits_a_handful_of_pairs(name, streams):
     torch.manual_seed(0)
     vocab = 24

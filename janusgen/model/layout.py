@@ -44,7 +44,9 @@ class MaskedView(DecoderView):
     @property
     def query_rows(self) -> torch.Tensor:
         k = self.masked_positions.shape[1]
-        return (self.num_content + torch.arange(k, device=self.tokens.device)).expand_as(self.masked_positions)
+        return (self.num_content + torch.arange(k, device=self.tokens.device)).expand_as(
+            self.masked_positions
+        )
 
 
 def ar_view(tgt: torch.Tensor, pad_id: int, mask_id: int) -> DecoderView:
@@ -78,8 +80,9 @@ def content_only_ar_view(tgt: torch.Tensor, pad_id: int) -> DecoderView:
     return DecoderView(content, pos[None].expand(b, -1), visible, t - 1)
 
 
-def masked_ranks(masked: torch.Tensor, random_order: bool = False, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
+def masked_ranks(
+    masked: torch.Tensor, random_order: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Rank j of each masked position in the prediction order (left to right by default, or a random
     permutation per sentence, XLNet style); -1 where not masked."""
     if random_order:
@@ -91,8 +94,9 @@ def masked_ranks(masked: torch.Tensor, random_order: bool = False, generator: to
     return rank.masked_fill(~masked, -1)
 
 
-def masked_view(tgt: torch.Tensor, masked: torch.Tensor, pad_id: int, mask_id: int, rank: torch.Tensor | None = None
-                ) -> MaskedView:
+def masked_view(
+    tgt: torch.Tensor, masked: torch.Tensor, pad_id: int, mask_id: int, rank: torch.Tensor | None = None
+) -> MaskedView:
     """NAR/AUX view of targets `tgt` (B, T) with masked set `masked` (B, T) bool (never BOS/EOS/pad).
 
     Content rows 0 .. T-1: the target with [MASK] at masked positions (O and P parts, at their own
@@ -115,7 +119,9 @@ def masked_view(tgt: torch.Tensor, masked: torch.Tensor, pad_id: int, mask_id: i
 
     observed_part = tgt.masked_fill(masked, mask_id)
     tokens = torch.cat([observed_part, masked_targets, torch.full_like(masked_targets, mask_id)], dim=1)
-    positions = torch.cat([torch.arange(t, device=device).expand(b, -1), masked_positions, masked_positions], dim=1)
+    positions = torch.cat(
+        [torch.arange(t, device=device).expand(b, -1), masked_positions, masked_positions], dim=1
+    )
 
     # per-entry segment and rank for the content part (B, C) and all rows (B, R)
     first_seg = torch.where(masked, torch.full_like(rank, P), torch.full_like(rank, O))

@@ -49,10 +49,13 @@ class DecoderCache:
 
     def index_select(self, index: torch.Tensor) -> DecoderCache:
         """Reorder / repeat batch entries (beam search)."""
+
         def sel(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.index_select(0, index)
-        return DecoderCache([LayerCache(sel(c.self_k), sel(c.self_v), sel(c.cross_k), sel(c.cross_v))
-                             for c in self.layers])
+
+        return DecoderCache(
+            [LayerCache(sel(c.self_k), sel(c.self_v), sel(c.cross_k), sel(c.cross_v)) for c in self.layers]
+        )
 
 
 class Attention(nn.Module):
@@ -74,11 +77,15 @@ class Attention(nn.Module):
     def project_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.split_heads(self.k_proj(memory)), self.split_heads(self.v_proj(memory))
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor | None
+    ) -> torch.Tensor:
         """x: (B, R, d) queries; k, v: (B, heads, C, head_dim); visible: (B, R, C) bool or None."""
         q = self.split_heads(self.q_proj(x))
         mask = None if visible is None else visible[:, None]  # (B, 1, R, C), broadcast over heads
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
         b, _, r, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, r, -1))
 
@@ -129,9 +136,16 @@ class DecoderLayer(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.pre_norm = cfg.pre_norm
 
-    def forward(self, x: torch.Tensor, num_content: int, visible: torch.Tensor | None, enc: Encoded,
-                cache: LayerCache | None = None) -> torch.Tensor:
-        """x: (B, R, d) rows, the first `num_content` of them content; visible: (B, R, C_cached + num_content).
+    def forward(
+        self,
+        x: torch.Tensor,
+        num_content: int,
+        visible: torch.Tensor | None,
+        enc: Encoded,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:
+        """x: (B, R, d) rows, the first `num_content` of them content;
+        visible: (B, R, C_cached + num_content).
         With a cache, the new content keys/values are appended to it (incremental decoding)."""
         h = self.norm1(x) if self.pre_norm else x
         k, v = self.self_attn.project_kv(h[:, :num_content])

@@ -42,7 +42,9 @@ def _reference_visibility(tgt_row, masked_row, order):
         part = "P" if masked_row[q] else "O"
         vis[(part, q)] = set(observed) | {("P", m) for m in order}
     for j in range(k):
-        vis[("G", j)] = set(observed) | {("G", i) for i in range(j + 1)} | {("P", order[i]) for i in range(j + 1, k)}
+        vis[("G", j)] = (
+            set(observed) | {("G", i) for i in range(j + 1)} | {("P", order[i]) for i in range(j + 1, k)}
+        )
         vis[("Q", j)] = set(observed) | {("G", i) for i in range(j)} | {("P", order[i]) for i in range(j, k)}
     return vis
 
@@ -147,7 +149,7 @@ def test_one_layer_rows_move_exactly_when_a_visible_entry_moves():
 
 
 def test_no_observed_or_placeholder_row_ever_sees_the_ground_truth():
-    """Through every layer: changing all G tokens moves no O/P row; G_j moves only G_i (i >= j) and Q_i (i > j)."""
+    """Through every layer: changing G_j moves no O/P row, and only G_i (i >= j) and Q_i (i > j)."""
     model = _model(layers=3)
     tgt = _targets([10, 7, 3])
     masked = span_mask(tgt, PAD, generator=torch.Generator().manual_seed(5))

@@ -1,0 +1,1 @@
+"""Evaluation: corpus metrics (sacreBLEU BLEU and chrF, ROUGE) and speed measurements."""

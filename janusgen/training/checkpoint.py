@@ -1,0 +1,178 @@
+"""Self-contained, safe checkpoints: a folder that holds everything needed to decode or to resume.
+
+    model.safetensors          weights
+    config.json                format version, package version, model / objective / train configs, data info
+    spm.model                  the SentencePiece vocabulary
+    trainer_state.json         step, sampler position, best score, optimizer hyper-parameters  (resume only)
+    trainer_state.safetensors  optimizer moments and RNG states                                 (resume only)
+
+Only safetensors and JSON are read back: loading never unpickles anything. Folders are written
+atomically (temporary folder, then rename), so a killed run leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import janusgen
+from janusgen.config import ModelConfig, from_dict
+from janusgen.data.tokenizer import Tokenizer
+from janusgen.errors import JanusError
+from janusgen.fileio import atomic_directory, read_json, write_json
+from janusgen.model.transformer import JanusTransformer
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+SPM_FILE = "spm.model"
+STATE_JSON = "trainer_state.json"
+STATE_TENSORS = "trainer_state.safetensors"
+
+
+def save_checkpoint(
+    path: Path,
+    model: JanusTransformer,
+    tokenizer: Tokenizer,
+    config: dict[str, Any],
+    trainer_state: dict[str, Any] | None = None,
+    state_tensors: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write a checkpoint folder atomically. `config` holds JSON-able configs (model, objective, ...)."""
+    with atomic_directory(Path(path)) as tmp:
+        weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        write_json(
+            tmp / CONFIG_FILE,
+            {"format_version": FORMAT_VERSION, "janusgen_version": janusgen.__version__, **config},
+        )
+        tokenizer.save(tmp / SPM_FILE)
+        if trainer_state is not None:
+            write_json(tmp / STATE_JSON, trainer_state)
+            save_file(
+                {k: v.detach().to("cpu").contiguous() for k, v in (state_tensors or {}).items()},
+                str(tmp / STATE_TENSORS),
+            )
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The validated config.json of a checkpoint folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise JanusError(f"checkpoint {path} does not exist or is not a folder")
+    missing = [f for f in (MODEL_FILE, CONFIG_FILE, SPM_FILE) if not (path / f).is_file()]
+    if missing:
+        raise JanusError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
+    config = read_json(path / CONFIG_FILE)
+    version = config.get("format_version") if isinstance(config, dict) else None
+    if version != FORMAT_VERSION:
+        raise JanusError(
+            f"{path / CONFIG_FILE}: checkpoint format {version!r} was written by another version "
+            f"of janusgen (this one reads format {FORMAT_VERSION})"
+        )
+    return config
+
+
+def load_model(
+    path: Path, device: str | torch.device = "cpu"
+) -> tuple[JanusTransformer, Tokenizer, dict[str, Any]]:
+    """Model (in eval mode), tokenizer and config of a checkpoint folder."""
+    path = Path(path)
+    config = read_config(path)
+    model_cfg = from_dict(ModelConfig, config["model"], where=str(path / CONFIG_FILE))
+    model = JanusTransformer(model_cfg)
+    try:
+        weights = load_file(str(path / MODEL_FILE))
+        model.load_state_dict(weights)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise JanusError(f"{path / MODEL_FILE}: weights do not match the config ({e})") from e
+    tokenizer = Tokenizer.from_file(path / SPM_FILE)
+    if tokenizer.vocab_size != model_cfg.vocab_size:
+        raise JanusError(
+            f"{path}: tokenizer has {tokenizer.vocab_size} pieces but the model {model_cfg.vocab_size}"
+        )
+    return model.to(device).eval(), tokenizer, config
+
+
+def load_trainer_state(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    path = Path(path)
+    if not (path / STATE_JSON).is_file() or not (path / STATE_TENSORS).is_file():
+        raise JanusError(
+            f"checkpoint {path} has no trainer state (it cannot be resumed; it can still decode)"
+        )
+    return read_json(path / STATE_JSON), load_file(str(path / STATE_TENSORS))
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Split an optimizer state_dict into JSON (hyper-parameters) and named tensors."""
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entry in sd["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return {"param_groups": sd["param_groups"], "scalars": scalars}, tensors
+
+
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for name, value in meta["scalars"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    groups = meta["param_groups"]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def link_checkpoint(source: Path, target: Path) -> None:
+    """Make `target` a checkpoint folder identical to `source`, by hard links where the file system
+    allows (files are never modified in place, so sharing them is safe), atomically."""
+    with atomic_directory(Path(target)) as tmp:
+        for f in Path(source).iterdir():
+            try:
+                os.link(f, tmp / f.name)
+            except OSError:
+                shutil.copy2(f, tmp / f.name)
+
+
+def average_checkpoints(paths: list[Path], out: Path) -> None:
+    """Average the weights of several checkpoints of the same model (fairseq-style averaging of the
+    last N), keeping the first one's config and tokenizer; the result has no trainer state."""
+    if len(paths) < 1:
+        raise JanusError("average: give at least one checkpoint")
+    model, tokenizer, config = load_model(paths[0])
+    total = {k: v.double().clone() for k, v in model.state_dict().items()}
+    for p in paths[1:]:
+        other = read_config(p)
+        if other["model"] != config["model"]:
+            raise JanusError(f"average: {p} has a different model config than {paths[0]}")
+        weights = load_file(str(Path(p) / MODEL_FILE))
+        for k in total:
+            total[k] += weights[k].double()
+    model.load_state_dict({k: (v / len(paths)).to(model.state_dict()[k].dtype) for k, v in total.items()})
+    config = {k: v for k, v in config.items() if k not in ("format_version", "janusgen_version")}
+    config["averaged_from"] = [str(p) for p in paths]
+    save_checkpoint(out, model, tokenizer, config)
+
+
+def remove_checkpoint(path: Path) -> None:
+    """Delete a checkpoint folder: first renamed to a hidden name, so it is never seen half-deleted."""
+    path = Path(path)
+    hidden = path.with_name(f".{path.name}.deleting")
+    os.replace(path, hidden)
+    shutil.rmtree(hidden, ignore_errors=True)

@@ -1,0 +1,84 @@
+"""Process-group setup for `torchrun` (PyTorch DDP). A plain `janus train` is a world of one.
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; we read them, pick NCCL on GPU and gloo on CPU, and
+give every collective a timeout so that a dead rank fails the job instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from janusgen.errors import JanusError
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(preference: str, local_rank: int = 0) -> torch.device:
+    if preference == "cpu":
+        return torch.device("cpu")
+    if preference in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if preference == "cuda":
+        raise JanusError("--device cuda: no CUDA device is available")
+    if preference != "auto":
+        raise JanusError(f"--device {preference!r}: choose auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+def init_distributed(device_preference: str = "auto", timeout_s: float = 600.0) -> DistributedContext:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_preference, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return DistributedContext(rank, world_size, local_rank, device)
+
+
+def all_reduce_sum(ctx: DistributedContext, values: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over ranks (no-op in a world of one)."""
+    if ctx.enabled:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def broadcast_flag(ctx: DistributedContext, flag: bool) -> bool:
+    """Rank 0's decision (e.g. "time is up"), so that every rank stops at the same update."""
+    if not ctx.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def barrier(ctx: DistributedContext) -> None:
+    if ctx.enabled:
+        dist.barrier()
+
+
+def shutdown(ctx: DistributedContext) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()

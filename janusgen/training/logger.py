@@ -1,0 +1,47 @@
+"""Training logs: JSON lines (always) and TensorBoard (when installed), written by rank 0 only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLogger:
+    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool = True) -> None:
+        self.enabled = enabled
+        self._jsonl = None
+        self._tb = None
+        if not enabled:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(out_dir / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                print(
+                    "janus: tensorboard is not installed; logging to log.jsonl only "
+                    "(pip install janusgen[tensorboard])",
+                    file=sys.stderr,
+                )
+            else:
+                self._tb = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def log(self, step: int, split: str, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, "split": split, **values}
+        self._jsonl.write(json.dumps(record, sort_keys=True) + "\n")
+        self._jsonl.flush()
+        if self._tb is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self._tb.add_scalar(f"{split}/{key}", value, step)
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()

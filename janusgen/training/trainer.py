@@ -1,0 +1,479 @@
+"""The training recipe: load data -> build model, objective, optimizer -> resume -> train -> save.
+
+One loop for every objective, for one CPU, one GPU or many ranks under torchrun. Randomness (masks,
+dropout) is reseeded per batch from (seed, epoch, position in the epoch's global batch list), so a
+run is reproducible whatever the number of ranks, the accumulation or the point where it resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from janusgen.config import (
+    BEST_METRICS,
+    PRECISIONS,
+    ModelConfig,
+    ObjectiveConfig,
+    TrainConfig,
+    from_dict,
+    to_dict,
+)
+from janusgen.data.batching import Batch, SampledBatch, TokenBudgetSampler, pad_flat
+from janusgen.data.dataset import PairDataset
+from janusgen.data.tokenizer import Tokenizer
+from janusgen.errors import JanusError
+from janusgen.model.transformer import JanusTransformer
+from janusgen.objectives import JanusObjective, LossOutput
+from janusgen.training import checkpoint as ckpt
+from janusgen.training.distributed import (
+    DistributedContext,
+    all_reduce_sum,
+    barrier,
+    broadcast_flag,
+    init_distributed,
+    shutdown,
+)
+from janusgen.training.logger import MetricsLogger
+from janusgen.training.optim import build_optimizer, inverse_sqrt_lr, set_lr
+
+# options that may change when a run resumes; every other training option comes from the checkpoint
+RESUMABLE = (
+    "max_updates",
+    "time_budget_s",
+    "log_every",
+    "validate_every",
+    "valid_bleu_sentences",
+    "keep_last",
+)
+
+
+class PairBatches:
+    """A split's pairs that fit the model, batched by token budget, as padded tensors."""
+
+    def __init__(
+        self,
+        dataset: PairDataset,
+        model_cfg: ModelConfig,
+        max_tokens: int,
+        seed: int,
+        shuffle: bool,
+        ctx: DistributedContext,
+    ) -> None:
+        self.dataset = dataset
+        # source: tokens + EOS; target: BOS + tokens + EOS; the length classifier caps n
+        max_src = model_cfg.max_positions - 1
+        max_tgt = min(model_cfg.max_positions - 2, model_cfg.max_target_length)
+        self.kept, self.dropped = dataset.filter_by_length(max_src, max_tgt)
+        if len(self.kept) == 0:
+            raise JanusError(
+                f"{dataset.data_dir}: no pair of split '{dataset.split}' fits the model's maximum "
+                f"length ({model_cfg.max_positions} positions)"
+            )
+        self.sampler = TokenBudgetSampler(
+            dataset.src_lengths[self.kept] + 1,
+            dataset.tgt_lengths[self.kept] + 2,
+            max_tokens,
+            seed=seed,
+            shuffle=shuffle,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+        self.pad_id, self.bos_id, self.eos_id = model_cfg.pad_id, model_cfg.bos_id, model_cfg.eos_id
+
+    def collate(self, positions: np.ndarray) -> Batch:
+        indices = self.kept[positions]
+        src = pad_flat(*self.dataset.src.gather(indices), pad_id=self.pad_id, suffix=self.eos_id)
+        tgt = pad_flat(
+            *self.dataset.tgt.gather(indices), pad_id=self.pad_id, prefix=self.bos_id, suffix=self.eos_id
+        )
+        return Batch(src, tgt)
+
+
+class ObjectiveModule(nn.Module):
+    """Model + objective behind one `forward`, so that DistributedDataParallel sees every call."""
+
+    def __init__(self, model: JanusTransformer, objective: JanusObjective) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> LossOutput:
+        return self.objective(self.model, src, tgt)
+
+
+@dataclass
+class TrainerState:
+    step: int = 0
+    elapsed_s: float = 0.0
+    best_value: float | None = None
+    best_step: int | None = None
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: JanusTransformer,
+        objective: JanusObjective,
+        train_data: PairBatches,
+        valid_data: PairBatches,
+        tokenizer: Tokenizer,
+        cfg: TrainConfig,
+        ctx: DistributedContext,
+        out: Path,
+        run_config: dict[str, Any],
+    ) -> None:
+        self.model = model
+        self.objective = objective
+        self.train_data = train_data
+        self.valid_data = valid_data
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.ctx = ctx
+        self.out = out
+        self.run_config = run_config
+        self.state = TrainerState()
+        self.optimizer = build_optimizer(model, cfg)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        module = ObjectiveModule(model, objective)
+        if ctx.enabled:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+        self.module = module
+        self.logger = MetricsLogger(out, enabled=ctx.is_main)
+
+    # ------------------------------------------------------------------------------------- resume
+    def resume(self, path: Path) -> None:
+        meta, tensors = ckpt.load_trainer_state(path)
+        ckpt.restore_optimizer(self.optimizer, meta["optimizer"], tensors)
+        self.train_data.sampler.load_state_dict(meta["sampler"])
+        if self.scaler is not None and meta.get("scaler"):
+            self.scaler.load_state_dict(meta["scaler"])
+        self.state = TrainerState(meta["step"], meta["elapsed_s"], meta["best_value"], meta["best_step"])
+
+    # -------------------------------------------------------------------------------------- train
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.cfg.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        return torch.autocast(self.ctx.device.type, dtype=dtype)
+
+    def train_step(self, batches: list[SampledBatch]) -> dict[str, float]:
+        """One update from `update_freq` batches: gradients synchronised only on the last one."""
+        self.model.train()
+        totals: dict[str, float] = {}
+        tokens = 0
+        for i, sampled in enumerate(batches):
+            seed = sampled.seed(self.cfg.seed)
+            torch.manual_seed(seed)  # dropout
+            self.objective.reseed(seed)  # masks
+            batch = self.train_data.collate(sampled.indices).to(self.ctx.device)
+            last = i == len(batches) - 1
+            sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.module.no_sync()
+            with sync:
+                with self.autocast():
+                    out = self.module(batch.src, batch.tgt)
+                loss = out.loss / len(batches)
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            for name, value in out.terms.items():
+                totals[name] = totals.get(name, 0.0) + float(value) / len(batches)
+            totals["loss"] = totals.get("loss", 0.0) + float(out.loss.detach()) / len(batches)
+            tokens += out.target_tokens
+
+        step = self.state.step + 1
+        lr = inverse_sqrt_lr(step, self.cfg)
+        set_lr(self.optimizer, lr)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = float(
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_norm if self.cfg.clip_norm > 0 else math.inf)
+        )
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step = step
+        return {**totals, "lr": lr, "grad_norm": grad_norm, "tokens": float(tokens)}
+
+    def fit(self) -> dict[str, Any]:
+        cfg, ctx = self.cfg, self.ctx
+        if ctx.is_main:
+            print(
+                f"janus: {self.model.num_parameters() / 1e6:.2f}M parameters, "
+                f"objective {self.objective.cfg.name}, {len(self.train_data.kept)} training pairs "
+                f"({self.train_data.dropped} longer than the model's "
+                f"maximum left out), {ctx.world_size} rank(s) on {ctx.device}",
+                file=sys.stderr,
+            )
+        batches = iter(self.train_data.sampler)
+        bar = tqdm(
+            total=cfg.max_updates,
+            initial=self.state.step,
+            disable=not ctx.is_main,
+            unit="upd",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+        window: dict[str, float] = {}
+        window_steps, window_start = 0, time.perf_counter()
+        last_valid_step = self.state.step
+        start_elapsed, start_time = self.state.elapsed_s, time.perf_counter()
+        stop_reason = "max_updates"
+        while self.state.step < cfg.max_updates:
+            logs = self.train_step([next(batches) for _ in range(cfg.update_freq)])
+            self.state.elapsed_s = start_elapsed + time.perf_counter() - start_time
+            for k, v in logs.items():
+                window[k] = window.get(k, 0.0) + v
+            window_steps += 1
+            if self.state.step % cfg.log_every == 0 or self.state.step == cfg.max_updates:
+                reduced = self._reduce_window(window, window_steps)
+                seconds = time.perf_counter() - window_start
+                reduced["tgt_tokens_per_s"] = reduced.pop("tokens") * window_steps / max(seconds, 1e-9)
+                reduced["elapsed_s"] = self.state.elapsed_s
+                self.logger.log(self.state.step, "train", reduced)
+                bar.set_postfix(
+                    loss=f"{reduced['loss']:.3f}",
+                    tok_s=f"{reduced['tgt_tokens_per_s']:.0f}",
+                    lr=f"{reduced['lr']:.2e}",
+                )
+                window, window_steps, window_start = {}, 0, time.perf_counter()
+            bar.update(1)
+            out_of_time = broadcast_flag(
+                ctx, cfg.time_budget_s is not None and self.state.elapsed_s >= cfg.time_budget_s
+            )
+            if self.state.step % cfg.validate_every == 0 or self.state.step == cfg.max_updates or out_of_time:
+                self.validate_and_save()
+                last_valid_step = self.state.step
+            if out_of_time:
+                stop_reason = "time_budget"
+                break
+        bar.close()
+        if last_valid_step != self.state.step:
+            self.validate_and_save()
+        self.logger.close()
+        return {
+            "step": self.state.step,
+            "elapsed_s": self.state.elapsed_s,
+            "stop": stop_reason,
+            "best_value": self.state.best_value,
+            "best_step": self.state.best_step,
+        }
+
+    def _reduce_window(self, window: dict[str, float], steps: int) -> dict[str, float]:
+        """Mean over the window's updates and over ranks (tokens: summed over ranks)."""
+        names = sorted(window)
+        values = all_reduce_sum(
+            self.ctx, torch.tensor([window[n] for n in names], dtype=torch.float64, device=self.ctx.device)
+        ).tolist()
+        out = {}
+        for name, value in zip(names, values, strict=True):
+            per_rank = value / steps
+            out[name] = per_rank if name == "tokens" else per_rank / self.ctx.world_size
+        return out
+
+    # ----------------------------------------------------------------------------------- validate
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss of every term over the valid split (fixed masks), and a quick BLEU of greedy AR and
+        one-pass NAR decoding on the first `valid_bleu_sentences` pairs."""
+        self.model.eval()
+        names = ("loss", "ar", "nar", "aux", "length", "kl_ar_nar", "kl_nar_aux", "kl_ar_aux")
+        sums = torch.zeros(len(names) + 1, dtype=torch.float64)
+        for sampled in self.valid_data.sampler.epoch_batches():
+            self.objective.reseed(sampled.seed(self.cfg.seed))
+            batch = self.valid_data.collate(sampled.indices).to(self.ctx.device)
+            with self.autocast():
+                out = self.objective(self.model, batch.src, batch.tgt)
+            w = float(out.target_tokens)
+            for i, name in enumerate(names):
+                value = out.loss if name == "loss" else out.terms.get(name)
+                if value is not None:
+                    sums[i] += w * float(value)
+            sums[-1] += w
+        sums = all_reduce_sum(self.ctx, sums.to(self.ctx.device)).cpu()
+        present = {"loss"} | set(out.terms)
+        results = {name: float(sums[i] / sums[-1]) for i, name in enumerate(names) if name in present}
+        if self.cfg.valid_bleu_sentences > 0 and self.ctx.is_main:
+            results.update(self.quick_bleu())
+        return results
+
+    def quick_bleu(self) -> dict[str, float]:
+        from janusgen.decoding import decode_ar, decode_nar
+        from janusgen.evaluation.metrics import bleu
+
+        data = self.valid_data
+        positions = np.arange(min(self.cfg.valid_bleu_sentences, len(data.kept)))
+        refs = self.tokenizer.decode([data.dataset.tgt[int(i)].tolist() for i in data.kept[positions]])
+        hyps_ar, hyps_nar = [], []
+        for chunk in np.array_split(positions, max(1, math.ceil(len(positions) / 64))):
+            src = data.collate(chunk).src.to(self.ctx.device)
+            with self.autocast():
+                hyps_ar += decode_ar(self.model, src, beam=1).tokens
+                hyps_nar += decode_nar(self.model, src, iterations=1, length_beam=1).tokens
+        out = {}
+        if self.objective.needs_ar:
+            out["bleu_ar"] = bleu(self.tokenizer.decode(hyps_ar), refs).score
+        if self.objective.needs_nar:
+            out["bleu_nar"] = bleu(self.tokenizer.decode(hyps_nar), refs).score
+        return out
+
+    # --------------------------------------------------------------------------------------- save
+    def validate_and_save(self) -> None:
+        results = self.validate()
+        metric = self.cfg.best_metric
+        value = results.get(metric)
+        is_best = False
+        if value is not None:
+            sign = 1.0 if metric == "loss" else -1.0
+            is_best = self.state.best_value is None or sign * value < sign * self.state.best_value
+            if is_best:
+                self.state.best_value, self.state.best_step = value, self.state.step
+        if self.ctx.is_main:
+            self.logger.log(self.state.step, "valid", results)
+            shown = "  ".join(f"{k} {v:.3f}" for k, v in results.items())
+            tqdm.write(f"step {self.state.step}: valid {shown}", file=sys.stderr)
+            self.save(is_best)
+        barrier(self.ctx)
+
+    def save(self, is_best: bool) -> None:
+        step_dir = self.out / "checkpoints" / f"step_{self.state.step:08d}"
+        opt_meta, tensors = ckpt.optimizer_state(self.optimizer)
+        meta = {
+            "step": self.state.step,
+            "elapsed_s": self.state.elapsed_s,
+            "best_value": self.state.best_value,
+            "best_step": self.state.best_step,
+            "sampler": self.train_data.sampler.state_dict(),
+            "optimizer": opt_meta,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "world_size": self.ctx.world_size,
+        }
+        ckpt.save_checkpoint(
+            step_dir, self.model, self.tokenizer, {**self.run_config, "step": self.state.step}, meta, tensors
+        )
+        ckpt.link_checkpoint(step_dir, self.out / "last")
+        if is_best:
+            ckpt.link_checkpoint(step_dir, self.out / "best")
+        steps = sorted((self.out / "checkpoints").glob("step_*"))
+        for old in steps[: max(0, len(steps) - self.cfg.keep_last)]:
+            ckpt.remove_checkpoint(old)
+
+
+# ------------------------------------------------------------------------------------------ recipe
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    if cfg.precision not in PRECISIONS:
+        raise JanusError(f"--precision {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if cfg.best_metric not in BEST_METRICS:
+        raise JanusError(f"--best-metric {cfg.best_metric!r}: choose one of {', '.join(BEST_METRICS)}")
+    for name in ("max_updates", "max_tokens", "update_freq", "log_every", "validate_every"):
+        if getattr(cfg, name) < 1:
+            raise JanusError(f"--{name.replace('_', '-')} must be at least 1")
+
+
+def train(
+    data: Path,
+    out: Path,
+    model_cfg: ModelConfig | None,
+    objective_cfg: ObjectiveConfig | None,
+    train_cfg: TrainConfig,
+    resume: bool = False,
+    device: str = "auto",
+    resume_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train a model on the prepared data folder `data`, writing checkpoints and logs to `out`.
+
+    A fresh run needs `model_cfg` (vocab size and special ids are taken from the data) and
+    `objective_cfg`. With `resume=True`, the model, objective and training options come from
+    `out/last`, except the options in RESUMABLE, which `resume_overrides` may change.
+    """
+    out = Path(out)
+    last = out / "last"
+    ctx = init_distributed(device)
+    try:
+        train_set = PairDataset.open(data, "train")
+        valid_set = PairDataset.open(data, "valid")
+        tokenizer = train_set.tokenizer
+        if resume:
+            config = ckpt.read_config(last)
+            saved_tokenizer = Tokenizer.from_file(last / ckpt.SPM_FILE)
+            if saved_tokenizer.model_bytes != tokenizer.model_bytes:
+                raise JanusError(
+                    f"the vocabulary of {data} does not match the checkpoint {last}: resume with the "
+                    "data folder the run was trained on"
+                )
+            model_cfg = from_dict(ModelConfig, config["model"], where=str(last / ckpt.CONFIG_FILE))
+            objective_cfg = from_dict(
+                ObjectiveConfig, config["objective"], where=str(last / ckpt.CONFIG_FILE)
+            )
+            saved_train = from_dict(TrainConfig, config["train"], where=str(last / ckpt.CONFIG_FILE))
+            train_cfg = dataclasses.replace(saved_train, **(resume_overrides or {}))
+        else:
+            if last.exists():
+                raise JanusError(
+                    f"{out} already holds a run (found {last}); pass --resume to continue it or "
+                    "choose another --out"
+                )
+            assert model_cfg is not None and objective_cfg is not None
+            model_cfg = dataclasses.replace(
+                model_cfg,
+                vocab_size=tokenizer.vocab_size,
+                pad_id=tokenizer.pad_id,
+                bos_id=tokenizer.bos_id,
+                eos_id=tokenizer.eos_id,
+                mask_id=tokenizer.mask_id,
+            )
+        check_train_config(train_cfg)
+        if train_cfg.precision == "fp16" and ctx.device.type != "cuda":
+            raise JanusError("--precision fp16 needs a GPU; use bf16 on CPU")
+
+        torch.manual_seed(train_cfg.seed)
+        model = JanusTransformer(model_cfg)
+        objective = JanusObjective(objective_cfg, seed=train_cfg.seed)
+        if objective_cfg.length_weight == 0:
+            model.length_head.requires_grad_(False)  # untrained: keep it out of the optimizer and of DDP
+        if resume:
+            trained, _, _ = ckpt.load_model(last)
+            model.load_state_dict(trained.state_dict())
+        model.to(ctx.device)
+        run_config = {
+            "model": to_dict(model_cfg),
+            "objective": to_dict(objective_cfg),
+            "train": to_dict(train_cfg),
+            "data": {
+                "dir": str(Path(data).resolve()),
+                "src": train_set.meta["src"],
+                "tgt": train_set.meta["tgt"],
+            },
+        }
+        trainer = Trainer(
+            model,
+            objective,
+            PairBatches(train_set, model_cfg, train_cfg.max_tokens, train_cfg.seed, True, ctx),
+            PairBatches(valid_set, model_cfg, train_cfg.max_tokens, train_cfg.seed, False, ctx),
+            tokenizer,
+            train_cfg,
+            ctx,
+            out,
+            run_config,
+        )
+        if resume:
+            trainer.resume(last)
+        return trainer.fit()
+    finally:
+        shutdown(ctx)

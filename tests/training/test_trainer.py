@@ -1,0 +1,209 @@
+"""The training recipe end to end on a tiny model: losses, exact resume, checkpoints, bad options."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from janusgen.cli import main
+from janusgen.config import TrainConfig, model_preset, objective_preset
+from janusgen.errors import JanusError
+from janusgen.training.checkpoint import average_checkpoints, load_model, read_config
+from janusgen.training.trainer import train
+
+FAST = TrainConfig(
+    max_updates=6,
+    max_tokens=512,
+    lr=2e-3,
+    warmup_updates=2,
+    log_every=1,
+    validate_every=3,
+    valid_bleu_sentences=0,
+    seed=3,
+)
+
+
+def _train_losses(out: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
+
+
+def _run(toy_data, out, objective="janus", cfg=FAST, **kw):
+    return train(toy_data, out, model_preset("tiny"), objective_preset(objective), cfg, device="cpu", **kw)
+
+
+@pytest.mark.parametrize("objective", ["ar", "cmlm", "janus"])
+def test_training_lowers_the_loss_and_writes_checkpoints(toy_data, tmp_path, objective):
+    cfg = dataclasses.replace(FAST, max_updates=12, validate_every=6)
+    summary = _run(toy_data, tmp_path / "run", objective, cfg)
+    assert summary["step"] == 12 and summary["stop"] == "max_updates"
+    losses = _train_losses(tmp_path / "run")
+    assert losses[12] < losses[1]
+    for name in ("last", "best", "checkpoints/step_00000006", "checkpoints/step_00000012"):
+        assert (tmp_path / "run" / name / "model.safetensors").is_file()
+    model, tokenizer, config = load_model(tmp_path / "run" / "last")
+    assert config["objective"]["name"] == objective and config["step"] == 12
+    assert model.cfg.vocab_size == tokenizer.vocab_size == 64
+    valid = [
+        json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"valid"' in x
+    ]
+    expected_terms = {
+        "ar": {"ar"},
+        "cmlm": {"nar", "length"},
+        "janus": {"ar", "nar", "aux", "length", "kl_ar_nar"},
+    }
+    assert expected_terms[objective] <= set(valid[-1])
+
+
+def test_golden_first_losses(toy_data, tmp_path):
+    """The first loss values of a tiny seeded janus run, pinned: a change to the model, masks, data
+    order or loss that alters training shows up here."""
+    cfg = dataclasses.replace(FAST, max_updates=3, validate_every=3)
+    _run(toy_data, tmp_path / "run", "janus", cfg)
+    losses = _train_losses(tmp_path / "run")
+    assert [losses[s] for s in (1, 2, 3)] == pytest.approx([10.815, 10.969, 10.006], abs=2e-3)
+
+
+def test_resumed_run_equals_the_uninterrupted_one(toy_data, tmp_path):
+    _run(toy_data, tmp_path / "full")
+    _run(toy_data, tmp_path / "split", cfg=dataclasses.replace(FAST, max_updates=3))
+    _run(toy_data, tmp_path / "split", cfg=FAST, resume=True, resume_overrides={"max_updates": 6})
+    full, split = _train_losses(tmp_path / "full"), _train_losses(tmp_path / "split")
+    assert [full[s] for s in range(1, 7)] == [split[s] for s in range(1, 7)]
+    a = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "split" / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_gradient_accumulation_consumes_update_freq_batches_per_update(toy_data, tmp_path):
+    cfg = dataclasses.replace(FAST, update_freq=2, max_updates=2, validate_every=2)
+    summary = _run(toy_data, tmp_path / "acc", cfg=cfg)
+    assert summary["step"] == 2
+    state = json.loads((tmp_path / "acc" / "last" / "trainer_state.json").read_text())
+    assert state["sampler"]["consumed"] == 4  # two updates x two batches
+
+
+def test_time_budget_stops_and_saves(toy_data, tmp_path):
+    cfg = dataclasses.replace(FAST, max_updates=10_000, time_budget_s=0.0)
+    summary = _run(toy_data, tmp_path / "run", cfg=cfg)
+    assert summary["stop"] == "time_budget" and summary["step"] == 1
+    assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
+
+
+def test_keep_last_prunes_old_step_checkpoints(toy_data, tmp_path):
+    cfg = dataclasses.replace(FAST, max_updates=4, validate_every=1, keep_last=2)
+    _run(toy_data, tmp_path / "run", cfg=cfg)
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert kept == ["step_00000003", "step_00000004"]
+
+
+def test_bf16_autocast_trains_on_cpu(toy_data, tmp_path):
+    cfg = dataclasses.replace(FAST, max_updates=2, validate_every=2, precision="bf16")
+    assert _run(toy_data, tmp_path / "run", cfg=cfg)["step"] == 2
+
+
+def test_checkpoint_is_safetensors_json_and_spm_only(toy_data, tmp_path):
+    _run(toy_data, tmp_path / "run", cfg=dataclasses.replace(FAST, max_updates=1, validate_every=1))
+    files = sorted(p.name for p in (tmp_path / "run" / "last").iterdir())
+    assert files == [
+        "config.json",
+        "model.safetensors",
+        "spm.model",
+        "trainer_state.json",
+        "trainer_state.safetensors",
+    ]
+
+
+def test_average_of_checkpoints_is_the_mean(toy_data, tmp_path):
+    _run(toy_data, tmp_path / "run", cfg=dataclasses.replace(FAST, max_updates=2, validate_every=1))
+    steps = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    average_checkpoints(steps, tmp_path / "avg")
+    a, b = (load_file(str(p / "model.safetensors")) for p in steps)
+    avg = load_file(str(tmp_path / "avg" / "model.safetensors"))
+    for k in a:
+        assert torch.allclose(avg[k], (a[k] + b[k]) / 2, atol=1e-6)
+    assert "averaged_from" in read_config(tmp_path / "avg")
+    assert (
+        main(["average", "--run", str(tmp_path / "run"), "--last", "2", "--out", str(tmp_path / "avg2")]) == 0
+    )
+
+
+def test_bad_options_give_clear_errors(toy_data, tmp_path, capsys):
+    def fails(argv, message):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+
+    base = ["train", "--data", str(toy_data), "--out", str(tmp_path / "run"), "--device", "cpu"]
+    fails(base + ["--preset", "huge"], "unknown preset 'huge'")
+    fails(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")], "is not a prepared data folder")
+    fails(base + ["--preset", "tiny", "--model-option", "colour=3"], "--model-option 'colour=3'")
+    fails(base + ["--preset", "tiny", "--precision", "fp8"], "--precision 'fp8'")
+    fails(base + ["--preset", "tiny", "--precision", "fp16"], "needs a GPU")
+
+    _run(toy_data, tmp_path / "run", cfg=dataclasses.replace(FAST, max_updates=1, validate_every=1))
+    fails(base + ["--preset", "tiny"], "already holds a run")
+    fails(base + ["--resume", "--max-tokens", "100"], "only max_updates")
+    with pytest.raises(JanusError, match="does not match the checkpoint"):
+        other = tmp_path / "other"
+        other.mkdir()
+        # the same data with a different vocabulary
+        from janusgen.config import PrepareConfig
+        from janusgen.data.prepare import prepare
+        from janusgen.data.sources import TextFilesSource
+        from tests.conftest import write_toy_corpus
+
+        prepare(
+            TextFilesSource(
+                write_toy_corpus(other / "text", {"train": 200, "valid": 10, "test": 10}, seed=5), "es", "en"
+            ),
+            other / "data",
+            PrepareConfig(vocab_size=50),
+        )
+        _run(other / "data", tmp_path / "run", resume=True)
+
+
+def test_cli_trains_and_resumes(toy_data, tmp_path, capsys):
+    argv = [
+        "train",
+        "--data",
+        str(toy_data),
+        "--out",
+        str(tmp_path / "run"),
+        "--preset",
+        "tiny",
+        "--objective",
+        "cmlm",
+        "--max-updates",
+        "2",
+        "--validate-every",
+        "2",
+        "--max-tokens",
+        "512",
+        "--valid-bleu-sentences",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(toy_data),
+                "--out",
+                str(tmp_path / "run"),
+                "--resume",
+                "--max-updates",
+                "3",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 3
