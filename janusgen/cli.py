@@ -256,6 +256,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from out/last")
     train.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     train.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="under torchrun: fail when a rank waits this long for the others (default %(default)s)",
+    )
+    train.add_argument(
         "--model-option",
         action="append",
         default=[],
@@ -308,6 +315,7 @@ def _run_train(args: argparse.Namespace) -> int:
             TrainConfig(),
             resume=True,
             device=args.device,
+            dist_timeout_s=args.dist_timeout,
             resume_overrides=given,
         )
     else:
@@ -319,7 +327,13 @@ def _run_train(args: argparse.Namespace) -> int:
             objective_cfg, **parse_assignments(args.objective_option, ObjectiveConfig, "--objective-option")
         )
         summary = train(
-            args.data, args.out, model_cfg, objective_cfg, TrainConfig(**given), device=args.device
+            args.data,
+            args.out,
+            model_cfg,
+            objective_cfg,
+            TrainConfig(**given),
+            device=args.device,
+            dist_timeout_s=args.dist_timeout,
         )
     print(json.dumps(summary))
     return 0

@@ -395,16 +395,19 @@ def train(
     resume: bool = False,
     device: str = "auto",
     resume_overrides: dict[str, Any] | None = None,
+    dist_timeout_s: float = 600.0,
 ) -> dict[str, Any]:
     """Train a model on the prepared data folder `data`, writing checkpoints and logs to `out`.
 
     A fresh run needs `model_cfg` (vocab size and special ids are taken from the data) and
     `objective_cfg`. With `resume=True`, the model, objective and training options come from
     `out/last`, except the options in RESUMABLE, which `resume_overrides` may change.
+    Under torchrun, a collective that waits longer than `dist_timeout_s` (a dead or stuck rank)
+    fails the job instead of hanging it.
     """
     out = Path(out)
     last = out / "last"
-    ctx = init_distributed(device)
+    ctx = init_distributed(device, dist_timeout_s)
     try:
         train_set = PairDataset.open(data, "train")
         valid_set = PairDataset.open(data, "valid")
