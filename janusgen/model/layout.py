@@ -26,7 +26,8 @@ O, P, G, Q, PAD = 0, 1, 2, 3, 4
 class DecoderView:
     tokens: torch.Tensor  # (B, R) content rows then query rows
     positions: torch.Tensor  # (B, R)
-    visible: torch.Tensor  # (B, R, C) bool: row r may attend to content entry c
+    # (B, R, C) bool, or broadcastable (B, 1, C): row r may attend to content entry c; None: every entry
+    visible: torch.Tensor | None
     num_content: int  # C
 
 

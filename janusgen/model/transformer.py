@@ -47,15 +47,20 @@ class DecoderCache:
         k = self.layers[0].self_k if self.layers else None
         return 0 if k is None else k.shape[2]
 
-    def index_select(self, index: torch.Tensor) -> DecoderCache:
-        """Reorder / repeat batch entries (beam search)."""
+    def reorder(self, self_rows: torch.Tensor, cross_rows: torch.Tensor | None = None) -> None:
+        """Reorder in place: content keys/values by `self_rows` (a beam continues another beam), encoder
+        keys/values only by `cross_rows` (sentences leaving the batch), since a sentence's rows share them."""
+        for layer in self.layers:
+            layer.self_k = layer.self_k.index_select(0, self_rows)
+            layer.self_v = layer.self_v.index_select(0, self_rows)
+            if cross_rows is not None:
+                layer.cross_k = layer.cross_k.index_select(0, cross_rows)
+                layer.cross_v = layer.cross_v.index_select(0, cross_rows)
 
-        def sel(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.index_select(0, index)
-
-        return DecoderCache(
-            [LayerCache(sel(c.self_k), sel(c.self_v), sel(c.cross_k), sel(c.cross_v)) for c in self.layers]
-        )
+    def encoder_only(self) -> DecoderCache:
+        """The encoder keys/values alone: a later non-incremental pass (a Mask-Predict iteration)
+        reuses them while recomputing all of its content rows."""
+        return DecoderCache([LayerCache(cross_k=c.cross_k, cross_v=c.cross_v) for c in self.layers])
 
 
 class Attention(nn.Module):

@@ -312,24 +312,25 @@ class Trainer:
         return results
 
     def quick_bleu(self) -> dict[str, float]:
+        """BLEU of the modes this objective trains: greedy AR, one-pass NAR (one length candidate)."""
         from janusgen.decoding import decode_ar, decode_nar
         from janusgen.evaluation.metrics import bleu
 
+        modes = {}
+        if self.objective.needs_ar:
+            modes["bleu_ar"] = lambda src: decode_ar(self.model, src, beam=1).tokens
+        if self.objective.needs_nar:
+            modes["bleu_nar"] = lambda src: decode_nar(self.model, src, iterations=1, length_beam=1).tokens
         data = self.valid_data
         positions = np.arange(min(self.cfg.valid_bleu_sentences, len(data.kept)))
         refs = self.tokenizer.decode([data.dataset.tgt[int(i)].tolist() for i in data.kept[positions]])
-        hyps_ar, hyps_nar = [], []
+        hyps: dict[str, list[list[int]]] = {name: [] for name in modes}
         for chunk in np.array_split(positions, max(1, math.ceil(len(positions) / 64))):
             src = data.collate(chunk).src.to(self.ctx.device)
             with self.autocast():
-                hyps_ar += decode_ar(self.model, src, beam=1).tokens
-                hyps_nar += decode_nar(self.model, src, iterations=1, length_beam=1).tokens
-        out = {}
-        if self.objective.needs_ar:
-            out["bleu_ar"] = bleu(self.tokenizer.decode(hyps_ar), refs).score
-        if self.objective.needs_nar:
-            out["bleu_nar"] = bleu(self.tokenizer.decode(hyps_nar), refs).score
-        return out
+                for name, decode in modes.items():
+                    hyps[name] += decode(src)
+        return {name: bleu(self.tokenizer.decode(h), refs).score for name, h in hyps.items()}
 
     # --------------------------------------------------------------------------------------- save
     def validate_and_save(self) -> None:

@@ -37,7 +37,7 @@ def _run(toy_data, out, objective="janus", cfg=FAST, **kw):
 
 @pytest.mark.parametrize("objective", ["ar", "cmlm", "janus"])
 def test_training_lowers_the_loss_and_writes_checkpoints(toy_data, tmp_path, objective):
-    cfg = dataclasses.replace(FAST, max_updates=12, validate_every=6)
+    cfg = dataclasses.replace(FAST, max_updates=12, validate_every=6, valid_bleu_sentences=16)
     summary = _run(toy_data, tmp_path / "run", objective, cfg)
     assert summary["step"] == 12 and summary["stop"] == "max_updates"
     losses = _train_losses(tmp_path / "run")
@@ -51,9 +51,9 @@ def test_training_lowers_the_loss_and_writes_checkpoints(toy_data, tmp_path, obj
         json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"valid"' in x
     ]
     expected_terms = {
-        "ar": {"ar"},
-        "cmlm": {"nar", "length"},
-        "janus": {"ar", "nar", "aux", "length", "kl_ar_nar"},
+        "ar": {"ar", "bleu_ar"},
+        "cmlm": {"nar", "length", "bleu_nar"},
+        "janus": {"ar", "nar", "aux", "length", "kl_ar_nar", "bleu_ar", "bleu_nar"},
     }
     assert expected_terms[objective] <= set(valid[-1])
 

@@ -1,0 +1,103 @@
+"""What AR and NAR decoding share: input checks, output length limits, token restrictions, length
+normalisation, the result types, and teacher-forced AR scoring (used by self-reranking and tests)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from janusgen.model.layout import ar_view
+from janusgen.model.transformer import Encoded, JanusTransformer
+
+# Default output length limit a·|x| + b: room for translations somewhat longer than their source.
+MAX_LEN_A = 1.2
+MAX_LEN_B = 10
+
+
+@dataclass
+class Hypotheses:
+    """One output per sentence, as tensors."""
+
+    tokens: torch.Tensor  # (B, T) output ids without BOS/EOS, right-padded with pad_id
+    lengths: torch.Tensor  # (B,) number of output tokens n
+    log_prob: torch.Tensor  # (B,) sum of the log-probs the selecting model gave the output
+    score: torch.Tensor  # (B,) the length-normalised score the output was selected by
+
+    def token_lists(self) -> list[list[int]]:
+        return [row[:n].tolist() for row, n in zip(self.tokens, self.lengths.tolist(), strict=True)]
+
+
+@dataclass
+class Decoded:
+    """The public result: token-id lists (without BOS/EOS) and their scores."""
+
+    tokens: list[list[int]]
+    log_probs: list[float]
+    scores: list[float]
+
+    @staticmethod
+    def of(hyps: Hypotheses) -> Decoded:
+        return Decoded(hyps.token_lists(), hyps.log_prob.tolist(), hyps.score.tolist())
+
+
+def check_inputs(model: JanusTransformer, src: torch.Tensor) -> torch.Tensor:
+    """Validate a source batch (B, S) and drop all-padding columns; raise ValueError on misuse."""
+    if model.training:
+        raise ValueError("call model.eval() before decoding: dropout would make the outputs random")
+    if src.dim() != 2:
+        raise ValueError(f"src must be a (batch, length) tensor of token ids, got shape {tuple(src.shape)}")
+    cfg = model.cfg
+    longest = int((src != cfg.pad_id).sum(dim=1).max()) if src.shape[0] else 0
+    if longest > cfg.max_positions:
+        raise ValueError(f"a source has {longest} tokens (EOS included) but the model takes at most "
+                         f"max_positions={cfg.max_positions}; truncate it before decoding")
+    return src[:, : max(longest, 1)]
+
+
+def max_output_lengths(model: JanusTransformer, src: torch.Tensor, a: float, b: int) -> torch.Tensor:
+    """(B,) most output tokens (BOS/EOS excluded) per sentence: ⌊a·|x| + b⌋, where |x| counts the
+    source tokens with EOS (as fairseq does), capped so that BOS + output + EOS fit in max_positions."""
+    cfg = model.cfg
+    src_len = (src != cfg.pad_id).sum(dim=1).double()
+    limit = torch.floor(a * src_len + b).long()
+    return limit.clamp(min=0, max=cfg.max_positions - 2)
+
+
+def banned_tokens(model: JanusTransformer, *ids: int) -> torch.Tensor:
+    """(V,) additive mask: -inf at `ids`, 0 elsewhere; added to log-probs so these are never chosen
+    (the log-prob of every allowed token is unchanged, so scores stay comparable to teacher forcing)."""
+    ban = torch.zeros(model.cfg.vocab_size, device=model.embed.weight.device)
+    ban[list(ids)] = -math.inf
+    return ban
+
+
+def length_normalized(log_prob: torch.Tensor, length: torch.Tensor, alpha: float) -> torch.Tensor:
+    """fairseq-style length penalty: log_prob / length^alpha (alpha = 0: raw sum, 1: per-token mean)."""
+    return log_prob / length.to(log_prob.dtype) ** alpha
+
+
+@torch.inference_mode()
+def teacher_forced_log_probs(model: JanusTransformer, enc: Encoded, tgt: torch.Tensor) -> torch.Tensor:
+    """Log-probs P_AR(s_p | s_<p, x) of targets `tgt` (B, T) = BOS s_1 .. s_n EOS (right-padded),
+    all positions in ONE parallel pass of the AR view: (B, T - 1), aligned with tgt[:, 1:], 0 at padding."""
+    cfg = model.cfg
+    view = ar_view(tgt, cfg.pad_id, cfg.mask_id)
+    hidden = model.decode(view, enc)
+    logits = model.logits(hidden[:, view.num_content :]).float()  # (B, T-1, V)
+    # log p = logit - logsumexp: no second (B, T-1, V) tensor for the log-softmax
+    picked = logits.gather(-1, tgt[:, 1:, None]).squeeze(-1) - logits.logsumexp(dim=-1)  # (B, T-1)
+    return picked.masked_fill(tgt[:, 1:] == cfg.pad_id, 0.0)
+
+
+def with_bos_eos(model: JanusTransformer, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, T) outputs (pad-padded) -> (B, T + 2) targets BOS s_1 .. s_n EOS, right-padded."""
+    cfg = model.cfg
+    b, t = tokens.shape
+    pos = torch.arange(t + 2, device=tokens.device)[None]  # (1, T+2)
+    pad = tokens.new_full((b, 1), cfg.pad_id)
+    inner = torch.cat([pad, tokens, pad], dim=1)  # (B, T+2) outputs at positions 1..n
+    tgt = torch.where(pos == 0, cfg.bos_id, inner)
+    tgt = torch.where(pos == lengths[:, None] + 1, cfg.eos_id, tgt)
+    return torch.where(pos > lengths[:, None] + 1, cfg.pad_id, tgt)
