@@ -15,16 +15,19 @@ from typing import Any
 
 from janusgen.config import (
     BEST_METRICS,
+    DECODE_MODES,
     MODEL_PRESETS,
     OBJECTIVES,
     PRECISIONS,
     BibleConfig,
+    DecodeConfig,
     ModelConfig,
     ObjectiveConfig,
     PrepareConfig,
     TrainConfig,
     model_preset,
     objective_preset,
+    to_dict,
 )
 from janusgen.errors import JanusError
 
@@ -370,6 +373,157 @@ def _run_average(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- generate / evaluate
+
+
+def _add_decode_options(parser: argparse.ArgumentParser) -> None:
+    d = DecodeConfig()
+    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (e.g. RUN/best)")
+    parser.add_argument(
+        "--mode", choices=DECODE_MODES, default=d.mode, help="ar (beam search) or nar (Mask-Predict)"
+    )
+    parser.add_argument(
+        "--beam", type=int, default=d.beam, help="AR beam size; 1 = greedy (default %(default)s)"
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=d.iterations, help="NAR refinement passes (default %(default)s)"
+    )
+    parser.add_argument(
+        "--length-beam", type=int, default=d.length_beam, help="NAR length candidates (default %(default)s)"
+    )
+    parser.add_argument(
+        "--length-offsets",
+        default=None,
+        metavar="LIST",
+        help="NAR: candidates at the predicted length plus these offsets, e.g. -1,0,1",
+    )
+    parser.add_argument(
+        "--rerank", action="store_true", help="NAR: pick the candidate the model's AR view scores best"
+    )
+    parser.add_argument("--length-penalty", type=float, default=d.length_penalty, help="score / length^this")
+    parser.add_argument("--max-len-a", type=float, default=d.max_len_a, help="output limit a*|x|+b: a")
+    parser.add_argument("--max-len-b", type=int, default=d.max_len_b, help="output limit a*|x|+b: b")
+    parser.add_argument("--max-tokens", type=int, default=d.max_tokens, help="source tokens per batch")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
+    parser.add_argument(
+        "--dtype", default="float32", help="float32, bfloat16 or float16 (default %(default)s)"
+    )
+
+
+def _decode_config(args: argparse.Namespace) -> DecodeConfig:
+    from janusgen.decoding.translator import decode_config
+
+    offsets = None
+    if args.length_offsets is not None:
+        try:
+            offsets = [int(x) for x in args.length_offsets.split(",") if x.strip()]
+        except ValueError as e:
+            raise JanusError(
+                f"--length-offsets {args.length_offsets!r}: expected integers like -1,0,1"
+            ) from e
+    return decode_config(
+        mode=args.mode,
+        beam=args.beam,
+        iterations=args.iterations,
+        length_beam=args.length_beam,
+        length_offsets=offsets,
+        rerank=args.rerank,
+        length_penalty=args.length_penalty,
+        max_len_a=args.max_len_a,
+        max_len_b=args.max_len_b,
+        max_tokens=args.max_tokens,
+    )
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    gen = sub.add_parser(
+        "generate",
+        help="translate text with a checkpoint, in AR or NAR mode",
+        description="Read one input per line (stdin or --input) and write one output per line "
+        "(stdout or --output), in order, as batches finish.",
+    )
+    _add_decode_options(gen)
+    gen.add_argument("--input", type=Path, default=None, help="input text file (default: stdin)")
+    gen.add_argument("--output", type=Path, default=None, help="output file (default: stdout)")
+    gen.add_argument("--scores", action="store_true", help="write 'score<TAB>text' instead of text")
+    gen.add_argument(
+        "--buffer-lines", type=int, default=512, help="lines read per batch group (default %(default)s)"
+    )
+    gen.set_defaults(func=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from janusgen.decoding.translator import Translator
+
+    cfg = _decode_config(args)
+    translator = Translator.load(args.checkpoint, args.device, args.dtype)
+    try:
+        source = sys.stdin if args.input is None else open(args.input, encoding="utf-8")  # noqa: SIM115
+    except OSError as e:
+        raise JanusError(f"cannot read --input {args.input}: {e.strerror}") from e
+    sink = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        for n, out in enumerate(translator.generate_stream(source, cfg, args.buffer_lines), start=1):
+            sink.write(f"{out.score:.4f}\t{out.text}\n" if args.scores else f"{out.text}\n")
+            if n % args.buffer_lines == 0:
+                sink.flush()
+    except UnicodeDecodeError as e:
+        raise JanusError(f"{args.input or 'stdin'}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    finally:
+        if source is not sys.stdin:
+            source.close()
+        if sink is not sys.stdout:
+            sink.close()
+        else:
+            sink.flush()
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser(
+        "evaluate",
+        help="BLEU, chrF and speed of a checkpoint on a prepared split",
+        description="Translate a split of a prepared data folder and score it with sacreBLEU "
+        "(BLEU and chrF, with signatures) against its references; report sentences/s and "
+        "target tokens/s.",
+    )
+    _add_decode_options(ev)
+    ev.add_argument("--data", type=Path, required=True, help="prepared data folder")
+    ev.add_argument("--split", default="test", help="split to evaluate (default %(default)s)")
+    ev.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    ev.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
+    ev.add_argument("--hypotheses", type=Path, default=None, help="also write the outputs, one per line")
+    ev.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from janusgen.data.dataset import PairDataset
+    from janusgen.decoding.translator import Translator
+    from janusgen.evaluation.evaluate import evaluate, format_table
+
+    cfg = _decode_config(args)
+    sources, references = PairDataset.open(args.data, args.split).texts()
+    if args.limit is not None:
+        sources, references = sources[: args.limit], references[: args.limit]
+    translator = Translator.load(args.checkpoint, args.device, args.dtype)
+    result, hyps = evaluate(translator, sources, references, cfg)
+    print(format_table([result]))
+    if args.json is not None:
+        record = {
+            **result.to_dict(),
+            "checkpoint": str(args.checkpoint),
+            "data": str(args.data),
+            "split": args.split,
+            "decode": to_dict(cfg),
+            "device": args.device,
+            "dtype": args.dtype,
+        }
+        args.json.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    if args.hypotheses is not None:
+        args.hypotheses.write_text("".join(f"{h}\n" for h in hyps), encoding="utf-8")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -379,9 +533,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and run JANUS models: one encoder-decoder, "
         "autoregressive and non-autoregressive decoding.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,train,average}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{data,train,generate,evaluate,average}"
+    )
     _add_data(sub)
     _add_train(sub)
+    _add_generate(sub)
+    _add_evaluate(sub)
     _add_average(sub)
     return parser
 

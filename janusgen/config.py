@@ -91,6 +91,7 @@ class ModelConfig:
         254  # largest target length (tokens without BOS/EOS) the length classifier predicts
     )
     pad_id: int = 0
+    unk_id: int = 1
     bos_id: int = 2
     eos_id: int = 3
     mask_id: int = 4
@@ -214,3 +215,25 @@ class TrainConfig:
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 BEST_METRICS = ("loss", "bleu_ar", "bleu_nar")
+
+
+# ------------------------------------------------------------------------------------------- decoding
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How to generate: AR beam search (beam 1 = greedy) or NAR Mask-Predict."""
+
+    mode: str = "ar"  # ar or nar
+    beam: int = 5  # AR
+    iterations: int = 10  # NAR refinement passes T
+    length_beam: int = 3  # NAR length candidates l
+    length_offsets: tuple[int, ...] | None = None  # NAR: predicted length + each offset instead of the top-l
+    rerank: bool = False  # NAR: choose among the l candidates by the model's own AR view
+    length_penalty: float = 1.0
+    max_len_a: float = 1.2  # at most a * |source| + b output tokens
+    max_len_b: int = 10
+    max_tokens: int = 6000  # source tokens per batch (padding counted)
+
+
+DECODE_MODES = ("ar", "nar")

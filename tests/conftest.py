@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -84,3 +85,17 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     text = write_toy_corpus(root / "text", {"train": 600, "valid": 40, "test": 40})
     prepare(TextFilesSource(text, "es", "en"), root / "data", PrepareConfig(vocab_size=64, chunk_lines=256))
     return root / "data"
+
+
+@pytest.fixture(scope="session")
+def toy_checkpoint(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny janus model trained for a few seconds on `toy_data`: good enough to produce real words."""
+    from janusgen.config import TrainConfig, model_preset, objective_preset
+    from janusgen.training.trainer import train
+
+    run = tmp_path_factory.mktemp("toy_run") / "run"
+    cfg = TrainConfig(max_updates=300, max_tokens=1024, lr=3e-3, warmup_updates=30, log_every=100,
+                      validate_every=300, valid_bleu_sentences=0, seed=1)
+    model = dataclasses.replace(model_preset("tiny"), d_model=64, ffn_dim=128)
+    train(toy_data, run, model, objective_preset("janus"), cfg, device="cpu")
+    return run / "last"

@@ -20,6 +20,14 @@ FORMAT_VERSION = 1  # bump when the layout or meta.json changes incompatibly
 META_FILE = "meta.json"
 SPM_FILE = "spm.model"
 
+TRAIN = "train"
+
+
+def text_file(split: str, side: str) -> str:
+    """Name of the plain-text copy of a split's side ("src" or "tgt"), kept for every split but train."""
+    return f"{split}.{side}.txt"
+
+
 _DTYPES = {"uint16": np.dtype("<u2"), "int32": np.dtype("<i4")}
 _OFFSET = np.dtype("<i8")
 

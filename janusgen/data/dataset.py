@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from janusgen.data.binarized import FORMAT_VERSION, META_FILE, BinarizedArray
+from janusgen.data.binarized import FORMAT_VERSION, META_FILE, BinarizedArray, text_file
 from janusgen.data.tokenizer import Tokenizer
 from janusgen.errors import DataError, JanusError
 from janusgen.fileio import read_json
@@ -72,6 +72,20 @@ class PairDataset:
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return self.src[i], self.tgt[i]
+
+    def texts(self) -> tuple[list[str], list[str]]:
+        """The split's source and target text, line for line with the token ids (not kept for train)."""
+        sides = []
+        for side in ("src", "tgt"):
+            path = self.data_dir / text_file(self.split, side)
+            if not path.is_file():
+                raise JanusError(
+                    f"{path} is missing: `janus data prepare` keeps text for every split but train"
+                )
+            sides.append(path.read_text(encoding="utf-8").splitlines())
+        if not len(sides[0]) == len(sides[1]) == len(self):
+            raise DataError(f"{self.data_dir}: the text of split '{self.split}' does not match its token ids")
+        return sides[0], sides[1]
 
     def filter_by_length(self, max_src: int, max_tgt: int) -> tuple[np.ndarray, int]:
         """Indices (int64, ascending) of the pairs with at most `max_src` / `max_tgt` tokens, and how many

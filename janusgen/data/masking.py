@@ -24,8 +24,13 @@ def uniform_mask(tgt: torch.Tensor, pad_id: int, generator: torch.Generator | No
     return _lowest_scores(_inner_scores(tgt, n, generator), k)
 
 
-def span_mask(tgt: torch.Tensor, pad_id: int, ratio: float = 0.7, span_lambda: float = 2.0,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+def span_mask(
+    tgt: torch.Tensor,
+    pad_id: int,
+    ratio: float = 0.7,
+    span_lambda: float = 2.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Mask k = round(ratio * n) (at least 1) inner tokens in spans whose lengths follow
     Poisson(span_lambda) (at least 1), BART style. (B, T) bool.
 

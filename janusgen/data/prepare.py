@@ -1,13 +1,16 @@
 """`janus data prepare`: train the joint vocabulary on a corpus and write memory-mapped token arrays.
 
 The output folder holds `spm.model`, `{split}.src.bin/.idx` and `{split}.tgt.bin/.idx` per split
-(see `binarized`) and `meta.json` (statistics, the source, the config and a sha256 of every file).
+(see `binarized`), the kept pairs' text of every split but train in `{split}.src.txt` / `{split}.tgt.txt`
+(the exact sources and references that evaluation uses), and `meta.json` (statistics, the source,
+the config and a sha256 of every file).
 It is built in a temporary folder and renamed into place only when complete, and two runs on the
 same input with the same config write byte-identical files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Iterator
@@ -19,7 +22,15 @@ import numpy as np
 from tqdm import tqdm
 
 from janusgen.config import PrepareConfig, to_dict
-from janusgen.data.binarized import FORMAT_VERSION, META_FILE, SPM_FILE, BinarizedWriter, dtype_for_vocab
+from janusgen.data.binarized import (
+    FORMAT_VERSION,
+    META_FILE,
+    SPM_FILE,
+    TRAIN,
+    BinarizedWriter,
+    dtype_for_vocab,
+    text_file,
+)
 from janusgen.data.sources import PairSource
 from janusgen.data.tokenizer import SPECIAL_IDS, Tokenizer
 from janusgen.errors import DataError, JanusError
@@ -103,24 +114,38 @@ def _binarize(
     """Encode `split` chunk by chunk into `{split}.src` / `{split}.tgt` arrays; return its statistics."""
     dropped = 0
     pairs = source.pairs(split)
+    keep_text = split != TRAIN  # evaluation needs the raw text; train is the one split never evaluated
     with (
         BinarizedWriter(folder / f"{split}.src", dtype) as src_out,
         BinarizedWriter(folder / f"{split}.tgt", dtype) as tgt_out,
+        contextlib.ExitStack() as text_files,
         tqdm(desc=f"encode {split}", unit=" pairs", file=sys.stderr, disable=None) as bar,
     ):
+        if keep_text:
+            src_txt, tgt_txt = (
+                text_files.enter_context(open(folder / text_file(split, side), "w", encoding="utf-8"))
+                for side in ("src", "tgt")
+            )
         while chunk := list(islice(pairs, cfg.chunk_lines)):
             src_ids = tokenizer.encode([s for s, _ in chunk], num_threads=cfg.num_threads)
             tgt_ids = tokenizer.encode([t for _, t in chunk], num_threads=cfg.num_threads)
             # One rule drops an empty side and text that normalises to nothing: no tokens, no pair.
-            kept = [(s, t) for s, t in zip(src_ids, tgt_ids, strict=True) if s and t]
+            kept = [(s, t, k) for s, t, k in zip(src_ids, tgt_ids, chunk, strict=True) if s and t]
             dropped += len(chunk) - len(kept)
-            src_out.append([s for s, _ in kept])
-            tgt_out.append([t for _, t in kept])
+            src_out.append([s for s, _, _ in kept])
+            tgt_out.append([t for _, t, _ in kept])
+            if keep_text:
+                src_txt.writelines(f"{text[0]}\n" for _, _, text in kept)
+                tgt_txt.writelines(f"{text[1]}\n" for _, _, text in kept)
             bar.update(len(chunk))
         src_len = src_out.finish()
         tgt_len = tgt_out.finish()
-    return {"pairs": len(src_len), "dropped_empty": dropped, **_side_stats("src", src_len),
-            **_side_stats("tgt", tgt_len)}
+    return {
+        "pairs": len(src_len),
+        "dropped_empty": dropped,
+        **_side_stats("src", src_len),
+        **_side_stats("tgt", tgt_len),
+    }
 
 
 def _side_stats(side: str, lengths: np.ndarray) -> dict[str, Any]:

@@ -275,8 +275,13 @@ class HuggingFaceSource(PairSource):
 
     def describe(self) -> dict[str, Any]:
         name = str(Path(self.name).resolve()) if self.local else self.name
-        return {"format": "huggingface", "name": name, "config": self.config, "src": self.src,
-                "tgt": self.tgt}
+        return {
+            "format": "huggingface",
+            "name": name,
+            "config": self.config,
+            "src": self.src,
+            "tgt": self.tgt,
+        }
 
 
 # ------------------------------------------------------------------------------------------ factory

@@ -86,7 +86,8 @@ def refine(model: JanusTransformer, enc: Encoded, lengths: torch.Tensor, iterati
     tgt = torch.where(pos == 0, cfg.bos_id, torch.where(pos == lengths[:, None] + 1, cfg.eos_id, cfg.pad_id))
     tgt = tgt.masked_fill(inner, cfg.mask_id)  # (N, L)
     token_logp = torch.zeros(tgt.shape, device=lengths.device)  # (N, L) log-prob of each current token
-    ban = banned_tokens(model, cfg.pad_id, cfg.bos_id, cfg.eos_id, cfg.mask_id)  # inner tokens only
+    # inner positions: never pad, <unk>, BOS, EOS or [MASK]
+    ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.eos_id, cfg.mask_id)
     masked = inner
     cache = DecoderCache()  # the first pass fills in the encoder keys/values; later passes reuse them
     for t in range(1, iterations + 1):

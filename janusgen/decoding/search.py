@@ -35,8 +35,8 @@ class _Search:
         self.alive = torch.arange(max_len.shape[0], device=max_len.device)
         self.limit = max_len  # (A,) most output tokens per unfinished sentence
         self.steps = int(max_len.max()) + 1 if max_len.numel() else 0  # the longest output, plus its EOS
-        # pad, BOS and [MASK] are never outputs; EOS is the only choice at a sentence's limit
-        self.ban = banned_tokens(model, self.cfg.pad_id, self.cfg.bos_id, self.cfg.mask_id)
+        # pad, <unk>, BOS and [MASK] are never outputs; EOS is the only choice at a sentence's limit
+        self.ban = banned_tokens(model, self.cfg.pad_id, self.cfg.unk_id, self.cfg.bos_id, self.cfg.mask_id)
         self.only_eos = torch.full_like(self.ban, -math.inf)
         self.only_eos[self.cfg.eos_id] = 0.0
 

@@ -438,6 +438,7 @@ def train(
                 model_cfg,
                 vocab_size=tokenizer.vocab_size,
                 pad_id=tokenizer.pad_id,
+                unk_id=tokenizer.unk_id,
                 bos_id=tokenizer.bos_id,
                 eos_id=tokenizer.eos_id,
                 mask_id=tokenizer.mask_id,

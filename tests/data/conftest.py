@@ -50,8 +50,10 @@ def _write_tsv(folder: Path, splits: Splits) -> Path:
 def _write_jsonl(folder: Path, splits: Splits, nested: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for split, pairs in splits.items():
-        rows = [{"translation": {"es": s, "en": t}} if nested else {"es": s, "en": t, "id": i}
-                for i, (s, t) in enumerate(pairs)]
+        rows = [
+            {"translation": {"es": s, "en": t}} if nested else {"es": s, "en": t, "id": i}
+            for i, (s, t) in enumerate(pairs)
+        ]
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return folder
 

@@ -19,9 +19,14 @@ def test_prepare_writes_arrays_tokenizer_and_meta(text_dir, tmp_path, small_conf
     meta = prepare(TextFilesSource(text_dir, "es", "en"), tmp_path / "out", small_config())
     out = tmp_path / "out"
     names = {p.name for p in out.iterdir()}
-    expected = {f"{s}.{side}.{ext}" for s in ("train", "valid", "test") for side in ("src", "tgt")
-                for ext in ("bin", "idx")}
-    assert names == expected | {"spm.model", "meta.json"}
+    expected = {
+        f"{s}.{side}.{ext}"
+        for s in ("train", "valid", "test")
+        for side in ("src", "tgt")
+        for ext in ("bin", "idx")
+    }
+    texts = {f"{s}.{side}.txt" for s in ("valid", "test") for side in ("src", "tgt")}
+    assert names == expected | texts | {"spm.model", "meta.json"}
     assert not list(tmp_path.glob(".out.*"))  # no temporary folder left beside it
 
     on_disk = read_meta(out)
@@ -29,8 +34,12 @@ def test_prepare_writes_arrays_tokenizer_and_meta(text_dir, tmp_path, small_conf
     assert set(meta["run"]) == {"out", "seconds"} and "run" not in on_disk
     assert on_disk["format_version"] == 1 and on_disk["dtype"] == "uint16" and on_disk["vocab_size"] == 80
     assert on_disk["special_ids"] == {"pad": 0, "unk": 1, "bos": 2, "eos": 3, "mask": 4}
-    assert on_disk["source"] == {"format": "text", "folder": str(text_dir.resolve()), "src": "es",
-                                 "tgt": "en"}
+    assert on_disk["source"] == {
+        "format": "text",
+        "folder": str(text_dir.resolve()),
+        "src": "es",
+        "tgt": "en",
+    }
     assert on_disk["config"]["vocab_size"] == 80 and on_disk["config"]["splits"] == ["train", "valid", "test"]
     assert on_disk["files"] == {name: sha256_file(out / name) for name in names - {"meta.json"}}
     train = on_disk["splits"]["train"]
@@ -38,8 +47,23 @@ def test_prepare_writes_arrays_tokenizer_and_meta(text_dir, tmp_path, small_conf
     lengths = np.diff(np.fromfile(out / "train.src.idx", dtype="<i8"))
     assert train["src_tokens"] == lengths.sum() and train["src_max_tokens"] == lengths.max()
     assert train["src_mean_tokens"] == round(lengths.mean(), 3)
-    assert set(train) == {"pairs", "dropped_empty", "src_tokens", "tgt_tokens", "src_mean_tokens",
-                          "tgt_mean_tokens", "src_max_tokens", "tgt_max_tokens"}
+    # the text of the kept pairs is kept, line for line, for every split but train
+    dataset = PairDataset.open(out, "valid")
+    src_text, tgt_text = dataset.texts()
+    assert dataset.tokenizer.encode(tgt_text) == [list(dataset[i][1]) for i in range(len(dataset))]
+    assert dataset.tokenizer.encode(src_text[:3]) == [list(dataset[i][0]) for i in range(3)]
+    with pytest.raises(JanusError, match="every split but train"):
+        PairDataset.open(out, "train").texts()
+    assert set(train) == {
+        "pairs",
+        "dropped_empty",
+        "src_tokens",
+        "tgt_tokens",
+        "src_mean_tokens",
+        "tgt_mean_tokens",
+        "src_max_tokens",
+        "tgt_max_tokens",
+    }
 
 
 def test_empty_pairs_are_dropped_and_counted(tmp_path, pairs, write_text, small_config):
@@ -72,18 +96,26 @@ def test_reruns_and_chunk_sizes_give_identical_bytes(text_dir, tmp_path, small_c
 
 
 @pytest.mark.parametrize("fmt", ["tsv", "jsonl", "hf"])
-def test_every_format_prepares_the_same_arrays(tmp_path, pairs, fmt, write_text, write_tsv, write_jsonl,
-                                               small_config):
-    prepare(open_source(text=write_text(tmp_path / "text", pairs), src="es", tgt="en"), tmp_path / "ref",
-            small_config())
+def test_every_format_prepares_the_same_arrays(
+    tmp_path, pairs, fmt, write_text, write_tsv, write_jsonl, small_config
+):
+    prepare(
+        open_source(text=write_text(tmp_path / "text", pairs), src="es", tgt="en"),
+        tmp_path / "ref",
+        small_config(),
+    )
     if fmt == "tsv":
         source = open_source(tsv=write_tsv(tmp_path / "c", pairs), src="es", tgt="en")
     elif fmt == "jsonl":
         source = open_source(jsonl=write_jsonl(tmp_path / "c", pairs, nested=True), src="es", tgt="en")
     else:
         datasets = pytest.importorskip("datasets")
-        tables = {("validation" if split == "valid" else split): datasets.Dataset.from_dict(
-            {"es": [s for s, _ in rows], "en": [t for _, t in rows]}) for split, rows in pairs.items()}
+        tables = {
+            ("validation" if split == "valid" else split): datasets.Dataset.from_dict(
+                {"es": [s for s, _ in rows], "en": [t for _, t in rows]}
+            )
+            for split, rows in pairs.items()
+        }
         datasets.DatasetDict(tables).save_to_disk(str(tmp_path / "hf"))
         source = open_source(hf_dataset=str(tmp_path / "hf"), src="es", tgt="en")
     meta = prepare(source, tmp_path / "out", small_config())
@@ -104,8 +136,9 @@ def test_missing_split_fails_before_any_work(text_dir, tmp_path, small_config, m
         prepare(TextFilesSource(text_dir, "es", "en"), tmp_path / "out", small_config(splits=("valid",)))
 
 
-def test_killed_prepare_leaves_nothing_and_keeps_the_old_output(text_dir, tmp_path, small_config,
-                                                                 monkeypatch):
+def test_killed_prepare_leaves_nothing_and_keeps_the_old_output(
+    text_dir, tmp_path, small_config, monkeypatch
+):
     source = TextFilesSource(text_dir, "es", "en")
     real_append = prepare_module.BinarizedWriter.append
     calls = []
@@ -165,8 +198,22 @@ def test_output_folder_checks(text_dir, tmp_path, small_config):
 
 def test_cli_prepare(text_dir, tmp_path, capsys):
     out = tmp_path / "data"
-    argv = ["data", "prepare", "--text", str(text_dir), "--src", "es", "--tgt", "en", "--out", str(out),
-            "--vocab-size", "80", "--threads", "1"]
+    argv = [
+        "data",
+        "prepare",
+        "--text",
+        str(text_dir),
+        "--src",
+        "es",
+        "--tgt",
+        "en",
+        "--out",
+        str(out),
+        "--vocab-size",
+        "80",
+        "--threads",
+        "1",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "vocabulary 80" in printed and "train" in printed and "300" in printed

@@ -61,7 +61,10 @@ def test_types_and_describe(tmp_path, write_text, write_tsv, write_jsonl):
     assert isinstance(open_source(tsv=write_tsv(tmp_path / "t", SMALL), src=SRC, tgt=TGT), TsvSource)
     assert isinstance(open_source(jsonl=write_jsonl(tmp_path / "j", SMALL), src=SRC, tgt=TGT), JsonlSource)
     assert open_source(text=folder, src=SRC, tgt=TGT).describe() == {
-        "format": "text", "folder": str(folder.resolve()), "src": SRC, "tgt": TGT,
+        "format": "text",
+        "folder": str(folder.resolve()),
+        "src": SRC,
+        "tgt": TGT,
     }
 
 

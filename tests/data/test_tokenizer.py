@@ -69,8 +69,14 @@ def test_training_is_deterministic_across_processes_also_when_sampling(sentences
     # Within one process SentencePiece's own sampler looked deterministic yet was not across processes:
     # compare fresh interpreters.
     def run() -> list[str]:
-        out = subprocess.run([sys.executable, "-c", _TRAIN_IN_A_FRESH_PROCESS], input=json.dumps(sentences),
-                             cwd=REPO, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _TRAIN_IN_A_FRESH_PROCESS],
+            input=json.dumps(sentences),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return out.stdout.split()
 
     first, second = run(), run()
@@ -107,8 +113,9 @@ def test_source_error_surfaces_as_itself(sentences):
 
 def test_refuses_foreign_and_broken_models(tmp_path, sentences):
     foreign = io.BytesIO()  # SentencePiece defaults: unk=0, bos=1, eos=2, no pad, no mask
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_writer=foreign, vocab_size=60,
-                                   minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_writer=foreign, vocab_size=60, minloglevel=2
+    )
     with pytest.raises(JanusError, match="not a janusgen model"):
         Tokenizer.from_bytes(foreign.getvalue())
     (tmp_path / "junk.model").write_bytes(b"not a model")

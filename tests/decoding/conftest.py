@@ -41,6 +41,7 @@ def random_model() -> Callable[..., JanusTransformer]:
     mode. A random model never picks EOS; `eos_ramp` > 0 adds eos_ramp·p·(EOS embedding direction) to
     the decoder position embedding of every position p, so that EOS grows likelier along the output and
     outputs end at varied lengths (0.3: mostly after 11 to 18 tokens)."""
+
     def make(seed: int = 0, eos_ramp: float = 0.0, **changes: object) -> JanusTransformer:
         torch.manual_seed(seed)
         cfg = dataclasses.replace(model_preset("tiny"), vocab_size=VOCAB, **changes)
@@ -50,11 +51,13 @@ def random_model() -> Callable[..., JanusTransformer]:
             positions = torch.arange(cfg.max_positions, dtype=torch.float)[:, None]  # (P, 1)
             model.dec_positions.weight += eos_ramp * positions * eos / eos.norm()
         return model
+
     return make
 
 
-def make_sources(lengths: list[int], seed: int = 0, vocab: int = VOCAB, pad: int = 0,
-                 eos: int = 3) -> torch.Tensor:
+def make_sources(
+    lengths: list[int], seed: int = 0, vocab: int = VOCAB, pad: int = 0, eos: int = 3
+) -> torch.Tensor:
     """(B, S) sources: `lengths[b]` random ordinary tokens, then EOS, right-padded."""
     g = torch.Generator().manual_seed(seed)
     src = torch.full((len(lengths), max(lengths) + 1), pad)

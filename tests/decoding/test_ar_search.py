@@ -55,8 +55,12 @@ def test_teacher_forcing_equals_one_prefix_at_a_time(random_model, sources):
     """The parallel AR scoring against a slow reference that runs the AR view on every prefix."""
     model, src = random_model(), sources([4, 9])
     g = torch.Generator().manual_seed(0)
-    tgt = torch.tensor([[2, *torch.randint(5, 50, (6,), generator=g).tolist(), 3, 0, 0],
-                        [2, *torch.randint(5, 50, (8,), generator=g).tolist(), 3]])
+    tgt = torch.tensor(
+        [
+            [2, *torch.randint(5, 50, (6,), generator=g).tolist(), 3, 0, 0],
+            [2, *torch.randint(5, 50, (8,), generator=g).tolist(), 3],
+        ]
+    )
     with torch.inference_mode():
         enc = model.encode(src)
         forced = teacher_forced_log_probs(model, enc, tgt)
@@ -65,8 +69,12 @@ def test_teacher_forcing_equals_one_prefix_at_a_time(random_model, sources):
                 prefix = tgt[b : b + 1, : p + 1]
                 # content rows 0..p-1 (causal) and one query row at p that sees them all
                 visible = torch.ones(p + 1, p, dtype=torch.bool).tril()[None]  # (1, p + 1, p)
-                view = DecoderView(torch.cat([prefix[:, :-1], torch.full((1, 1), 4)], dim=1),
-                                   torch.arange(p + 1)[None], visible, p)
+                view = DecoderView(
+                    torch.cat([prefix[:, :-1], torch.full((1, 1), 4)], dim=1),
+                    torch.arange(p + 1)[None],
+                    visible,
+                    p,
+                )
                 hidden = model.decode(view, enc.index_select(torch.tensor([b])))
                 logp = model.logits(hidden[0, -1]).log_softmax(-1)
                 assert abs(float(logp[tgt[b, p]]) - float(forced[b, p - 1])) < 1e-5

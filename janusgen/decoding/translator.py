@@ -1,0 +1,150 @@
+"""The Python API: load a checkpoint folder, generate text in either mode.
+
+    from janusgen import Translator
+    translator = Translator.load("runs/demo/best")
+    translator.generate(["En el principio creó Dios los cielos y la tierra."], mode="nar", iterations=4)
+
+Inputs are batched by a token budget (sorted by length, so padding is small) and outputs come back in
+input order. An empty input gives an empty output; an input longer than the model's maximum is
+truncated with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from janusgen.config import DECODE_MODES, DecodeConfig
+from janusgen.data.batching import pack_by_tokens, pad_sequences
+from janusgen.data.tokenizer import Tokenizer
+from janusgen.decoding.api import decode_ar, decode_nar
+from janusgen.errors import JanusError
+from janusgen.model.transformer import JanusTransformer
+from janusgen.training.checkpoint import load_model
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    score: float  # the length-normalised log-prob the output was chosen by
+    tokens: int  # output tokens (EOS excluded)
+
+
+class Translator:
+    def __init__(
+        self, model: JanusTransformer, tokenizer: Tokenizer, config: dict[str, Any] | None = None
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config or {}
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, device: str = "cpu", dtype: str = "float32") -> Translator:
+        """Load a checkpoint folder (weights, config, vocabulary) onto `device` in `dtype`."""
+        if dtype not in DTYPES:
+            raise JanusError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+        model, tokenizer, config = load_model(Path(checkpoint), device)
+        return cls(model.to(DTYPES[dtype]), tokenizer, config)
+
+    def generate(
+        self,
+        texts: list[str],
+        mode: str = "ar",
+        beam: int = 5,
+        iterations: int = 10,
+        length_beam: int = 3,
+        rerank: bool = False,
+        return_scores: bool = False,
+        **options: Any,
+    ) -> list[str] | list[tuple[str, float]]:
+        """Generate one output per input text. `options`: any other DecodeConfig field
+        (length_penalty, max_len_a, max_len_b, length_offsets, max_tokens)."""
+        cfg = decode_config(
+            mode=mode, beam=beam, iterations=iterations, length_beam=length_beam, rerank=rerank, **options
+        )
+        results = self.generate_batch(texts, cfg)
+        if return_scores:
+            return [(r.text, r.score) for r in results]
+        return [r.text for r in results]
+
+    def generate_batch(self, texts: list[str], cfg: DecodeConfig) -> list[Generation]:
+        ids = self.tokenizer.encode([t.strip() for t in texts])
+        limit = self.model.cfg.max_positions - 1  # room for EOS
+        too_long = [i for i, seq in enumerate(ids) if len(seq) > limit]
+        if too_long:
+            warnings.warn(
+                f"{len(too_long)} input(s) longer than the model's maximum of {limit} tokens were "
+                f"truncated (first: input {too_long[0] + 1})",
+                stacklevel=2,
+            )
+        ids = [np.asarray(seq[:limit], dtype=np.int64) for seq in ids]
+        results = [Generation("", 0.0, 0) for _ in ids]
+        nonempty = np.array([i for i, seq in enumerate(ids) if len(seq)], dtype=np.int64)
+        if len(nonempty) == 0:
+            return results
+        cost = np.array([len(ids[i]) + 1 for i in nonempty], dtype=np.int64)
+        order = np.argsort(-cost, kind="stable")[::-1]  # ascending, stable: equal lengths keep input order
+        for batch in pack_by_tokens(order, cost, max(cfg.max_tokens, int(cost.max()))):
+            rows = nonempty[batch]
+            src = pad_sequences([ids[i] for i in rows], self.tokenizer.pad_id, suffix=self.tokenizer.eos_id)
+            decoded = self._decode(src.to(self.device), cfg)
+            texts_out = self.tokenizer.decode(decoded.tokens)
+            for i, text, score, toks in zip(rows, texts_out, decoded.scores, decoded.tokens, strict=True):
+                results[i] = Generation(text, float(score), len(toks))
+        return results
+
+    def generate_stream(
+        self, lines: Iterable[str], cfg: DecodeConfig, chunk_lines: int = 512
+    ) -> Iterator[Generation]:
+        """Outputs for a stream of lines, in order, reading `chunk_lines` at a time (bounded memory)."""
+        it = iter(lines)
+        while chunk := list(islice(it, chunk_lines)):
+            yield from self.generate_batch([line.rstrip("\n") for line in chunk], cfg)
+
+    def _decode(self, src: torch.Tensor, cfg: DecodeConfig):
+        common = {
+            "max_len_a": cfg.max_len_a,
+            "max_len_b": cfg.max_len_b,
+            "length_penalty": cfg.length_penalty,
+        }
+        if cfg.mode == "ar":
+            return decode_ar(self.model, src, beam=cfg.beam, **common)
+        return decode_nar(
+            self.model,
+            src,
+            iterations=cfg.iterations,
+            length_beam=cfg.length_beam,
+            length_offsets=cfg.length_offsets,
+            rerank=cfg.rerank,
+            **common,
+        )
+
+
+def decode_config(**values: Any) -> DecodeConfig:
+    """A checked DecodeConfig: unknown options and out-of-range values are clear errors."""
+    names = {f.name for f in dataclasses.fields(DecodeConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise JanusError(f"unknown decoding option(s): {', '.join(unknown)}")
+    if values.get("length_offsets") is not None:
+        values["length_offsets"] = tuple(int(v) for v in values["length_offsets"])
+    cfg = DecodeConfig(**values)
+    if cfg.mode not in DECODE_MODES:
+        raise JanusError(f"--mode {cfg.mode!r}: choose ar or nar")
+    for name in ("beam", "iterations", "length_beam", "max_tokens"):
+        if getattr(cfg, name) < 1:
+            raise JanusError(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.length_offsets is not None and not cfg.length_offsets:
+        raise JanusError("--length-offsets needs at least one offset")
+    return cfg

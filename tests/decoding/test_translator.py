@@ -1,0 +1,141 @@
+"""The Python API and the `generate` / `evaluate` commands on a trained tiny checkpoint."""
+
+import json
+import shutil
+
+import pytest
+
+from janusgen.cli import main
+from janusgen.decoding.translator import Translator
+from janusgen.errors import JanusError
+
+SENTENCES = [
+    "casa perro",
+    "sol luna mar rio",
+    "agua",
+    "fuego tierra cielo dia noche luz sal vino",
+    "flor arbol pan",
+    "monte",
+    "gato gato gato",
+    "rio mar luna sol agua casa",
+]
+
+
+@pytest.fixture(scope="module")
+def translator(toy_checkpoint):
+    return Translator.load(toy_checkpoint)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(mode="ar", beam=1),
+        dict(mode="ar", beam=4),
+        dict(mode="nar", iterations=4, length_beam=3),
+        dict(mode="nar", iterations=2, length_beam=2, rerank=True),
+    ],
+)
+def test_alone_equals_inside_a_batch_of_32_mixed_lengths(translator, options):
+    batch = (SENTENCES * 4)[:32]
+    together = translator.generate(batch, **options, max_tokens=64)  # several token-budget batches
+    alone = [translator.generate([s], **options)[0] for s in SENTENCES]
+    assert together == (alone * 4)[:32]
+    assert translator.generate(batch, **options) == together  # deterministic
+
+
+def test_the_model_translates_the_toy_task(translator):
+    outputs = translator.generate(["casa perro", "sol luna"], mode="ar", beam=4)
+    assert [sorted(o.split()) for o in outputs] == [["dog", "house"], ["moon", "sun"]]
+
+
+def test_empty_lines_give_empty_outputs_in_place(translator):
+    outputs = translator.generate(["casa", "", "   ", "sol"], mode="nar", iterations=2, return_scores=True)
+    assert [o[0] for o in outputs][1:3] == ["", ""]
+    assert outputs[0][0] and outputs[3][0]
+
+
+def test_too_long_inputs_are_truncated_with_a_warning(translator):
+    long = " ".join(["casa"] * 200)
+    with pytest.warns(UserWarning, match="truncated"):
+        out = translator.generate([long, "sol"], mode="ar", beam=1)
+    assert len(out) == 2 and out[1]
+
+
+def test_characters_outside_the_vocabulary_do_not_break_decoding(translator):
+    outputs = translator.generate(["漢字 ☃ casa", "ÆØÅ"], mode="ar", beam=2)
+    assert len(outputs) == 2 and all("⁇" not in o for o in outputs)  # <unk> is never generated
+
+
+def test_bad_options_and_checkpoints(translator, toy_checkpoint, tmp_path):
+    with pytest.raises(JanusError, match="--mode"):
+        translator.generate(["casa"], mode="fast")
+    with pytest.raises(JanusError, match="--beam"):
+        translator.generate(["casa"], beam=0)
+    with pytest.raises(JanusError, match="unknown decoding option"):
+        translator.generate(["casa"], temperature=2.0)
+    broken = tmp_path / "broken"
+    shutil.copytree(toy_checkpoint, broken)
+    (broken / "model.safetensors").unlink()
+    with pytest.raises(JanusError, match="missing model.safetensors"):
+        Translator.load(broken)
+    config = json.loads((toy_checkpoint / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes((toy_checkpoint / "model.safetensors").read_bytes())
+    (broken / "config.json").write_text(json.dumps({**config, "format_version": 99}))
+    with pytest.raises(JanusError, match="another version"):
+        Translator.load(broken)
+
+
+def test_generate_cli_streams_one_line_per_input(toy_checkpoint, tmp_path, capsys):
+    src = tmp_path / "in.txt"
+    src.write_text("casa perro\n\nsol luna\n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    argv = [
+        "generate",
+        "--checkpoint",
+        str(toy_checkpoint),
+        "--mode",
+        "nar",
+        "--iterations",
+        "4",
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+    ]
+    assert main(argv) == 0
+    lines = out.read_text(encoding="utf-8").split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
+    assert main(argv[:-2] + ["--scores"]) == 0
+    scored = capsys.readouterr().out.splitlines()
+    assert len(scored) == 3 and scored[1] == "0.0000\t"
+    src.write_bytes(b"casa\n\xff\xfe\n")
+    assert main(argv) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_evaluate_cli_reports_bleu_chrf_and_speed(toy_checkpoint, toy_data, tmp_path, capsys):
+    report = tmp_path / "eval.json"
+    argv = [
+        "evaluate",
+        "--checkpoint",
+        str(toy_checkpoint),
+        "--data",
+        str(toy_data),
+        "--mode",
+        "ar",
+        "--beam",
+        "2",
+        "--json",
+        str(report),
+        "--hypotheses",
+        str(tmp_path / "hyp.txt"),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "AR beam 2" in printed and "nrefs:1" in printed
+    result = json.loads(report.read_text())
+    assert result["sentences"] == 40 and result["bleu"] > 10 and result["sentences_per_s"] > 0
+    assert result["bleu_signature"].startswith("nrefs:1") and result["decode"]["beam"] == 2
+    assert len((tmp_path / "hyp.txt").read_text().splitlines()) == 40
+    assert main(argv[:-4] + ["--split", "train"]) == 2
+    assert "every split but train" in capsys.readouterr().err
