@@ -21,22 +21,24 @@ from janusgen.model.layout import ar_view, masked_ranks, masked_view
 from janusgen.model.transformer import Encoded, JanusTransformer
 
 
+def log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """float32 log-softmax over the vocabulary, computed once per stream and shared by its terms."""
+    return F.log_softmax(logits.float(), dim=-1)
+
+
 def label_smoothed_ce(
-    logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: float
+    logp: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: float
 ) -> torch.Tensor:
-    """Mean over valid tokens of (1 - eps) * NLL + eps * mean_v(-log p_v), computed in float32."""
-    logp = F.log_softmax(logits.float(), dim=-1)
+    """Mean over valid tokens of (1 - eps) * NLL + eps * mean_v(-log p_v), from log-probs `logp`."""
     nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     smooth = -logp.mean(dim=-1)
     loss = (1.0 - eps) * nll + eps * smooth
     return _masked_mean(loss, valid)
 
 
-def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def symmetric_kl(logp: torch.Tensor, logq: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean over valid positions of ½ [KL(p‖q) + KL(q‖p)] = ½ Σ_v (p_v - q_v)(log p_v - log q_v),
-    in float32, with gradients through both sides."""
-    logp = F.log_softmax(logits_p.float(), dim=-1)
-    logq = F.log_softmax(logits_q.float(), dim=-1)
+    from float32 log-probs, with gradients through both sides."""
     kl = 0.5 * ((logp.exp() - logq.exp()) * (logp - logq)).sum(dim=-1)
     return _masked_mean(kl, valid)
 
@@ -83,12 +85,14 @@ class JanusObjective:
         target_valid = tgt[:, 1:] != mcfg.pad_id
         masked_tokens = 0
 
-        ar_logits = None
+        ar_logp = None
         if self.needs_ar:
             view = ar_view(tgt, mcfg.pad_id, mcfg.mask_id)
             hidden = model.decode(view, enc)
-            ar_logits = model.logits(hidden[:, view.num_content :])  # (B, T-1, V): predicts tgt[:, 1:]
-            terms["ar"] = label_smoothed_ce(ar_logits, tgt[:, 1:], target_valid, eps)
+            ar_logp = log_probs(
+                model.logits(hidden[:, view.num_content :])
+            )  # (B, T-1, V): predicts tgt[:, 1:]
+            terms["ar"] = label_smoothed_ce(ar_logp, tgt[:, 1:], target_valid, eps)
 
         if self.needs_nar or self.needs_aux:
             enc_nar = model.encode(src) if cfg.encode_per_view and self.needs_ar else enc
@@ -99,22 +103,22 @@ class JanusObjective:
             targets, valid = view.masked_targets, view.masked_valid
             masked_tokens = int(valid.sum())
             index = view.placeholder_rows[:, :, None].expand(-1, -1, hidden.shape[-1])
-            nar_logits = model.logits(hidden.gather(1, index))  # (B, K, V)
-            aux_logits = model.logits(hidden[:, view.num_content :])  # (B, K, V)
+            nar_logp = log_probs(model.logits(hidden.gather(1, index)))  # (B, K, V)
+            aux_logp = log_probs(model.logits(hidden[:, view.num_content :]))  # (B, K, V)
             if self.needs_nar:
-                terms["nar"] = label_smoothed_ce(nar_logits, targets, valid, eps)
+                terms["nar"] = label_smoothed_ce(nar_logp, targets, valid, eps)
             if self.needs_aux:
-                terms["aux"] = label_smoothed_ce(aux_logits, targets, valid, eps)
-            if ar_logits is not None:
+                terms["aux"] = label_smoothed_ce(aux_logp, targets, valid, eps)
+            if ar_logp is not None:
                 # P_AR at the masked positions: query row m_j - 1 of the AR view predicts s_{m_j}
-                at = (view.masked_positions - 1).clamp(min=0)[:, :, None].expand(-1, -1, ar_logits.shape[-1])
-                ar_at_masked = ar_logits.gather(1, at)
+                at = (view.masked_positions - 1).clamp(min=0)[:, :, None].expand(-1, -1, ar_logp.shape[-1])
+                ar_at_masked = ar_logp.gather(1, at)
                 if cfg.kl_ar_nar > 0:
-                    terms["kl_ar_nar"] = symmetric_kl(ar_at_masked, nar_logits, valid)
+                    terms["kl_ar_nar"] = symmetric_kl(ar_at_masked, nar_logp, valid)
                 if cfg.kl_ar_aux > 0:
-                    terms["kl_ar_aux"] = symmetric_kl(ar_at_masked, aux_logits, valid)
+                    terms["kl_ar_aux"] = symmetric_kl(ar_at_masked, aux_logp, valid)
             if cfg.kl_nar_aux > 0:
-                terms["kl_nar_aux"] = symmetric_kl(nar_logits, aux_logits, valid)
+                terms["kl_nar_aux"] = symmetric_kl(nar_logp, aux_logp, valid)
 
         if cfg.length_weight > 0:
             enc_len = enc_nar if (self.needs_nar or self.needs_aux) else enc

@@ -94,8 +94,16 @@ def toy_checkpoint(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from janusgen.training.trainer import train
 
     run = tmp_path_factory.mktemp("toy_run") / "run"
-    cfg = TrainConfig(max_updates=300, max_tokens=1024, lr=3e-3, warmup_updates=30, log_every=100,
-                      validate_every=300, valid_bleu_sentences=0, seed=1)
+    cfg = TrainConfig(
+        max_updates=300,
+        max_tokens=1024,
+        lr=3e-3,
+        warmup_updates=30,
+        log_every=100,
+        validate_every=300,
+        valid_bleu_sentences=0,
+        seed=1,
+    )
     model = dataclasses.replace(model_preset("tiny"), d_model=64, ffn_dim=128)
     train(toy_data, run, model, objective_preset("janus"), cfg, device="cpu")
     return run / "last"

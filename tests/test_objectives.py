@@ -6,7 +6,7 @@ import torch
 from janusgen.config import ObjectiveConfig, model_preset, objective_preset
 from janusgen.data.masking import inner_lengths, span_mask, uniform_mask
 from janusgen.model.transformer import JanusTransformer
-from janusgen.objectives import JanusObjective, label_smoothed_ce, symmetric_kl
+from janusgen.objectives import JanusObjective, label_smoothed_ce, log_probs, symmetric_kl
 
 PAD, BOS, EOS = 0, 2, 3
 
@@ -27,18 +27,22 @@ def _pairs(lengths, vocab, seed):
 def test_symmetric_kl_is_symmetric_and_zero_on_equal_inputs():
     g = torch.Generator().manual_seed(0)
     p, q = torch.randn(3, 4, 11, generator=g), torch.randn(3, 4, 11, generator=g)
-    valid = torch.ones(3, 4, dtype=torch.bool)
-    assert torch.allclose(symmetric_kl(p, q, valid), symmetric_kl(q, p, valid))
-    assert symmetric_kl(p, p, valid).abs() < 1e-7
-    assert symmetric_kl(p, q, valid) > 0
-    # equals ½ (KL(p||q) + KL(q||p)) computed directly
-    lp, lq = p.log_softmax(-1), q.log_softmax(-1)
-    direct = 0.5 * ((lp.exp() * (lp - lq)).sum(-1) + (lq.exp() * (lq - lp)).sum(-1)).mean()
-    assert torch.allclose(symmetric_kl(p, q, valid), direct, atol=1e-6)
-    # gradients flow into both sides
     p.requires_grad_(True)
     q.requires_grad_(True)
-    symmetric_kl(p, q, valid).backward()
+    lp, lq = log_probs(p), log_probs(q)
+    valid = torch.ones(3, 4, dtype=torch.bool)
+    assert torch.allclose(symmetric_kl(lp, lq, valid), symmetric_kl(lq, lp, valid))
+    assert symmetric_kl(lp, lp, valid).abs() < 1e-7
+    assert symmetric_kl(lp, lq, valid) > 0
+    # equals ½ (KL(p||q) + KL(q||p)) computed directly
+    direct = 0.5 * ((lp.exp() * (lp - lq)).sum(-1) + (lq.exp() * (lq - lp)).sum(-1)).mean()
+    assert torch.allclose(symmetric_kl(lp, lq, valid), direct, atol=1e-6)
+    # only valid positions count
+    some = valid.clone()
+    some[0] = False
+    assert torch.allclose(symmetric_kl(lp, lq, some), symmetric_kl(lp[1:], lq[1:], valid[1:]))
+    # gradients flow into both sides
+    symmetric_kl(lp, lq, valid).backward()
     assert p.grad.abs().sum() > 0 and q.grad.abs().sum() > 0
 
 
@@ -50,9 +54,9 @@ def test_label_smoothed_ce_matches_definition_and_ignores_invalid():
     eps = 0.1
     lp = logits.log_softmax(-1)
     per = (1 - eps) * -lp.gather(-1, target[..., None])[..., 0] + eps * -lp.mean(-1)
-    assert torch.allclose(label_smoothed_ce(logits, target, valid, eps), per[valid].mean())
+    assert torch.allclose(label_smoothed_ce(log_probs(logits), target, valid, eps), per[valid].mean())
     assert torch.allclose(
-        label_smoothed_ce(logits, target, valid, 0.0),
+        label_smoothed_ce(log_probs(logits), target, valid, 0.0),
         torch.nn.functional.cross_entropy(logits[valid], target[valid]),
     )
 

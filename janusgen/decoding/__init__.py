@@ -6,5 +6,15 @@ from janusgen.decoding.common import Decoded, Hypotheses, teacher_forced_log_pro
 from janusgen.decoding.mask_predict import MaskSchedule, linear_schedule, mask_predict
 from janusgen.decoding.search import beam_search, greedy_search
 
-__all__ = ["Decoded", "Hypotheses", "MaskSchedule", "beam_search", "decode_ar", "decode_nar", "greedy_search",
-           "linear_schedule", "mask_predict", "teacher_forced_log_probs"]
+__all__ = [
+    "Decoded",
+    "Hypotheses",
+    "MaskSchedule",
+    "beam_search",
+    "decode_ar",
+    "decode_nar",
+    "greedy_search",
+    "linear_schedule",
+    "mask_predict",
+    "teacher_forced_log_probs",
+]

@@ -13,8 +13,14 @@ from janusgen.model.transformer import JanusTransformer
 
 
 @torch.inference_mode()
-def decode_ar(model: JanusTransformer, src: torch.Tensor, beam: int = 5, max_len_a: float = MAX_LEN_A,
-              max_len_b: int = MAX_LEN_B, length_penalty: float = 1.0) -> Decoded:
+def decode_ar(
+    model: JanusTransformer,
+    src: torch.Tensor,
+    beam: int = 5,
+    max_len_a: float = MAX_LEN_A,
+    max_len_b: int = MAX_LEN_B,
+    length_penalty: float = 1.0,
+) -> Decoded:
     """Autoregressive decoding of `src` (B, S) (ids + EOS, right-padded): beam search, or greedy for
     beam = 1. At most ⌊a·|x| + b⌋ output tokens per sentence. Scores: `log_probs` sums the log-probs of
     the output and EOS; `scores` divides it by (n + 1)^length_penalty, which beam search ranks by."""
@@ -29,10 +35,18 @@ def decode_ar(model: JanusTransformer, src: torch.Tensor, beam: int = 5, max_len
 
 
 @torch.inference_mode()
-def decode_nar(model: JanusTransformer, src: torch.Tensor, iterations: int = 10, length_beam: int = 3,
-               length_offsets: Sequence[int] | None = None, rerank: bool = False,
-               schedule: MaskSchedule = linear_schedule, max_len_a: float = MAX_LEN_A,
-               max_len_b: int = MAX_LEN_B, length_penalty: float = 1.0) -> Decoded:
+def decode_nar(
+    model: JanusTransformer,
+    src: torch.Tensor,
+    iterations: int = 10,
+    length_beam: int = 3,
+    length_offsets: Sequence[int] | None = None,
+    rerank: bool = False,
+    schedule: MaskSchedule = linear_schedule,
+    max_len_a: float = MAX_LEN_A,
+    max_len_b: int = MAX_LEN_B,
+    length_penalty: float = 1.0,
+) -> Decoded:
     """Mask-Predict decoding of `src` (B, S) with `iterations` refinement passes and a length beam: the
     top-`length_beam` predicted lengths, or, given `length_offsets`, the predicted length plus each
     offset. Keeps the candidate with the best mean NAR log-prob, or with `rerank` the best AR
@@ -42,6 +56,7 @@ def decode_nar(model: JanusTransformer, src: torch.Tensor, iterations: int = 10,
         return Decoded([], [], [])
     enc = model.encode(src)
     max_len = max_output_lengths(model, src, max_len_a, max_len_b)
-    hyps = mask_predict(model, enc, max_len, iterations, length_beam, length_offsets, rerank, schedule,
-                        length_penalty)
+    hyps = mask_predict(
+        model, enc, max_len, iterations, length_beam, length_offsets, rerank, schedule, length_penalty
+    )
     return Decoded.of(hyps)

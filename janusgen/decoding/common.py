@@ -51,8 +51,10 @@ def check_inputs(model: JanusTransformer, src: torch.Tensor) -> torch.Tensor:
     cfg = model.cfg
     longest = int((src != cfg.pad_id).sum(dim=1).max()) if src.shape[0] else 0
     if longest > cfg.max_positions:
-        raise ValueError(f"a source has {longest} tokens (EOS included) but the model takes at most "
-                         f"max_positions={cfg.max_positions}; truncate it before decoding")
+        raise ValueError(
+            f"a source has {longest} tokens (EOS included) but the model takes at most "
+            f"max_positions={cfg.max_positions}; truncate it before decoding"
+        )
     return src[:, : max(longest, 1)]
 
 

@@ -55,8 +55,13 @@ def lowest_scores_mask(scores: torch.Tensor, allowed: torch.Tensor, counts: torc
     return rank < counts[:, None]
 
 
-def length_candidates(model: JanusTransformer, enc: Encoded, max_len: torch.Tensor, length_beam: int = 3,
-                      offsets: Sequence[int] | None = None) -> torch.Tensor:
+def length_candidates(
+    model: JanusTransformer,
+    enc: Encoded,
+    max_len: torch.Tensor,
+    length_beam: int = 3,
+    offsets: Sequence[int] | None = None,
+) -> torch.Tensor:
     """(B, l) output lengths to try: the top-`length_beam` of the length classifier, or its argmax plus
     each of `offsets`. Kept within [1, max_len] (0 only where max_len is 0): an empty candidate would
     always win by its vacuous mean log-prob of 0."""
@@ -73,8 +78,13 @@ def length_candidates(model: JanusTransformer, enc: Encoded, max_len: torch.Tens
 
 
 @torch.inference_mode()
-def refine(model: JanusTransformer, enc: Encoded, lengths: torch.Tensor, iterations: int = 10,
-           schedule: MaskSchedule = linear_schedule) -> Hypotheses:
+def refine(
+    model: JanusTransformer,
+    enc: Encoded,
+    lengths: torch.Tensor,
+    iterations: int = 10,
+    schedule: MaskSchedule = linear_schedule,
+) -> Hypotheses:
     """Mask-Predict for N candidates of given `lengths` (N,) (`enc` has N rows): log_prob is the sum of
     the final tokens' P_NAR log-probs, score their mean."""
     if iterations < 1:
@@ -111,8 +121,9 @@ def refine(model: JanusTransformer, enc: Encoded, lengths: torch.Tensor, iterati
 
 
 @torch.inference_mode()
-def rescore_with_ar(model: JanusTransformer, enc: Encoded, hyps: Hypotheses, length_penalty: float = 1.0
-                    ) -> Hypotheses:
+def rescore_with_ar(
+    model: JanusTransformer, enc: Encoded, hyps: Hypotheses, length_penalty: float = 1.0
+) -> Hypotheses:
     """The same outputs scored by the model's AR view in one teacher-forced pass: log_prob sums the AR
     log-probs of the tokens and EOS; score = log_prob / (n + 1)^length_penalty, as in beam search."""
     tgt = with_bos_eos(model, hyps.tokens, hyps.lengths)
@@ -131,9 +142,17 @@ def best_candidates(hyps: Hypotheses, num_sentences: int) -> Hypotheses:
 
 
 @torch.inference_mode()
-def mask_predict(model: JanusTransformer, enc: Encoded, max_len: torch.Tensor, iterations: int = 10,
-                 length_beam: int = 3, length_offsets: Sequence[int] | None = None, rerank: bool = False,
-                 schedule: MaskSchedule = linear_schedule, length_penalty: float = 1.0) -> Hypotheses:
+def mask_predict(
+    model: JanusTransformer,
+    enc: Encoded,
+    max_len: torch.Tensor,
+    iterations: int = 10,
+    length_beam: int = 3,
+    length_offsets: Sequence[int] | None = None,
+    rerank: bool = False,
+    schedule: MaskSchedule = linear_schedule,
+    length_penalty: float = 1.0,
+) -> Hypotheses:
     """Mask-Predict with a length beam for encoded sources; `max_len` (B,) caps each output's length.
     Without `rerank` the scores are the NAR ones (sum / mean log-prob); with it, the AR ones."""
     if length_beam < 1 or (length_offsets is not None and len(length_offsets) == 0):

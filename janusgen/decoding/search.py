@@ -60,8 +60,12 @@ class _Search:
         positions = torch.arange(self.steps + 1, device=device)
         for t in range(self.steps):
             rows = last.shape[0]
-            view = DecoderView(torch.stack([last, torch.full_like(last, cfg.mask_id)], dim=1),  # (rows, 2)
-                               positions[t : t + 2].expand(rows, 2), None, 1)
+            view = DecoderView(
+                torch.stack([last, torch.full_like(last, cfg.mask_id)], dim=1),  # (rows, 2)
+                positions[t : t + 2].expand(rows, 2),
+                None,
+                1,
+            )
             hidden = self.model.decode(view, enc, cache)  # (rows, 2, d): content row, query row
             logp = F.log_softmax(self.model.logits(hidden[:, 1]).float(), dim=-1)  # (rows, V)
             at_limit = (self.limit == t).repeat_interleave(w)[:, None]  # (rows, 1)
@@ -102,8 +106,9 @@ class _Greedy(_Search):
         is_eos = self.tokens == self.cfg.eos_id  # every sentence has exactly one EOS (forced at its limit)
         lengths = is_eos.int().argmax(dim=1)
         tokens = self.tokens.masked_fill(is_eos, self.cfg.pad_id)
-        return Hypotheses(tokens, lengths, self.log_prob,
-                          length_normalized(self.log_prob, lengths + 1, self.length_penalty))
+        return Hypotheses(
+            tokens, lengths, self.log_prob, length_normalized(self.log_prob, lengths + 1, self.length_penalty)
+        )
 
 
 class _Beam(_Search):
@@ -112,8 +117,9 @@ class _Beam(_Search):
     stops (early stopping) once `beam` hypotheses have finished, or at its length limit. The pool keeps
     the best `beam` finished ones by length-normalised score; the best of them is the output."""
 
-    def __init__(self, model: JanusTransformer, max_len: torch.Tensor, length_penalty: float,
-                 beam: int) -> None:
+    def __init__(
+        self, model: JanusTransformer, max_len: torch.Tensor, length_penalty: float, beam: int
+    ) -> None:
         super().__init__(model, max_len, length_penalty)
         self.width = beam
         b, device = max_len.shape[0], max_len.device
@@ -166,22 +172,27 @@ class _Beam(_Search):
     def result(self) -> Hypotheses:
         best = self.pool_score.argmax(dim=1, keepdim=True)  # (B, 1)
         tokens = self.pool_tokens.gather(1, best[:, :, None].expand(-1, -1, self.pool_tokens.shape[2]))
-        return Hypotheses(tokens.squeeze(1), self.pool_len.gather(1, best).squeeze(1),
-                          self.pool_log_prob.gather(1, best).squeeze(1),
-                          self.pool_score.gather(1, best).squeeze(1))
+        return Hypotheses(
+            tokens.squeeze(1),
+            self.pool_len.gather(1, best).squeeze(1),
+            self.pool_log_prob.gather(1, best).squeeze(1),
+            self.pool_score.gather(1, best).squeeze(1),
+        )
 
 
 @torch.inference_mode()
-def greedy_search(model: JanusTransformer, enc: Encoded, max_len: torch.Tensor,
-                  length_penalty: float = 1.0) -> Hypotheses:
+def greedy_search(
+    model: JanusTransformer, enc: Encoded, max_len: torch.Tensor, length_penalty: float = 1.0
+) -> Hypotheses:
     """Greedy AR decoding of encoded sources; `max_len` (B,) caps the output tokens of each sentence.
     `length_penalty` only sets the reported normalised score (same definition as beam search)."""
     return _Greedy(model, max_len, length_penalty).run(enc)
 
 
 @torch.inference_mode()
-def beam_search(model: JanusTransformer, enc: Encoded, max_len: torch.Tensor, beam: int = 5,
-                length_penalty: float = 1.0) -> Hypotheses:
+def beam_search(
+    model: JanusTransformer, enc: Encoded, max_len: torch.Tensor, beam: int = 5, length_penalty: float = 1.0
+) -> Hypotheses:
     """Batched beam search; hypotheses are compared by log_prob / (n + 1)^length_penalty, where n + 1
     counts the output tokens and EOS (fairseq's normalisation)."""
     if beam < 1:
