@@ -524,6 +524,37 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- demo
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: Bible corpus -> train a small JANUS model -> translate in both modes",
+        description="Build and prepare the Spanish->English Bible, train a small JANUS model for "
+        "--time-budget on the CPU, then translate the test split with AR beam search and NAR Mask-Predict "
+        "and print BLEU, chrF and speed. Steps whose output exists in --work are skipped.",
+    )
+    demo.add_argument("--work", type=Path, default=Path("work"), help="working folder (default %(default)s)")
+    demo.add_argument(
+        "--time-budget",
+        type=parse_duration,
+        default=12 * 60.0,
+        metavar="DURATION",
+        help="training time, e.g. 12m or 1h (default 12m)",
+    )
+    demo.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
+    demo.add_argument("--limit", type=int, default=None, help="evaluate only the first N test verses")
+    demo.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from janusgen.demo import run_demo
+
+    run_demo(args.work, args.time_budget, seed=args.seed, limit=args.limit)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -534,8 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
         "autoregressive and non-autoregressive decoding.",
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{data,train,generate,evaluate,average}"
+        dest="command", required=True, metavar="{demo,data,train,generate,evaluate,average}"
     )
+    _add_demo(sub)
     _add_data(sub)
     _add_train(sub)
     _add_generate(sub)

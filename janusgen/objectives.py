@@ -20,27 +20,112 @@ from janusgen.data.masking import inner_lengths, span_mask, uniform_mask
 from janusgen.model.layout import ar_view, masked_ranks, masked_view
 from janusgen.model.transformer import Encoded, JanusTransformer
 
+# The vocabulary-sized terms dominate a JANUS step on CPU when written as plain tensor expressions
+# (a dozen full passes over (rows, V) float32 arrays per KL, each a fresh allocation). These two
+# autograd functions compute the value and the gradient with respect to the logits in row chunks
+# small enough to stay in cache, in float32, and keep only per-row statistics between the passes.
 
-def log_probs(logits: torch.Tensor) -> torch.Tensor:
-    """float32 log-softmax over the vocabulary, computed once per stream and shared by its terms."""
-    return F.log_softmax(logits.float(), dim=-1)
+_CHUNK_ELEMENTS = 1 << 20  # ~4 MB of float32 per chunk
+
+
+def _float_copy(x: torch.Tensor) -> torch.Tensor:
+    """A float32 copy that in-place operations may change (`.float()` returns x itself for float32)."""
+    return x.to(torch.float32, copy=True)
+
+
+def _row_chunks(rows: int, vocab: int) -> range:
+    return range(0, rows, max(1, _CHUNK_ELEMENTS // max(vocab, 1)))
+
+
+class _SmoothedCrossEntropy(torch.autograd.Function):
+    """Per row: (1 - eps) * (lse - z_t) + eps * (lse - mean_v z_v), with z the logits."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+        rows, vocab = logits.shape
+        loss = torch.empty(rows, device=logits.device)
+        lse = torch.empty(rows, device=logits.device)
+        step = _row_chunks(rows, vocab).step
+        for s in range(0, rows, step):
+            z = logits[s : s + step].float()
+            lse[s : s + step] = torch.logsumexp(z, dim=-1)
+            picked = z.gather(-1, target[s : s + step, None]).squeeze(-1)
+            loss[s : s + step] = lse[s : s + step] - (1.0 - eps) * picked - eps * z.mean(dim=-1)
+        ctx.save_for_backward(logits, target, lse)
+        ctx.eps = eps
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor):
+        logits, target, lse = ctx.saved_tensors
+        eps = ctx.eps
+        rows, vocab = logits.shape
+        grad = torch.empty_like(logits)
+        step = _row_chunks(rows, vocab).step
+        for s in range(0, rows, step):
+            g = grad_loss[s : s + step, None]
+            chunk = torch.exp(logits[s : s + step].float() - lse[s : s + step, None]).sub_(eps / vocab)
+            chunk.scatter_add_(-1, target[s : s + step, None], torch.full_like(g, -(1.0 - eps)))
+            grad[s : s + step] = chunk.mul_(g)
+        return grad, None, None
+
+
+class _SymmetricKL(torch.autograd.Function):
+    """Per row: ½ Σ_v (p_v - q_v)(log p_v - log q_v) for p = softmax(a), q = softmax(b).
+
+    With d = log p - log q, KL(p‖q) = Σ p d and KL(q‖p) = -Σ q d, the gradients are
+    ∂/∂a = ½ [p (d - KL(p‖q) + 1) - q] and ∂/∂b = ½ [q (1 - d - KL(q‖p)) - p].
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        rows, vocab = a.shape
+        stats = torch.empty(4, rows, device=a.device)  # lse_a, lse_b, KL(p‖q), KL(q‖p)
+        step = _row_chunks(rows, vocab).step
+        for s in range(0, rows, step):
+            za, zb = _float_copy(a[s : s + step]), _float_copy(b[s : s + step])
+            lse_a, lse_b = torch.logsumexp(za, dim=-1), torch.logsumexp(zb, dim=-1)
+            d = (za - zb).sub_((lse_a - lse_b)[:, None])
+            stats[0, s : s + step], stats[1, s : s + step] = lse_a, lse_b
+            stats[2, s : s + step] = (torch.exp(za.sub_(lse_a[:, None])) * d).sum(dim=-1)
+            stats[3, s : s + step] = -(torch.exp(zb.sub_(lse_b[:, None])) * d).sum(dim=-1)
+        ctx.save_for_backward(a, b, stats)
+        return 0.5 * (stats[2] + stats[3])
+
+    @staticmethod
+    def backward(ctx, grad_kl: torch.Tensor):
+        a, b, stats = ctx.saved_tensors
+        rows, vocab = a.shape
+        grad_a, grad_b = torch.empty_like(a), torch.empty_like(b)
+        step = _row_chunks(rows, vocab).step
+        for s in range(0, rows, step):
+            sl = slice(s, s + step)
+            la = _float_copy(a[sl]).sub_(stats[0, sl, None])
+            lb = _float_copy(b[sl]).sub_(stats[1, sl, None])
+            d = la - lb
+            p, q = la.exp_(), lb.exp_()
+            half_g = 0.5 * grad_kl[sl, None]
+            grad_a[sl] = (p * (d - stats[2, sl, None] + 1.0) - q).mul_(half_g)
+            grad_b[sl] = (q * (1.0 - d - stats[3, sl, None]) - p).mul_(half_g)
+        return grad_a, grad_b
 
 
 def label_smoothed_ce(
-    logp: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: float
+    logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: float
 ) -> torch.Tensor:
-    """Mean over valid tokens of (1 - eps) * NLL + eps * mean_v(-log p_v), from log-probs `logp`."""
-    nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    smooth = -logp.mean(dim=-1)
-    loss = (1.0 - eps) * nll + eps * smooth
-    return _masked_mean(loss, valid)
+    """Mean over valid tokens of (1 - eps) * NLL + eps * mean_v(-log p_v), in float32.
+    logits (..., V), target and valid (...)."""
+    vocab = logits.shape[-1]
+    per_row = _SmoothedCrossEntropy.apply(logits.reshape(-1, vocab), target.reshape(-1), eps)
+    return _masked_mean(per_row.view(target.shape), valid)
 
 
-def symmetric_kl(logp: torch.Tensor, logq: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean over valid positions of ½ [KL(p‖q) + KL(q‖p)] = ½ Σ_v (p_v - q_v)(log p_v - log q_v),
-    from float32 log-probs, with gradients through both sides."""
-    kl = 0.5 * ((logp.exp() - logq.exp()) * (logp - logq)).sum(dim=-1)
-    return _masked_mean(kl, valid)
+    in float32, with gradients through both sides. logits (..., V), valid (...)."""
+    vocab = logits_p.shape[-1]
+    per_row = _SymmetricKL.apply(logits_p.reshape(-1, vocab), logits_q.reshape(-1, vocab))
+    return _masked_mean(per_row.view(valid.shape), valid)
 
 
 def length_targets(tgt: torch.Tensor, pad_id: int, max_target_length: int) -> torch.Tensor:
@@ -85,14 +170,12 @@ class JanusObjective:
         target_valid = tgt[:, 1:] != mcfg.pad_id
         masked_tokens = 0
 
-        ar_logp = None
+        ar_logits = None
         if self.needs_ar:
             view = ar_view(tgt, mcfg.pad_id, mcfg.mask_id)
             hidden = model.decode(view, enc)
-            ar_logp = log_probs(
-                model.logits(hidden[:, view.num_content :])
-            )  # (B, T-1, V): predicts tgt[:, 1:]
-            terms["ar"] = label_smoothed_ce(ar_logp, tgt[:, 1:], target_valid, eps)
+            ar_logits = model.logits(hidden[:, view.num_content :])  # (B, T-1, V): predicts tgt[:, 1:]
+            terms["ar"] = label_smoothed_ce(ar_logits, tgt[:, 1:], target_valid, eps)
 
         if self.needs_nar or self.needs_aux:
             enc_nar = model.encode(src) if cfg.encode_per_view and self.needs_ar else enc
@@ -103,22 +186,22 @@ class JanusObjective:
             targets, valid = view.masked_targets, view.masked_valid
             masked_tokens = int(valid.sum())
             index = view.placeholder_rows[:, :, None].expand(-1, -1, hidden.shape[-1])
-            nar_logp = log_probs(model.logits(hidden.gather(1, index)))  # (B, K, V)
-            aux_logp = log_probs(model.logits(hidden[:, view.num_content :]))  # (B, K, V)
+            nar_logits = model.logits(hidden.gather(1, index))  # (B, K, V)
+            aux_logits = model.logits(hidden[:, view.num_content :])  # (B, K, V)
             if self.needs_nar:
-                terms["nar"] = label_smoothed_ce(nar_logp, targets, valid, eps)
+                terms["nar"] = label_smoothed_ce(nar_logits, targets, valid, eps)
             if self.needs_aux:
-                terms["aux"] = label_smoothed_ce(aux_logp, targets, valid, eps)
-            if ar_logp is not None:
+                terms["aux"] = label_smoothed_ce(aux_logits, targets, valid, eps)
+            if ar_logits is not None:
                 # P_AR at the masked positions: query row m_j - 1 of the AR view predicts s_{m_j}
-                at = (view.masked_positions - 1).clamp(min=0)[:, :, None].expand(-1, -1, ar_logp.shape[-1])
-                ar_at_masked = ar_logp.gather(1, at)
+                at = (view.masked_positions - 1).clamp(min=0)[:, :, None].expand(-1, -1, ar_logits.shape[-1])
+                ar_at_masked = ar_logits.gather(1, at)
                 if cfg.kl_ar_nar > 0:
-                    terms["kl_ar_nar"] = symmetric_kl(ar_at_masked, nar_logp, valid)
+                    terms["kl_ar_nar"] = symmetric_kl(ar_at_masked, nar_logits, valid)
                 if cfg.kl_ar_aux > 0:
-                    terms["kl_ar_aux"] = symmetric_kl(ar_at_masked, aux_logp, valid)
+                    terms["kl_ar_aux"] = symmetric_kl(ar_at_masked, aux_logits, valid)
             if cfg.kl_nar_aux > 0:
-                terms["kl_nar_aux"] = symmetric_kl(nar_logp, aux_logp, valid)
+                terms["kl_nar_aux"] = symmetric_kl(nar_logits, aux_logits, valid)
 
         if cfg.length_weight > 0:
             enc_len = enc_nar if (self.needs_nar or self.needs_aux) else enc

@@ -6,7 +6,7 @@ import torch
 from janusgen.config import ObjectiveConfig, model_preset, objective_preset
 from janusgen.data.masking import inner_lengths, span_mask, uniform_mask
 from janusgen.model.transformer import JanusTransformer
-from janusgen.objectives import JanusObjective, label_smoothed_ce, log_probs, symmetric_kl
+from janusgen.objectives import JanusObjective, label_smoothed_ce, symmetric_kl
 
 PAD, BOS, EOS = 0, 2, 3
 
@@ -24,26 +24,75 @@ def _pairs(lengths, vocab, seed):
     return src, tgt
 
 
+def _plain_kl(a, b):
+    lp, lq = a.float().log_softmax(-1), b.float().log_softmax(-1)
+    return 0.5 * ((lp.exp() - lq.exp()) * (lp - lq)).sum(-1)
+
+
+def _plain_ce(logits, target, eps):
+    lp = logits.float().log_softmax(-1)
+    return (1 - eps) * -lp.gather(-1, target[..., None])[..., 0] + eps * -lp.mean(-1)
+
+
 def test_symmetric_kl_is_symmetric_and_zero_on_equal_inputs():
     g = torch.Generator().manual_seed(0)
     p, q = torch.randn(3, 4, 11, generator=g), torch.randn(3, 4, 11, generator=g)
-    p.requires_grad_(True)
-    q.requires_grad_(True)
-    lp, lq = log_probs(p), log_probs(q)
     valid = torch.ones(3, 4, dtype=torch.bool)
-    assert torch.allclose(symmetric_kl(lp, lq, valid), symmetric_kl(lq, lp, valid))
-    assert symmetric_kl(lp, lp, valid).abs() < 1e-7
-    assert symmetric_kl(lp, lq, valid) > 0
-    # equals ½ (KL(p||q) + KL(q||p)) computed directly
+    assert torch.allclose(symmetric_kl(p, q, valid), symmetric_kl(q, p, valid))
+    assert symmetric_kl(p, p, valid).abs() < 1e-6
+    assert symmetric_kl(p, q, valid) > 0
+    # equals ½ (KL(p||q) + KL(q||p)) written out plainly
+    lp, lq = p.log_softmax(-1), q.log_softmax(-1)
     direct = 0.5 * ((lp.exp() * (lp - lq)).sum(-1) + (lq.exp() * (lq - lp)).sum(-1)).mean()
-    assert torch.allclose(symmetric_kl(lp, lq, valid), direct, atol=1e-6)
+    assert torch.allclose(symmetric_kl(p, q, valid), direct, atol=1e-6)
     # only valid positions count
     some = valid.clone()
     some[0] = False
-    assert torch.allclose(symmetric_kl(lp, lq, some), symmetric_kl(lp[1:], lq[1:], valid[1:]))
-    # gradients flow into both sides
-    symmetric_kl(lp, lq, valid).backward()
-    assert p.grad.abs().sum() > 0 and q.grad.abs().sum() > 0
+    assert torch.allclose(symmetric_kl(p, q, some), symmetric_kl(p[1:], q[1:], valid[1:]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_fused_losses_match_the_plain_expressions_in_value_and_gradient(monkeypatch, dtype):
+    import janusgen.objectives as objectives
+
+    monkeypatch.setattr(objectives, "_CHUNK_ELEMENTS", 3 * 37)  # several chunks, the last one short
+    g = torch.Generator().manual_seed(1)
+    a = (3 * torch.randn(5, 7, 37, generator=g, dtype=torch.float64)).to(dtype).requires_grad_(True)
+    b = (3 * torch.randn(5, 7, 37, generator=g, dtype=torch.float64)).to(dtype).requires_grad_(True)
+    target = torch.randint(0, 37, (5, 7), generator=g)
+    valid = torch.rand(5, 7, generator=g) > 0.3
+    weights = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    tol = dict(atol=1e-5, rtol=1e-4) if dtype != torch.bfloat16 else dict(atol=2e-3, rtol=2e-2)
+    a_before, b_before = a.detach().clone(), b.detach().clone()
+
+    def both(fused, plain):
+        got = fused()
+        expected = plain()
+        assert torch.allclose(got.double(), expected.double(), **tol)
+        grads_fused = torch.autograd.grad(got, (a, b), allow_unused=True)
+        grads_plain = torch.autograd.grad(expected, (a, b), allow_unused=True)
+        for x, y in zip(grads_fused, grads_plain, strict=True):
+            if y is None:
+                assert x is None or not x.any()
+            else:
+                assert x.dtype == dtype and torch.allclose(x.double(), y.double(), **tol)
+
+    w = weights * valid  # a weighted sum exercises a non-uniform upstream gradient
+    both(lambda: symmetric_kl(a, b, valid) * 3, lambda: (_plain_kl(a, b) * valid).sum() / valid.sum() * 3)
+    both(
+        lambda: (objectives._SymmetricKL.apply(a.reshape(-1, 37), b.reshape(-1, 37)).view(5, 7) * w).sum(),
+        lambda: (_plain_kl(a, b) * w).sum(),
+    )
+    both(
+        lambda: label_smoothed_ce(a, target, valid, 0.1),
+        lambda: (_plain_ce(a, target, 0.1) * valid).sum() / valid.sum(),
+    )
+    both(
+        lambda: (
+            objectives._SmoothedCrossEntropy.apply(a.reshape(-1, 37), target.reshape(-1), 0.2).view(5, 7) * w
+        ).sum(),
+        lambda: (_plain_ce(a, target, 0.2) * w).sum(),
+    )
 
 
 def test_label_smoothed_ce_matches_definition_and_ignores_invalid():
@@ -54,9 +103,9 @@ def test_label_smoothed_ce_matches_definition_and_ignores_invalid():
     eps = 0.1
     lp = logits.log_softmax(-1)
     per = (1 - eps) * -lp.gather(-1, target[..., None])[..., 0] + eps * -lp.mean(-1)
-    assert torch.allclose(label_smoothed_ce(log_probs(logits), target, valid, eps), per[valid].mean())
+    assert torch.allclose(label_smoothed_ce(logits, target, valid, eps), per[valid].mean())
     assert torch.allclose(
-        label_smoothed_ce(log_probs(logits), target, valid, 0.0),
+        label_smoothed_ce(logits, target, valid, 0.0),
         torch.nn.functional.cross_entropy(logits[valid], target[valid]),
     )
 
