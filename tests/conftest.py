@@ -95,12 +95,12 @@ def toy_checkpoint(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
     run = tmp_path_factory.mktemp("toy_run") / "run"
     cfg = TrainConfig(
-        max_updates=300,
+        max_updates=400,
         max_tokens=1024,
         lr=3e-3,
         warmup_updates=30,
         log_every=100,
-        validate_every=300,
+        validate_every=400,
         valid_bleu_sentences=0,
         seed=1,
     )

@@ -93,6 +93,7 @@ def test_fused_losses_match_the_plain_expressions_in_value_and_gradient(monkeypa
         ).sum(),
         lambda: (_plain_ce(a, target, 0.2) * w).sum(),
     )
+    assert torch.equal(a, a_before) and torch.equal(b, b_before)  # inputs never changed in place
 
 
 def test_label_smoothed_ce_matches_definition_and_ignores_invalid():
