@@ -566,7 +566,17 @@ def _fetch_packages(texts: Sequence[SwordText], cache: Path) -> None:
     """`apt-get download` the packages and unpack each, atomically, into cache/<package>/."""
     packages = [t.package for t in texts]
     with tempfile.TemporaryDirectory(prefix="janusgen-sword-") as tmp:
-        _run(["apt-get", "download", *packages], cwd=Path(tmp), texts=texts)
+        try:
+            _run(["apt-get", "download", *packages], cwd=Path(tmp), texts=texts)
+        except JanusError:
+            # a fresh machine often has no package lists yet; as root, refresh them once and retry
+            if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+                raise
+            print(
+                "janus: apt-get download failed; running `apt-get update` and trying again", file=sys.stderr
+            )
+            _run(["apt-get", "update", "-qq"], cwd=Path(tmp), texts=texts)
+            _run(["apt-get", "download", *packages], cwd=Path(tmp), texts=texts)
         for package in packages:
             debs = sorted(Path(tmp).glob(f"{package}_*.deb"))
             if len(debs) != 1:
@@ -596,6 +606,7 @@ def _run(cmd: list[str], cwd: Path, texts: Sequence[SwordText]) -> str:
     packages = " ".join(t.package for t in texts)
     raise JanusError(
         f"SWORD module(s) {modules} not found in /usr/share/sword, ~/.sword or $SWORD_PATH, and fetching "
-        f"them failed ({reason}). Install them with `apt-get install {packages}`, or pass --sword-path "
+        f"them failed ({reason}). Install them with `apt-get update && apt-get install {packages}`, or pass "
+        "--sword-path "
         "DIR (a SWORD library folder with mods.d/)"
     )

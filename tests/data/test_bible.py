@@ -394,16 +394,21 @@ def test_unreadable_module_is_a_clear_error(tmp_path):
 class FakePackaging:
     """Stands in for apt-get / dpkg-deb / dpkg / dpkg-query; records the commands it ran."""
 
-    def __init__(self, apt_returncode=0, installed=None):
+    def __init__(self, apt_returncode=0, installed=None, failed_downloads=None):
         self.commands = []
         self.apt_returncode = apt_returncode
         self.installed = installed or {}
+        # how many `apt-get download` calls fail before one succeeds (None: all fail when apt_returncode)
+        self.failed_downloads = failed_downloads
 
     def __call__(self, cmd, cwd=None, **kwargs):
         self.commands.append(cmd[0])
         done = SimpleNamespace(returncode=0, stdout="", stderr="")
         if cmd[:2] == ["apt-get", "download"]:
-            if self.apt_returncode:
+            failing = self.failed_downloads is None or self.failed_downloads > 0
+            if self.failed_downloads:
+                self.failed_downloads -= 1
+            if self.apt_returncode and failing:
                 done.returncode, done.stderr = (
                     self.apt_returncode,
                     "W: stale lists\nE: Unable to locate package",
@@ -439,6 +444,16 @@ def test_fetch_unpacks_into_the_cache_and_reuses_it(tmp_path, monkeypatch):
     fake.commands.clear()
     assert locate_modules(TEXTS, cache_dir=tmp_path / "cache") == found
     assert fake.commands == []  # the cache is reused
+
+
+def test_a_fresh_machine_without_package_lists_updates_them_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(bible, "_system_libraries", lambda: [])
+    monkeypatch.setattr(bible.os, "geteuid", lambda: 0)
+    fake = FakePackaging(apt_returncode=100, failed_downloads=1)
+    monkeypatch.setattr(subprocess, "run", fake)
+    found = locate_modules(TEXTS, cache_dir=tmp_path / "cache")
+    assert fake.commands[:3] == ["apt-get", "apt-get", "apt-get"]  # download, update, download
+    assert found["sparv"].package_version == "1:2.60-1"
 
 
 def test_failed_fetch_says_what_to_install(tmp_path, monkeypatch):
