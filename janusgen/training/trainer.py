@@ -220,11 +220,13 @@ class Trainer:
                 file=sys.stderr,
             )
         batches = iter(self.train_data.sampler)
+        # with a time budget the bar (and its ETA) follows the clock, otherwise the update count
+        by_time = cfg.time_budget_s is not None
         bar = tqdm(
-            total=cfg.max_updates,
-            initial=self.state.step,
+            total=round(cfg.time_budget_s) if by_time else cfg.max_updates,
+            initial=round(self.state.elapsed_s) if by_time else self.state.step,
             disable=not ctx.is_main,
-            unit="upd",
+            unit="s" if by_time else "upd",
             dynamic_ncols=True,
             file=sys.stderr,
         )
@@ -246,12 +248,13 @@ class Trainer:
                 reduced["elapsed_s"] = self.state.elapsed_s
                 self.logger.log(self.state.step, "train", reduced)
                 bar.set_postfix(
+                    step=self.state.step,
                     loss=f"{reduced['loss']:.3f}",
                     tok_s=f"{reduced['tgt_tokens_per_s']:.0f}",
                     lr=f"{reduced['lr']:.2e}",
                 )
                 window, window_steps, window_start = {}, 0, time.perf_counter()
-            bar.update(1)
+            bar.update(round(self.state.elapsed_s) - bar.n if by_time else 1)
             out_of_time = broadcast_flag(
                 ctx, cfg.time_budget_s is not None and self.state.elapsed_s >= cfg.time_budget_s
             )
