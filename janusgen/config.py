@@ -86,6 +86,7 @@ class ModelConfig:
     activation: str = "relu"  # relu or gelu
     pre_norm: bool = True
     learned_positions: bool = True  # learned position embeddings; False: sinusoidal
+    relative_positions: int = 32  # decoder self-attention bias per clipped distance up to this (0: none)
     max_positions: int = 256  # longest sequence (special tokens included) on either side
     max_target_length: int = (
         254  # largest target length (tokens without BOS/EOS) the length classifier predicts

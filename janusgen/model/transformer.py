@@ -42,15 +42,13 @@ class LayerCache:
 @dataclass
 class DecoderCache:
     layers: list[LayerCache] = field(default_factory=list)
-
-    @property
-    def length(self) -> int:
-        k = self.layers[0].self_k if self.layers else None
-        return 0 if k is None else k.shape[2]
+    positions: torch.Tensor | None = None  # (B, C) positions of the cached content entries
 
     def reorder(self, self_rows: torch.Tensor, cross_rows: torch.Tensor | None = None) -> None:
         """Reorder in place: content keys/values by `self_rows` (a beam continues another beam), encoder
         keys/values only by `cross_rows` (sentences leaving the batch), since a sentence's rows share them."""
+        if self.positions is not None:
+            self.positions = self.positions.index_select(0, self_rows)
         for layer in self.layers:
             layer.self_k = layer.self_k.index_select(0, self_rows)
             layer.self_v = layer.self_v.index_select(0, self_rows)
@@ -84,11 +82,13 @@ class Attention(nn.Module):
         return self.split_heads(self.k_proj(memory)), self.split_heads(self.v_proj(memory))
 
     def forward(
-        self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor | None
+        self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
-        """x: (B, R, d) queries; k, v: (B, heads, C, head_dim); visible: (B, R, C) bool or None."""
+        """x: (B, R, d) queries; k, v: (B, heads, C, head_dim); mask broadcastable to (B, heads, R, C):
+        bool (True = may attend), or float (added to the scores; -inf = may not attend), or None."""
         q = self.split_heads(self.q_proj(x))
-        mask = None if visible is None else visible[:, None]  # (B, 1, R, C), broadcast over heads
+        if mask is not None and mask.is_floating_point():
+            mask = mask.to(q.dtype)
         p = self.dropout if self.training else 0.0
         if q.device.type == "cpu" and q.dtype != torch.float32:
             # on CPU the fused kernel is ~2x slower than the plain one in bf16 / fp16 (measured)
@@ -150,12 +150,12 @@ class DecoderLayer(nn.Module):
         self,
         x: torch.Tensor,
         num_content: int,
-        visible: torch.Tensor | None,
+        self_mask: torch.Tensor | None,
         enc: Encoded,
         cache: LayerCache | None = None,
     ) -> torch.Tensor:
-        """x: (B, R, d) rows, the first `num_content` of them content;
-        visible: (B, R, C_cached + num_content).
+        """x: (B, R, d) rows, the first `num_content` of them content; self_mask: the self-attention
+        mask over the C_cached + num_content content entries (see JanusTransformer.self_attention_mask).
         With a cache, the new content keys/values are appended to it (incremental decoding)."""
         h = self.norm1(x) if self.pre_norm else x
         k, v = self.self_attn.project_kv(h[:, :num_content])
@@ -164,7 +164,7 @@ class DecoderLayer(nn.Module):
                 k = torch.cat([cache.self_k, k], dim=2)
                 v = torch.cat([cache.self_v, v], dim=2)
             cache.self_k, cache.self_v = k, v
-        a = self.dropout(self.self_attn(h, k, v, visible))
+        a = self.dropout(self.self_attn(h, k, v, self_mask))
         x = x + a if self.pre_norm else self.norm1(x + a)
 
         if cache is not None and cache.cross_k is not None:
@@ -174,7 +174,7 @@ class DecoderLayer(nn.Module):
             if cache is not None:
                 cache.cross_k, cache.cross_v = ck, cv
         h = self.norm2(x) if self.pre_norm else x
-        a = self.dropout(self.cross_attn(h, ck, cv, enc.valid[:, None, :]))
+        a = self.dropout(self.cross_attn(h, ck, cv, enc.valid[:, None, None, :]))
         x = x + a if self.pre_norm else self.norm2(x + a)
 
         h = self.norm3(x) if self.pre_norm else x
@@ -219,6 +219,11 @@ class JanusTransformer(nn.Module):
         self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
         self.encoder_norm = nn.LayerNorm(d) if cfg.pre_norm else nn.Identity()
         self.decoder_norm = nn.LayerNorm(d) if cfg.pre_norm else nn.Identity()
+        self.relative_bias = (
+            nn.Embedding(2 * cfg.relative_positions + 1, cfg.heads) if cfg.relative_positions > 0 else None
+        )
+        if self.relative_bias is not None:
+            nn.init.zeros_(self.relative_bias.weight)
         self.length_head = nn.Linear(d, cfg.max_target_length + 1)
         self.dropout = nn.Dropout(cfg.dropout)
         self.embed_scale = math.sqrt(d)
@@ -229,7 +234,7 @@ class JanusTransformer(nn.Module):
         valid = src != self.cfg.pad_id
         positions = torch.arange(src.shape[1], device=src.device)[None]
         x = self.dropout(self.embed(src) * self.embed_scale + self.enc_positions(positions))
-        visible = valid[:, None, :]  # (B, 1, S) -> every row sees every real token
+        visible = valid[:, None, None, :]  # (B, 1, 1, S): every row sees every real token
         for layer in self.encoder_layers:
             x = layer(x, visible)
         return Encoded(self.encoder_norm(x), valid)
@@ -245,11 +250,34 @@ class JanusTransformer(nn.Module):
         """Hidden states (B, R, d) of every row of `view`. With a cache, `view.visible` covers the
         cached content entries followed by the new ones, and the new content is appended."""
         x = self.dropout(self.embed(view.tokens) * self.embed_scale + self.dec_positions(view.positions))
-        if cache is not None and not cache.layers:
-            cache.layers.extend(LayerCache() for _ in self.decoder_layers)
+        content_positions = view.positions[:, : view.num_content]
+        if cache is not None:
+            if not cache.layers:
+                cache.layers.extend(LayerCache() for _ in self.decoder_layers)
+            if cache.positions is not None:
+                content_positions = torch.cat([cache.positions, content_positions], dim=1)
+            cache.positions = content_positions
+        mask = self.self_attention_mask(view, content_positions)
         for i, layer in enumerate(self.decoder_layers):
-            x = layer(x, view.num_content, view.visible, enc, None if cache is None else cache.layers[i])
+            x = layer(x, view.num_content, mask, enc, None if cache is None else cache.layers[i])
         return self.decoder_norm(x)
+
+    def self_attention_mask(self, view: DecoderView, content_positions: torch.Tensor) -> torch.Tensor | None:
+        """The decoder self-attention mask, shared by every layer: the view's visibility, plus, with
+        relative positions, a learned bias per head and clipped distance (key position - row position).
+
+        The query stream carries no token, only [MASK] and a position, so it finds the tokens it needs
+        (the previous one above all) through positions alone; with absolute positions that is slow to
+        learn (MPNet uses relative positions for the same reason). BENCHMARKS.md has the measurement."""
+        visible = view.visible
+        if self.relative_bias is None:
+            return None if visible is None else visible[:, None]  # (B, 1, R, C)
+        m = self.cfg.relative_positions
+        distance = content_positions[:, None, :] - view.positions[:, :, None]  # (B, R, C)
+        bias = self.relative_bias(distance.clamp(-m, m) + m).permute(0, 3, 1, 2)  # (B, heads, R, C)
+        if visible is not None:
+            bias = bias.masked_fill(~visible[:, None], float("-inf"))
+        return bias
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Tied output projection: (..., d) -> (..., vocab)."""

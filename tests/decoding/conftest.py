@@ -50,6 +50,7 @@ def random_model() -> Callable[..., JanusTransformer]:
             eos = model.embed.weight[cfg.eos_id]
             positions = torch.arange(cfg.max_positions, dtype=torch.float)[:, None]  # (P, 1)
             model.dec_positions.weight += eos_ramp * positions * eos / eos.norm()
+            model.relative_bias.weight.normal_()  # trained models have one; zero would hide cache bugs
         return model
 
     return make
