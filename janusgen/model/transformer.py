@@ -223,7 +223,12 @@ class JanusTransformer(nn.Module):
             nn.Embedding(2 * cfg.relative_positions + 1, cfg.heads) if cfg.relative_positions > 0 else None
         )
         if self.relative_bias is not None:
-            nn.init.zeros_(self.relative_bias.weight)
+            # start local: head h scores a key at distance k by -k / 2^h (ALiBi-like slopes), so the query
+            # stream attends to its neighbours from the first update; the bias is learned from there
+            distance = torch.arange(-cfg.relative_positions, cfg.relative_positions + 1).abs().float()
+            slopes = 2.0 ** -torch.arange(cfg.heads).float()
+            with torch.no_grad():
+                self.relative_bias.weight.copy_(-distance[:, None] * slopes[None, :])
         self.length_head = nn.Linear(d, cfg.max_target_length + 1)
         self.dropout = nn.Dropout(cfg.dropout)
         self.embed_scale = math.sqrt(d)
