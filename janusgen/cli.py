@@ -539,9 +539,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--time-budget",
         type=parse_duration,
-        default=12 * 60.0,
+        default=15 * 60.0,
         metavar="DURATION",
-        help="training time, e.g. 12m or 1h (default 12m)",
+        help="training time, e.g. 15m or 1h (default 15m)",
     )
     demo.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
     demo.add_argument("--limit", type=int, default=None, help="evaluate only the first N test verses")
