@@ -158,6 +158,7 @@ class ObjectiveConfig:
 
 
 OBJECTIVES = ("ar", "cmlm", "janus")
+MASKINGS = ("span", "uniform")
 
 
 def objective_preset(name: str) -> ObjectiveConfig:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from janusgen.config import (
     BEST_METRICS,
+    MASKINGS,
     PRECISIONS,
     ModelConfig,
     ObjectiveConfig,
@@ -390,6 +391,15 @@ def check_train_config(cfg: TrainConfig) -> None:
             raise JanusError(f"--{name.replace('_', '-')} must be at least 1")
 
 
+def check_objective_config(cfg: ObjectiveConfig) -> None:
+    if cfg.masking not in MASKINGS:
+        raise JanusError(f"--objective-option masking={cfg.masking!r}: choose one of {', '.join(MASKINGS)}")
+    if not 0.0 < cfg.mask_ratio <= 1.0:
+        raise JanusError(f"--objective-option mask_ratio={cfg.mask_ratio}: must be in (0, 1]")
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise JanusError(f"--objective-option label_smoothing={cfg.label_smoothing}: must be in [0, 1)")
+
+
 def train(
     data: Path,
     out: Path,
@@ -447,6 +457,7 @@ def train(
                 mask_id=tokenizer.mask_id,
             )
         check_train_config(train_cfg)
+        check_objective_config(objective_cfg)
         if train_cfg.precision == "fp16" and ctx.device.type != "cuda":
             raise JanusError("--precision fp16 needs a GPU; use bf16 on CPU")
 

@@ -141,6 +141,7 @@ def test_bad_options_give_clear_errors(toy_data, tmp_path, capsys):
     fails(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")], "is not a prepared data folder")
     fails(base + ["--preset", "tiny", "--model-option", "colour=3"], "--model-option 'colour=3'")
     fails(base + ["--preset", "tiny", "--precision", "fp8"], "--precision 'fp8'")
+    fails(base + ["--preset", "tiny", "--objective-option", "masking=random"], "masking='random'")
     fails(base + ["--preset", "tiny", "--precision", "fp16"], "needs a GPU")
 
     _run(toy_data, tmp_path / "run", cfg=dataclasses.replace(FAST, max_updates=1, validate_every=1))
