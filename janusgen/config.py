@@ -150,6 +150,9 @@ class ObjectiveConfig:
     kl_ar_nar: float = 1.0
     kl_nar_aux: float = 1.0
     kl_ar_aux: float = 3.0
+    kl_warmup_updates: int = (
+        0  # ramp the KL weights linearly from 0 over this many updates (0: full from the start)
+    )
     masking: str = "span"  # span (JANUS: fixed ratio, Poisson span lengths) or uniform (CMLM)
     mask_ratio: float = 0.7
     span_lambda: float = 2.0

@@ -154,6 +154,7 @@ class JanusObjective:
         self.needs_ar = cfg.ar_weight > 0 or cfg.kl_ar_nar > 0 or cfg.kl_ar_aux > 0
         self.needs_nar = cfg.nar_weight > 0 or cfg.kl_ar_nar > 0 or cfg.kl_nar_aux > 0
         self.needs_aux = cfg.aux_weight > 0 or cfg.kl_nar_aux > 0 or cfg.kl_ar_aux > 0
+        self.kl_scale = 1.0
 
     def sample_mask(self, tgt: torch.Tensor, pad_id: int) -> torch.Tensor:
         if self.cfg.masking == "span":
@@ -212,9 +213,9 @@ class JanusObjective:
             "nar": cfg.nar_weight,
             "aux": cfg.aux_weight,
             "length": cfg.length_weight,
-            "kl_ar_nar": cfg.kl_ar_nar,
-            "kl_nar_aux": cfg.kl_nar_aux,
-            "kl_ar_aux": cfg.kl_ar_aux,
+            "kl_ar_nar": cfg.kl_ar_nar * self.kl_scale,
+            "kl_nar_aux": cfg.kl_nar_aux * self.kl_scale,
+            "kl_ar_aux": cfg.kl_ar_aux * self.kl_scale,
         }
         loss = sum(weights[name] * value for name, value in terms.items())
         return LossOutput(
@@ -227,6 +228,12 @@ class JanusObjective:
         return F.cross_entropy(
             logits.float(), length_targets(tgt, model.cfg.pad_id, model.cfg.max_target_length)
         )
+
+    def set_update(self, update: int) -> None:
+        """Where training is (1-based update number): scales the KL terms during `kl_warmup_updates`,
+        so that early on, when the NAR streams are still poor, they do not hold the AR stream back."""
+        warmup = self.cfg.kl_warmup_updates
+        self.kl_scale = 1.0 if warmup <= 0 else min(1.0, update / warmup)
 
     def reseed(self, seed: int) -> None:
         """The trainer reseeds per batch from the batch's identity, so masks do not depend on how many

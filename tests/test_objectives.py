@@ -209,3 +209,22 @@ def test_unknown_objective_is_a_clear_error():
         objective_preset("bert")
     with pytest.raises(TypeError):
         ObjectiveConfig(wrong=1)
+
+
+def test_kl_warmup_ramps_the_kl_weights():
+    model = JanusTransformer(dataclasses.replace(model_preset("tiny"), vocab_size=30))
+    src, tgt = _pairs([3, 5, 8], 30, 0)
+    objective = JanusObjective(dataclasses.replace(objective_preset("janus"), kl_warmup_updates=4))
+    kl = ("kl_ar_nar", "kl_nar_aux", "kl_ar_aux")
+    for update, scale in [(1, 0.25), (2, 0.5), (4, 1.0), (10, 1.0)]:
+        objective.set_update(update)
+        objective.reseed(0)
+        out = objective(model, src, tgt)
+        t = out.terms
+        expected = (
+            t["ar"]
+            + 0.5 * (t["nar"] + t["aux"])
+            + 0.1 * t["length"]
+            + scale * (t[kl[0]] + t[kl[1]] + 3 * t[kl[2]])
+        )
+        assert torch.allclose(out.loss.detach(), expected)

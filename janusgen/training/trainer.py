@@ -179,6 +179,7 @@ class Trainer:
             seed = sampled.seed(self.cfg.seed)
             torch.manual_seed(seed)  # dropout
             self.objective.reseed(seed)  # masks
+            self.objective.set_update(self.state.step + 1)
             batch = self.train_data.collate(sampled.indices).to(self.ctx.device)
             last = i == len(batches) - 1
             sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.module.no_sync()
