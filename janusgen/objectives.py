@@ -33,8 +33,8 @@ def _float_copy(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float32, copy=True)
 
 
-def _row_chunks(rows: int, vocab: int) -> range:
-    return range(0, rows, max(1, _CHUNK_ELEMENTS // max(vocab, 1)))
+def _rows_per_chunk(vocab: int) -> int:
+    return max(1, _CHUNK_ELEMENTS // max(vocab, 1))
 
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
@@ -45,7 +45,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         rows, vocab = logits.shape
         loss = torch.empty(rows, device=logits.device)
         lse = torch.empty(rows, device=logits.device)
-        step = _row_chunks(rows, vocab).step
+        step = _rows_per_chunk(vocab)
         for s in range(0, rows, step):
             z = logits[s : s + step].float()
             lse[s : s + step] = torch.logsumexp(z, dim=-1)
@@ -61,7 +61,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         eps = ctx.eps
         rows, vocab = logits.shape
         grad = torch.empty_like(logits)
-        step = _row_chunks(rows, vocab).step
+        step = _rows_per_chunk(vocab)
         for s in range(0, rows, step):
             g = grad_loss[s : s + step, None]
             chunk = torch.exp(logits[s : s + step].float() - lse[s : s + step, None]).sub_(eps / vocab)
@@ -81,7 +81,7 @@ class _SymmetricKL(torch.autograd.Function):
     def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         rows, vocab = a.shape
         stats = torch.empty(4, rows, device=a.device)  # lse_a, lse_b, KL(p‖q), KL(q‖p)
-        step = _row_chunks(rows, vocab).step
+        step = _rows_per_chunk(vocab)
         for s in range(0, rows, step):
             za, zb = _float_copy(a[s : s + step]), _float_copy(b[s : s + step])
             lse_a, lse_b = torch.logsumexp(za, dim=-1), torch.logsumexp(zb, dim=-1)
@@ -97,7 +97,7 @@ class _SymmetricKL(torch.autograd.Function):
         a, b, stats = ctx.saved_tensors
         rows, vocab = a.shape
         grad_a, grad_b = torch.empty_like(a), torch.empty_like(b)
-        step = _row_chunks(rows, vocab).step
+        step = _rows_per_chunk(vocab)
         for s in range(0, rows, step):
             sl = slice(s, s + step)
             la = _float_copy(a[sl]).sub_(stats[0, sl, None])
