@@ -41,6 +41,10 @@ class DemoPreset:
     lr: float = 2e-3
     warmup_updates: int = 100
     precision: str = "bf16"  # AMX / AVX-512 bf16 matmuls; the losses are still computed in float32
+    # Curriculum: at this budget the joint loss alone leaves the AR stream near the unigram plateau for
+    # hundreds of updates (BENCHMARKS.md); L_AR alone first, 2.5x cheaper per update, then the full loss.
+    ar_only_updates: int = 800
+    kl_warmup_updates: int = 100
 
     def model(self):
         return dataclasses.replace(
@@ -51,6 +55,13 @@ class DemoPreset:
             encoder_layers=self.encoder_layers,
             decoder_layers=self.decoder_layers,
             dropout=self.dropout,
+        )
+
+    def objective(self):
+        return dataclasses.replace(
+            objective_preset("janus"),
+            ar_only_updates=self.ar_only_updates,
+            kl_warmup_updates=self.kl_warmup_updates,
         )
 
     def train(self, time_budget_s: float, seed: int) -> TrainConfig:
@@ -113,7 +124,7 @@ def run_demo(
             data,
             run,
             preset.model(),
-            objective_preset("janus"),
+            preset.objective(),
             preset.train(time_budget_s, seed),
             resume=resume,
             device="cpu",

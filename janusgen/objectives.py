@@ -10,6 +10,8 @@ whose terms has a weight is skipped, so `ar` costs one AR view and `cmlm` one NA
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -155,6 +157,7 @@ class JanusObjective:
         self.needs_nar = cfg.nar_weight > 0 or cfg.kl_ar_nar > 0 or cfg.kl_nar_aux > 0
         self.needs_aux = cfg.aux_weight > 0 or cfg.kl_nar_aux > 0 or cfg.kl_ar_aux > 0
         self.kl_scale = 1.0
+        self.joint = True  # False during the AR-only curriculum phase
 
     def sample_mask(self, tgt: torch.Tensor, pad_id: int) -> torch.Tensor:
         if self.cfg.masking == "span":
@@ -171,6 +174,7 @@ class JanusObjective:
         target_valid = tgt[:, 1:] != mcfg.pad_id
         masked_tokens = 0
 
+        needs_nar, needs_aux = self.needs_nar and self.joint, self.needs_aux and self.joint
         ar_logits = None
         if self.needs_ar:
             view = ar_view(tgt, mcfg.pad_id, mcfg.mask_id)
@@ -178,7 +182,7 @@ class JanusObjective:
             ar_logits = model.logits(hidden[:, view.num_content :])  # (B, T-1, V): predicts tgt[:, 1:]
             terms["ar"] = label_smoothed_ce(ar_logits, tgt[:, 1:], target_valid, eps)
 
-        if self.needs_nar or self.needs_aux:
+        if needs_nar or needs_aux:
             enc_nar = model.encode(src) if cfg.encode_per_view and self.needs_ar else enc
             masked = self.sample_mask(tgt, mcfg.pad_id)
             rank = masked_ranks(masked, cfg.random_order, self.generator)
@@ -189,9 +193,9 @@ class JanusObjective:
             index = view.placeholder_rows[:, :, None].expand(-1, -1, hidden.shape[-1])
             nar_logits = model.logits(hidden.gather(1, index))  # (B, K, V)
             aux_logits = model.logits(hidden[:, view.num_content :])  # (B, K, V)
-            if self.needs_nar:
+            if needs_nar:
                 terms["nar"] = label_smoothed_ce(nar_logits, targets, valid, eps)
-            if self.needs_aux:
+            if needs_aux:
                 terms["aux"] = label_smoothed_ce(aux_logits, targets, valid, eps)
             if ar_logits is not None:
                 # P_AR at the masked positions: query row m_j - 1 of the AR view predicts s_{m_j}
@@ -205,7 +209,7 @@ class JanusObjective:
                 terms["kl_nar_aux"] = symmetric_kl(nar_logits, aux_logits, valid)
 
         if cfg.length_weight > 0:
-            enc_len = enc_nar if (self.needs_nar or self.needs_aux) else enc
+            enc_len = enc_nar if (needs_nar or needs_aux) else enc
             terms["length"] = self.length_loss(model, enc_len, tgt)
 
         weights = {
@@ -230,10 +234,24 @@ class JanusObjective:
         )
 
     def set_update(self, update: int) -> None:
-        """Where training is (1-based update number): scales the KL terms during `kl_warmup_updates`,
-        so that early on, when the NAR streams are still poor, they do not hold the AR stream back."""
+        """Where training is (1-based update number): during the first `ar_only_updates` only L_AR and
+        L_len are trained; then the KL weights ramp up over `kl_warmup_updates`, so that the NAR and AUX
+        streams, still poor when they join, do not pull the AR stream back."""
+        self.joint = update > self.cfg.ar_only_updates
+        joint_updates = update - self.cfg.ar_only_updates
         warmup = self.cfg.kl_warmup_updates
-        self.kl_scale = 1.0 if warmup <= 0 else min(1.0, update / warmup)
+        self.kl_scale = 1.0 if warmup <= 0 else min(1.0, max(0, joint_updates) / warmup)
+
+    @contextmanager
+    def full_loss(self) -> Iterator[None]:
+        """The loss without the curriculum: validation measures this at every step, so that losses
+        (and the `best` checkpoint) compare across the phases."""
+        saved = self.joint, self.kl_scale
+        self.joint, self.kl_scale = True, 1.0
+        try:
+            yield
+        finally:
+            self.joint, self.kl_scale = saved
 
     def reseed(self, seed: int) -> None:
         """The trainer reseeds per batch from the batch's identity, so masks do not depend on how many

@@ -228,3 +228,33 @@ def test_kl_warmup_ramps_the_kl_weights():
             + scale * (t[kl[0]] + t[kl[1]] + 3 * t[kl[2]])
         )
         assert torch.allclose(out.loss.detach(), expected)
+
+
+def test_ar_only_curriculum_trains_the_ar_term_first_then_ramps_the_kls():
+    model = JanusTransformer(dataclasses.replace(model_preset("tiny"), vocab_size=30))
+    src, tgt = _pairs([3, 5, 8], 30, 0)
+    cfg = dataclasses.replace(objective_preset("janus"), ar_only_updates=3, kl_warmup_updates=2)
+    objective = JanusObjective(cfg)
+    for update in (1, 3):
+        objective.set_update(update)
+        out = objective(model, src, tgt)
+        assert set(out.terms) == {"ar", "length"}
+        assert torch.allclose(out.loss.detach(), out.terms["ar"] + 0.1 * out.terms["length"])
+        with objective.full_loss():  # validation sees the whole loss in every phase
+            assert {"nar", "aux", "kl_ar_aux"} <= set(objective(model, src, tgt).terms)
+    for update, scale in [(4, 0.5), (5, 1.0)]:
+        objective.set_update(update)
+        objective.reseed(0)
+        out = objective(model, src, tgt)
+        t = out.terms
+        kl = t["kl_ar_nar"] + t["kl_nar_aux"] + 3 * t["kl_ar_aux"]
+        expected = t["ar"] + 0.5 * (t["nar"] + t["aux"]) + 0.1 * t["length"] + scale * kl
+        assert torch.allclose(out.loss.detach(), expected)
+
+
+def test_ar_only_curriculum_needs_an_ar_term():
+    from janusgen.errors import JanusError
+    from janusgen.training.trainer import check_objective_config
+
+    with pytest.raises(JanusError, match="ar_only_updates"):
+        check_objective_config(dataclasses.replace(objective_preset("cmlm"), ar_only_updates=10))

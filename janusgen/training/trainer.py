@@ -301,7 +301,7 @@ class Trainer:
         for sampled in self.valid_data.sampler.epoch_batches():
             self.objective.reseed(sampled.seed(self.cfg.seed))
             batch = self.valid_data.collate(sampled.indices).to(self.ctx.device)
-            with self.autocast():
+            with self.autocast(), self.objective.full_loss():
                 out = self.objective(self.model, batch.src, batch.tgt)
             w = float(out.target_tokens)
             for i, name in enumerate(names):
@@ -397,6 +397,10 @@ def check_objective_config(cfg: ObjectiveConfig) -> None:
         raise JanusError(f"--objective-option masking={cfg.masking!r}: choose one of {', '.join(MASKINGS)}")
     if not 0.0 < cfg.mask_ratio <= 1.0:
         raise JanusError(f"--objective-option mask_ratio={cfg.mask_ratio}: must be in (0, 1]")
+    if cfg.ar_only_updates < 0 or cfg.kl_warmup_updates < 0:
+        raise JanusError("--objective-option ar_only_updates and kl_warmup_updates must be >= 0")
+    if cfg.ar_only_updates > 0 and cfg.ar_weight <= 0:
+        raise JanusError("--objective-option ar_only_updates needs an objective with an AR term (ar_weight > 0)")
     if not 0.0 <= cfg.label_smoothing < 1.0:
         raise JanusError(f"--objective-option label_smoothing={cfg.label_smoothing}: must be in [0, 1)")
 
