@@ -555,6 +555,90 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------- bench
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks of the paper's claims: quality and speed side by side")
+    bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="{quality,speed}")
+    quality = bsub.add_parser(
+        "quality",
+        help="train ar, cmlm and janus with the same budget, evaluate every decoding setting",
+        description="Train ar, cmlm and janus with the same model, data, batches, seed and number of "
+        "updates; evaluate each on the test split (AR beam 5 and greedy; NAR T=1,2,4,10 with length beam "
+        "3, with and without self-reranking) and test JANUS against each baseline with sacreBLEU's paired "
+        "bootstrap. Finished steps in --out are skipped, so an interrupted bench resumes.",
+    )
+    quality.add_argument("--data", type=Path, required=True, help="prepared data folder (janus data prepare)")
+    quality.add_argument("--out", type=Path, required=True, help="folder for the runs, outputs and reports")
+    quality.add_argument(
+        "--budget",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="cpu: the demo's small model for 2 CPU cores; gpu: `base`, the paper's IWSLT setting",
+    )
+    quality.add_argument(
+        "--updates", type=int, default=None, help="updates per system (default: cpu 1500, gpu 50000)"
+    )
+    quality.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
+    quality.add_argument(
+        "--systems", nargs="+", choices=("ar", "cmlm", "janus"), default=["ar", "cmlm", "janus"]
+    )
+    quality.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s)")
+    quality.add_argument("--limit", type=int, default=None, help="evaluate only the first N test sentences")
+    quality.add_argument("--bootstrap-samples", type=int, default=1000, help="paired bootstrap resamples")
+    quality.set_defaults(func=_run_bench_quality)
+
+    speed = bsub.add_parser(
+        "speed",
+        help="batch-1 latency and batch-64 throughput of every setting, as speedups over AR beam 5",
+        description="Time every decoding setting of the systems of a `janus bench quality` run on the same "
+        "test sentences in one process: one sentence at a time (latency) and --batch-size at a time "
+        "(throughput), reported as speedups over JANUS's AR beam 5.",
+    )
+    speed.add_argument("--out", type=Path, required=True, help="the folder of a `janus bench quality` run")
+    speed.add_argument(
+        "--sentences", type=int, default=200, help="first N test sentences (default %(default)s)"
+    )
+    speed.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default %(default)s)")
+    speed.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s)")
+    speed.set_defaults(func=_run_bench_speed)
+
+
+def _run_bench_quality(args: argparse.Namespace) -> int:
+    from janusgen.bench import BUDGETS, format_quality, run_quality_bench
+
+    updates = args.updates if args.updates is not None else {"cpu": 1500, "gpu": 50000}[args.budget]
+    if updates <= 0:
+        raise JanusError(f"--updates {updates}: must be > 0")
+    if not (args.data / "meta.json").is_file():
+        raise JanusError(
+            f"--data {args.data}: not a prepared data folder (no meta.json); run `janus data prepare`"
+        )
+    report = run_quality_bench(
+        args.data,
+        args.out,
+        BUDGETS[args.budget](updates, args.seed),
+        tuple(args.systems),
+        device=args.device,
+        limit=args.limit,
+        bootstrap_samples=args.bootstrap_samples,
+    )
+    print(format_quality(report))
+    return 0
+
+
+def _run_bench_speed(args: argparse.Namespace) -> int:
+    from janusgen.bench import QUALITY, format_speed, run_speed_bench
+
+    if not (args.out / QUALITY).is_file():
+        raise JanusError(f"--out {args.out}: no {QUALITY}; run `janus bench quality --out {args.out}` first")
+    if args.sentences <= 0 or args.batch_size <= 0:
+        raise JanusError("--sentences and --batch-size must be > 0")
+    print(format_speed(run_speed_bench(args.out, args.sentences, args.batch_size, args.device)))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -565,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
         "autoregressive and non-autoregressive decoding.",
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{demo,data,train,generate,evaluate,average}"
+        dest="command", required=True, metavar="{demo,data,train,generate,evaluate,average,bench}"
     )
     _add_demo(sub)
     _add_data(sub)
@@ -573,6 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     _add_evaluate(sub)
     _add_average(sub)
+    _add_bench(sub)
     return parser
 
 

@@ -400,7 +400,9 @@ def check_objective_config(cfg: ObjectiveConfig) -> None:
     if cfg.ar_only_updates < 0 or cfg.kl_warmup_updates < 0:
         raise JanusError("--objective-option ar_only_updates and kl_warmup_updates must be >= 0")
     if cfg.ar_only_updates > 0 and cfg.ar_weight <= 0:
-        raise JanusError("--objective-option ar_only_updates needs an objective with an AR term (ar_weight > 0)")
+        raise JanusError(
+            "--objective-option ar_only_updates needs an objective with an AR term (ar_weight > 0)"
+        )
     if not 0.0 <= cfg.label_smoothing < 1.0:
         raise JanusError(f"--objective-option label_smoothing={cfg.label_smoothing}: must be in [0, 1)")
 

@@ -1,0 +1,396 @@
+"""`janus bench quality` and `janus bench speed`: the paper's claims, measured side by side.
+
+quality: train `ar`, `cmlm` and `janus` with the same model, data, batches, seed and number of updates,
+evaluate each on the test split in every decoding setting it supports, and test the claims with
+sacreBLEU's paired bootstrap. speed: batch-1 latency and batch-64 throughput of every setting on the
+same test sentences, in one process, as speedups over AR beam 5.
+
+Everything is written under --out and every finished step is skipped on a second run, so an
+interrupted bench resumes where it stopped (an interrupted training run resumes from its `last`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import platform
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from janusgen.config import (
+    DecodeConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    TrainConfig,
+    model_preset,
+    objective_preset,
+)
+from janusgen.data.dataset import PairDataset
+from janusgen.decoding.translator import Translator, decode_config
+from janusgen.demo import DemoPreset
+from janusgen.evaluation.evaluate import EvalResult, describe, evaluate
+from janusgen.evaluation.significance import PairedBootstrap, paired_bootstrap
+from janusgen.training.trainer import train
+
+SYSTEMS = ("ar", "cmlm", "janus")
+QUALITY = "quality.json"
+SPEED = "speed.json"
+PLOT = "valid_bleu.png"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One comparison: the model, the training options (updates included) and the three objectives."""
+
+    name: str
+    model: ModelConfig
+    train: TrainConfig
+    objectives: dict[str, ObjectiveConfig]
+
+
+def cpu_budget(updates: int, seed: int) -> Budget:
+    """The demo's model and options (tuned for 2 CPU cores), JANUS with its AR-first curriculum."""
+    demo = DemoPreset()
+    train_cfg = dataclasses.replace(
+        demo.train(0.0, seed), max_updates=updates, time_budget_s=None, keep_last=1
+    )
+    objectives = {"ar": objective_preset("ar"), "cmlm": objective_preset("cmlm"), "janus": demo.objective()}
+    return Budget("cpu", demo.model(), train_cfg, objectives)
+
+
+def gpu_budget(updates: int, seed: int) -> Budget:
+    """The paper's IWSLT-size setting: `base` (6+6 layers, d512), 8k-token batches, dropout 0.3."""
+    train_cfg = TrainConfig(
+        max_updates=updates,
+        max_tokens=8192,
+        lr=5e-4,
+        warmup_updates=4000,
+        precision="bf16",
+        validate_every=1000,
+        valid_bleu_sentences=500,
+        seed=seed,
+        log_every=100,
+        keep_last=1,
+    )
+    model = dataclasses.replace(model_preset("base"), dropout=0.3)
+    objectives = {name: objective_preset(name) for name in SYSTEMS}
+    return Budget("gpu", model, train_cfg, objectives)
+
+
+BUDGETS = {"cpu": cpu_budget, "gpu": gpu_budget}
+
+
+def settings_for(system: str) -> list[DecodeConfig]:
+    """The decoding settings a system was trained for: AR for ar, NAR for cmlm, both (+rerank) for janus."""
+    ar = [decode_config(mode="ar", beam=5), decode_config(mode="ar", beam=1)]
+    nar = [decode_config(mode="nar", iterations=t, length_beam=3) for t in (1, 2, 4, 10)]
+    if system == "ar":
+        return ar
+    if system == "cmlm":
+        return nar
+    return ar + nar + [dataclasses.replace(cfg, rerank=True) for cfg in nar]
+
+
+def hardware() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        cpu = found.group(1).strip() if found else cpu
+    info = {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _slug(setting: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", setting.lower()).strip("_")
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------- quality
+
+
+def run_quality_bench(
+    data: Path,
+    out: Path,
+    budget: Budget,
+    systems: tuple[str, ...] = SYSTEMS,
+    device: str = "auto",
+    limit: int | None = None,
+    bootstrap_samples: int = 1000,
+) -> dict[str, Any]:
+    """Train each system (or resume it), evaluate it on the test split, test the claims; writes
+    `out/quality.json`, the outputs under `out/outputs/` and the validation-BLEU plot."""
+    out = Path(out)
+    sources, references = PairDataset.open(data, "test").texts()
+    if limit is not None:
+        sources, references = sources[:limit], references[:limit]
+    report: dict[str, Any] = {
+        "budget": budget.name,
+        "data": str(data),
+        "test_sentences": len(sources),
+        "model": dataclasses.asdict(budget.model),
+        "train": dataclasses.asdict(budget.train),
+        "date": datetime.date.today().isoformat(),
+        "systems": {},
+    }
+    hyps: dict[tuple[str, str], list[str]] = {}
+    for system in systems:
+        run = out / system
+        summary_file = run / "summary.json"
+        if summary_file.is_file():
+            _say(f"== {system}: trained model already in {run}")
+        else:
+            _say(f"== {system}: training {budget.train.max_updates} updates ({budget.name} budget)")
+            summary = train(
+                data,
+                run,
+                budget.model,
+                budget.objectives[system],
+                budget.train,
+                resume=(run / "last").is_dir(),
+                device=device,
+            )
+            summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+        translator = Translator.load(run / "last", device=_eval_device(device))
+        entry = {
+            "objective": dataclasses.asdict(budget.objectives[system]),
+            "training": json.loads(summary_file.read_text()),
+            "checkpoint": str(run / "last"),
+            "hardware": hardware(),
+            "results": [],
+        }
+        for cfg in settings_for(system):
+            setting = describe(cfg)
+            result, outputs = _evaluate_once(translator, sources, references, cfg, out / "outputs", system)
+            _say(f"  {system} {setting}: BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}")
+            entry["results"].append(result.to_dict())
+            hyps[system, setting] = outputs
+        report["systems"][system] = entry
+    report["significance"] = [test.to_dict() for test in _claim_tests(hyps, references, bootstrap_samples)]
+    (out / QUALITY).write_text(json.dumps(report, indent=2) + "\n")
+    plot_valid_bleu(out, systems)
+    return report
+
+
+def _eval_device(device: str) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def _evaluate_once(
+    translator: Translator,
+    sources: list[str],
+    references: list[str],
+    cfg: DecodeConfig,
+    folder: Path,
+    system: str,
+) -> tuple[EvalResult, list[str]]:
+    """Evaluate one setting, or read back the result of an earlier run of the bench."""
+    stem = f"{system}.{_slug(describe(cfg))}"
+    text, meta = folder / f"{stem}.txt", folder / f"{stem}.json"
+    if meta.is_file() and text.is_file():
+        outputs = text.read_text(encoding="utf-8").split("\n")[:-1]
+        if len(outputs) == len(sources):
+            return EvalResult(**json.loads(meta.read_text())), outputs
+    result, outputs = evaluate(translator, sources, references, cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    text.write_text("".join(line + "\n" for line in outputs), encoding="utf-8")
+    meta.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result, outputs
+
+
+CLAIMS = (  # (system, setting) tested against (baseline, setting)
+    (("janus", "AR beam 5"), ("ar", "AR beam 5")),
+    (("janus", "AR greedy"), ("ar", "AR greedy")),
+    (("janus", "NAR T=10 l=3"), ("cmlm", "NAR T=10 l=3")),
+    (("janus", "NAR T=4 l=3"), ("cmlm", "NAR T=4 l=3")),
+    (("janus", "NAR T=10 l=3"), ("janus", "AR beam 5")),
+)
+
+
+def _claim_tests(
+    hyps: dict[tuple[str, str], list[str]], references: list[str], samples: int
+) -> list[PairedBootstrap]:
+    tests = []
+    for system, baseline in CLAIMS:
+        if system in hyps and baseline in hyps:
+            tests.append(
+                paired_bootstrap(
+                    (" ".join(system), hyps[system]),
+                    (" ".join(baseline), hyps[baseline]),
+                    references,
+                    samples,
+                )
+            )
+            _say(f"  {tests[-1]}")
+    return tests
+
+
+def valid_curves(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Validation quick-BLEU against updates from a run's log: {"bleu_ar": [(step, bleu)], ...}."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    log = run / "log.jsonl"
+    if not log.is_file():
+        return curves
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("split") != "valid":
+            continue
+        for key in ("bleu_ar", "bleu_nar"):
+            if key in record:
+                curves.setdefault(key, []).append((record["step"], record[key]))
+    return curves
+
+
+def plot_valid_bleu(out: Path, systems: tuple[str, ...]) -> Path | None:
+    """PNG of validation BLEU (greedy AR: solid, one-pass NAR: dashed) against updates."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        _say("  (matplotlib is not installed: no plot; pip install 'janusgen[bench]')")
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for color, system in zip(("tab:blue", "tab:orange", "tab:green"), systems, strict=False):
+        for key, style, label in (("bleu_ar", "-", "AR greedy"), ("bleu_nar", "--", "NAR T=1")):
+            points = valid_curves(out / system).get(key)
+            if points:
+                steps, values = zip(*points, strict=True)
+                ax.plot(steps, values, style, color=color, marker="o", ms=3, label=f"{system}: {label}")
+    ax.set_xlabel("updates")
+    ax.set_ylabel("validation BLEU (quick, first sentences)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / PLOT
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def format_quality(report: dict[str, Any]) -> str:
+    """The quality table and the significance tests, as Markdown."""
+    lines = [
+        "| system | setting | BLEU | chrF | updates | training time |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for system, entry in report["systems"].items():
+        training = entry["training"]
+        for r in entry["results"]:
+            lines.append(
+                f"| {system} | {r['setting']} | {r['bleu']:.2f} | {r['chrf']:.2f} | {training['step']} "
+                f"| {training['elapsed_s'] / 60:.1f} min |"
+            )
+    if report.get("significance"):
+        lines += [
+            "",
+            "| claim | BLEU | baseline | Δ | 95% CI (system / baseline) | p |",
+            "|---|---:|---:|---:|---|---:|",
+        ]
+        for t in report["significance"]:
+            lines.append(
+                f"| {t['system']} vs {t['baseline']} | {t['system_bleu']:.2f} | {t['baseline_bleu']:.2f} "
+                f"| {t['delta']:+.2f} | ±{t['system_ci']:.2f} / ±{t['baseline_ci']:.2f} "
+                f"| {t['p_value']:.4f} |"
+            )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- speed
+
+
+def run_speed_bench(
+    out: Path,
+    sentences: int = 200,
+    batch_size: int = 64,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Time every setting of every system in `out/quality.json` on the first `sentences` test
+    sentences: one at a time (latency) and `batch_size` at a time (throughput). Writes `out/speed.json`."""
+    out = Path(out)
+    quality_file = out / QUALITY
+    if not quality_file.is_file():
+        raise FileNotFoundError(f"{quality_file}: run `janus bench quality --out {out}` first")
+    quality = json.loads(quality_file.read_text())
+    sources, _ = PairDataset.open(Path(quality["data"]), "test").texts()
+    sources = sources[:sentences]
+    rows = []
+    for system, entry in quality["systems"].items():
+        translator = Translator.load(Path(entry["checkpoint"]), device=_eval_device(device))
+        bleu_of = {r["setting"]: r["bleu"] for r in entry["results"]}
+        for cfg in settings_for(system):
+            setting = describe(cfg)
+            latency = _seconds_per_call(translator, [[s] for s in sources], cfg)
+            per_batch = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]
+            throughput = len(sources) / (_seconds_per_call(translator, per_batch, cfg) * len(per_batch))
+            rows.append(
+                {
+                    "system": system,
+                    "setting": setting,
+                    "bleu": bleu_of.get(setting),
+                    "latency_ms": round(1000 * latency, 2),
+                    "sentences_per_s": round(throughput, 2),
+                }
+            )
+            _say(
+                f"  {system} {setting}: {1000 * latency:.1f} ms/sentence at batch 1, {throughput:.1f} sent/s"
+            )
+    base = next((r for r in rows if r["setting"] == "AR beam 5" and r["system"] == "janus"), None)
+    base = base or next((r for r in rows if r["setting"] == "AR beam 5"), None)
+    for r in rows:
+        if base:
+            r["latency_speedup"] = round(base["latency_ms"] / r["latency_ms"], 2)
+            r["throughput_speedup"] = round(r["sentences_per_s"] / base["sentences_per_s"], 2)
+    report = {
+        "sentences": len(sources),
+        "batch_size": batch_size,
+        "baseline": f"{base['system']} {base['setting']}" if base else None,
+        "hardware": hardware(),
+        "date": datetime.date.today().isoformat(),
+        "rows": rows,
+    }
+    (out / SPEED).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _seconds_per_call(translator: Translator, batches: list[list[str]], cfg: DecodeConfig) -> float:
+    """Mean wall time of `translator.generate_batch` over `batches`, each decoded as one batch."""
+    whole = dataclasses.replace(cfg, max_tokens=1 << 30)  # never split a batch: its size is the point
+    translator.generate_batch(batches[0], whole)  # warm-up: first-call allocations and kernel choice
+    sync = torch.cuda.synchronize if translator.device.type == "cuda" else lambda: None
+    sync()
+    start = time.perf_counter()
+    for batch in batches:
+        translator.generate_batch(batch, whole)
+    sync()
+    return (time.perf_counter() - start) / len(batches)
+
+
+def format_speed(report: dict[str, Any]) -> str:
+    lines = [
+        f"| system | setting | BLEU | batch 1: ms/sentence | speedup | batch {report['batch_size']}: "
+        "sentences/s | speedup |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        bleu = "" if r["bleu"] is None else f"{r['bleu']:.2f}"
+        lines.append(
+            f"| {r['system']} | {r['setting']} | {bleu} | {r['latency_ms']:.1f} "
+            f"| {r.get('latency_speedup', 0):.2f}x "
+            f"| {r['sentences_per_s']:.1f} | {r.get('throughput_speedup', 0):.2f}x |"
+        )
+    return "\n".join(lines)

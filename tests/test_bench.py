@@ -1,0 +1,121 @@
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from janusgen import bench
+from janusgen.bench import Budget, cpu_budget, gpu_budget, run_quality_bench, run_speed_bench, settings_for
+from janusgen.config import TrainConfig, model_preset, objective_preset
+from janusgen.evaluation.significance import paired_bootstrap
+
+
+def _tiny_budget(updates: int = 6) -> Budget:
+    train = TrainConfig(
+        max_updates=updates,
+        max_tokens=512,
+        lr=3e-3,
+        warmup_updates=2,
+        log_every=3,
+        validate_every=3,
+        valid_bleu_sentences=8,
+        keep_last=1,
+    )
+    objectives = {name: objective_preset(name) for name in bench.SYSTEMS}
+    objectives["janus"] = dataclasses.replace(objectives["janus"], ar_only_updates=2, kl_warmup_updates=2)
+    model = dataclasses.replace(model_preset("tiny"), d_model=32, ffn_dim=64)
+    return Budget("test", model, train, objectives)
+
+
+@pytest.fixture(scope="module")
+def quality_run(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("bench")
+    report = run_quality_bench(toy_data, out, _tiny_budget(), device="cpu", limit=12, bootstrap_samples=50)
+    return out, report
+
+
+def test_quality_bench_trains_equal_budgets_and_evaluates_every_setting(quality_run):
+    out, report = quality_run
+    assert json.loads((out / bench.QUALITY).read_text()) == report
+    assert set(report["systems"]) == {"ar", "cmlm", "janus"}
+    for system, entry in report["systems"].items():
+        assert entry["training"]["step"] == 6  # the same number of updates for every system
+        settings = [r["setting"] for r in entry["results"]]
+        assert settings == [bench.describe(cfg) for cfg in settings_for(system)]
+        assert all(r["sentences"] == 12 for r in entry["results"])
+        assert (out / "outputs" / f"{system}.ar_beam_5.txt").is_file() == (system != "cmlm")
+    assert "NAR T=10 l=3 +rerank" in [r["setting"] for r in report["systems"]["janus"]["results"]]
+    claims = {(t["system"], t["baseline"]) for t in report["significance"]}
+    assert ("janus AR beam 5", "ar AR beam 5") in claims
+    assert ("janus NAR T=10 l=3", "cmlm NAR T=10 l=3") in claims
+    assert all(0.0 <= t["p_value"] <= 1.0 for t in report["significance"])
+    assert (out / bench.PLOT).stat().st_size > 0
+    curves = bench.valid_curves(out / "janus")
+    assert [step for step, _ in curves["bleu_ar"]] == [3, 6]
+    assert [step for step, _ in curves["bleu_nar"]] == [3, 6]
+    table = bench.format_quality(report)
+    assert "| janus | NAR T=4 l=3 |" in table and "p |" in table
+
+
+def test_quality_bench_resumes_without_retraining_or_redecoding(quality_run, toy_data, monkeypatch):
+    out, report = quality_run
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished step was run again")
+
+    monkeypatch.setattr(bench, "train", fail)
+    monkeypatch.setattr(bench, "evaluate", fail)
+    again = run_quality_bench(toy_data, out, _tiny_budget(), device="cpu", limit=12, bootstrap_samples=50)
+    assert again["systems"]["janus"]["results"] == report["systems"]["janus"]["results"]
+    assert again["significance"] == report["significance"]
+
+
+def test_speed_bench_times_every_setting_against_ar_beam_5(quality_run):
+    out, report = quality_run
+    speed = run_speed_bench(out, sentences=5, batch_size=2, device="cpu")
+    rows = speed["rows"]
+    expected = [(s, bench.describe(cfg)) for s in report["systems"] for cfg in settings_for(s)]
+    assert [(r["system"], r["setting"]) for r in rows] == expected
+    assert speed["baseline"] == "janus AR beam 5"
+    base = next(r for r in rows if (r["system"], r["setting"]) == ("janus", "AR beam 5"))
+    assert base["latency_speedup"] == 1.0 and base["throughput_speedup"] == 1.0
+    assert all(r["latency_ms"] > 0 and r["sentences_per_s"] > 0 for r in rows)
+    quality_bleu = {r["setting"]: r["bleu"] for r in report["systems"]["cmlm"]["results"]}
+    assert all(r["bleu"] == quality_bleu[r["setting"]] for r in rows if r["system"] == "cmlm")
+    assert "| janus | AR beam 5 |" in bench.format_speed(speed)
+
+
+def test_speed_bench_needs_a_quality_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="bench quality"):
+        run_speed_bench(tmp_path)
+
+
+def test_budgets_compare_like_with_like():
+    for budget in (cpu_budget(100, 3), gpu_budget(100, 3)):
+        assert budget.train.max_updates == 100 and budget.train.seed == 3
+        assert budget.train.time_budget_s is None  # equal updates, not equal time
+        assert set(budget.objectives) == set(bench.SYSTEMS)
+    assert cpu_budget(100, 3).objectives["janus"].ar_only_updates > 0
+
+
+def test_paired_bootstrap_finds_a_real_difference_and_not_a_fake_one():
+    refs = [f"the {w} sat on the mat near the door" for w in ("cat", "dog", "bird", "cow")] * 20
+    good = list(refs)
+    bad = [r.replace("sat on", "on").replace("near the door", "") for r in refs]
+    real = paired_bootstrap(("good", good), ("bad", bad), refs, samples=200)
+    assert real.delta > 20 and real.p_value < 0.05
+    same = paired_bootstrap(("a", bad), ("b", list(bad)), refs, samples=200)
+    assert same.delta == 0 and same.p_value > 0.5
+    with pytest.raises(ValueError, match="hypotheses"):
+        paired_bootstrap(("a", good[:3]), ("b", bad), refs)
+
+
+def test_bench_cli_names_the_option_at_fault(tmp_path, capsys):
+    from janusgen.cli import main
+
+    assert main(["bench", "speed", "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path}: no quality.json" in capsys.readouterr().err
+    assert main(["bench", "quality", "--data", str(tmp_path), "--out", str(tmp_path / "b")]) == 2
+    assert "not a prepared data folder" in capsys.readouterr().err
+    assert main(["bench", "quality", "--data", str(tmp_path), "--out", str(tmp_path), "--updates", "0"]) == 2
+    assert "--updates 0" in capsys.readouterr().err
