@@ -229,6 +229,9 @@ class JanusTransformer(nn.Module):
             slopes = 2.0 ** -torch.arange(cfg.heads).float()
             with torch.no_grad():
                 self.relative_bias.weight.copy_(-distance[:, None] * slopes[None, :])
+        # the length classifier reads the pooled source states (without back-propagating into them) and
+        # an embedding of the source length, which pooled states cannot carry
+        self.source_length_embed = nn.Embedding(cfg.max_positions + 1, d)
         self.length_head = nn.Linear(d, cfg.max_target_length + 1)
         self.dropout = nn.Dropout(cfg.dropout)
         self.embed_scale = math.sqrt(d)
@@ -246,9 +249,12 @@ class JanusTransformer(nn.Module):
 
     def length_logits(self, enc: Encoded) -> torch.Tensor:
         """(B, max_target_length + 1): logits of the number of target tokens n = L - 2."""
+        # Stop-gradient: the length loss through mean-pooled states pushes every encoder state the same
+        # way; with it, the AR view reached 1.3 instead of 3.5 BLEU after 250 updates (BENCHMARKS.md).
         w = enc.valid.to(enc.states.dtype)[:, :, None]
-        pooled = (enc.states * w).sum(1) / w.sum(1).clamp(min=1.0)
-        return self.length_head(pooled)
+        source_length = enc.valid.sum(1)
+        pooled = (enc.states.detach() * w).sum(1) / source_length.clamp(min=1)[:, None].to(w.dtype)
+        return self.length_head(pooled + self.source_length_embed(source_length))
 
     # -------------------------------------------------------------------------------------- decoder
     def decode(self, view: DecoderView, enc: Encoded, cache: DecoderCache | None = None) -> torch.Tensor:

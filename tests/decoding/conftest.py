@@ -95,7 +95,7 @@ def overfit() -> Overfit:
         model = JanusTransformer(cfg)
         objective = JanusObjective(dataclasses.replace(objective_preset("janus"), label_smoothing=0.0))
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-        for _ in range(150):
+        for _ in range(250):
             optimizer.zero_grad()
             objective(model, src, tgt).loss.backward()
             optimizer.step()
