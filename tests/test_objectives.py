@@ -258,3 +258,14 @@ def test_ar_only_curriculum_needs_an_ar_term():
 
     with pytest.raises(JanusError, match="ar_only_updates"):
         check_objective_config(dataclasses.replace(objective_preset("cmlm"), ar_only_updates=10))
+
+
+def test_length_loss_trains_the_length_classifier_but_not_the_encoder():
+    """Its gradient through the pooled source states held the AR view back (BENCHMARKS.md)."""
+    model = JanusTransformer(dataclasses.replace(model_preset("tiny"), vocab_size=30))
+    src, tgt = _pairs([3, 5, 8], 30, 0)
+    JanusObjective.length_loss(model, model.encode(src), tgt).backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    assert grads["length_head.weight"].abs().sum() > 0
+    assert grads["source_length_embed.weight"].abs().sum() > 0
+    assert all(g is None for name, g in grads.items() if name.startswith(("encoder", "embed", "enc_")))
