@@ -284,7 +284,12 @@ def plot_valid_bleu(out: Path, systems: tuple[str, ...]) -> Path | None:
 
 def format_quality(report: dict[str, Any]) -> str:
     """The quality table and the significance tests, as Markdown."""
+    hw = next(iter(report["systems"].values()), {}).get("hardware", {})
     lines = [
+        f"{report['budget']} budget, {report['test_sentences']} test sentences, {report['date']}, "
+        f"{hw.get('gpu') or hw.get('cpu', '?')} ({hw.get('threads', '?')} threads, "
+        f"torch {hw.get('torch', '?')})",
+        "",
         "| system | setting | BLEU | chrF | updates | training time |",
         "|---|---|---:|---:|---:|---:|",
     ]
@@ -381,7 +386,11 @@ def _seconds_per_call(translator: Translator, batches: list[list[str]], cfg: Dec
 
 
 def format_speed(report: dict[str, Any]) -> str:
+    hw = report["hardware"]
     lines = [
+        f"{report['sentences']} test sentences, {report['date']}, {hw.get('gpu') or hw['cpu']} "
+        f"({hw['threads']} threads), speedups over {report['baseline']}",
+        "",
         f"| system | setting | BLEU | batch 1: ms/sentence | speedup | batch {report['batch_size']}: "
         "sentences/s | speedup |",
         "|---|---|---:|---:|---:|---:|---:|",

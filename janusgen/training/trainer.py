@@ -145,6 +145,11 @@ class Trainer:
         self.out = out
         self.run_config = run_config
         self.state = TrainerState()
+        if objective.cfg.length_weight <= 0:
+            # DDP waits for a gradient of every trainable parameter; without L_len the length classifier
+            # gets none (and has nothing to learn)
+            for module in (model.length_head, model.source_length_embed):
+                module.requires_grad_(False)
         self.optimizer = build_optimizer(model, cfg)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         module = ObjectiveModule(model, objective)

@@ -92,6 +92,19 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(toy_data, tmp_pa
     assert len([1 for x in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines() if '"train"' in x]) == 4
 
 
+@pytest.mark.parametrize(
+    "objective", [["--objective", "ar"], ["--objective", "cmlm"], ["--objective-option", "ar_only_updates=2"]]
+)
+def test_every_objective_trains_under_two_ranks(toy_data, tmp_path, objective):
+    """Each objective leaves parts of the model idle (the length classifier for ar, the NAR view during
+    the AR-only curriculum): DDP must still see a gradient for every trainable parameter."""
+    run = tmp_path / "run"
+    args = ["train", "--data", str(toy_data), "--out", str(run), *TRAIN, *objective]
+    rc, log = _finish(_janus([*args, "--max-updates", "4", "--validate-every", "4"], nproc=2))
+    assert rc == 0, log[-3000:]
+    assert json.loads((run / "last" / "trainer_state.json").read_text())["step"] == 4
+
+
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
