@@ -37,6 +37,7 @@ from janusgen.decoding.translator import Translator, decode_config
 from janusgen.demo import DemoPreset
 from janusgen.evaluation.evaluate import EvalResult, describe, evaluate
 from janusgen.evaluation.significance import PairedBootstrap, paired_bootstrap
+from janusgen.training.distributed import pick_device
 from janusgen.training.trainer import train
 
 SYSTEMS = ("ar", "cmlm", "janus")
@@ -164,7 +165,7 @@ def run_quality_bench(
                 device=device,
             )
             summary_file.write_text(json.dumps(summary, indent=2) + "\n")
-        translator = Translator.load(run / "last", device=_eval_device(device))
+        translator = Translator.load(run / "last", device=str(pick_device(device)))
         entry = {
             "objective": dataclasses.asdict(budget.objectives[system]),
             "training": json.loads(summary_file.read_text()),
@@ -183,10 +184,6 @@ def run_quality_bench(
     (out / QUALITY).write_text(json.dumps(report, indent=2) + "\n")
     plot_valid_bleu(out, systems)
     return report
-
-
-def _eval_device(device: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
 def _evaluate_once(
@@ -335,7 +332,7 @@ def run_speed_bench(
     sources = sources[:sentences]
     rows = []
     for system, entry in quality["systems"].items():
-        translator = Translator.load(Path(entry["checkpoint"]), device=_eval_device(device))
+        translator = Translator.load(Path(entry["checkpoint"]), device=str(pick_device(device)))
         bleu_of = {r["setting"]: r["bleu"] for r in entry["results"]}
         for cfg in settings_for(system):
             setting = describe(cfg)

@@ -584,7 +584,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     quality.add_argument(
         "--systems", nargs="+", choices=("ar", "cmlm", "janus"), default=["ar", "cmlm", "janus"]
     )
-    quality.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s)")
+    quality.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     quality.add_argument("--limit", type=int, default=None, help="evaluate only the first N test sentences")
     quality.add_argument("--bootstrap-samples", type=int, default=1000, help="paired bootstrap resamples")
     quality.set_defaults(func=_run_bench_quality)
@@ -601,7 +601,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--sentences", type=int, default=200, help="first N test sentences (default %(default)s)"
     )
     speed.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default %(default)s)")
-    speed.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s)")
+    speed.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     speed.set_defaults(func=_run_bench_speed)
 
 
