@@ -59,9 +59,7 @@ class Budget:
 def cpu_budget(updates: int, seed: int) -> Budget:
     """The demo's model and options (tuned for 2 CPU cores), JANUS with its AR-first curriculum."""
     demo = DemoPreset()
-    train_cfg = dataclasses.replace(
-        demo.train(0.0, seed), max_updates=updates, time_budget_s=None, keep_last=1
-    )
+    train_cfg = dataclasses.replace(demo.train(None, seed), max_updates=updates, keep_last=1)
     objectives = {"ar": objective_preset("ar"), "cmlm": objective_preset("cmlm"), "janus": demo.objective()}
     return Budget("cpu", demo.model(), train_cfg, objectives)
 

@@ -611,10 +611,6 @@ def _run_bench_quality(args: argparse.Namespace) -> int:
     updates = args.updates if args.updates is not None else {"cpu": 1500, "gpu": 50000}[args.budget]
     if updates <= 0:
         raise JanusError(f"--updates {updates}: must be > 0")
-    if not (args.data / "meta.json").is_file():
-        raise JanusError(
-            f"--data {args.data}: not a prepared data folder (no meta.json); run `janus data prepare`"
-        )
     report = run_quality_bench(
         args.data,
         args.out,

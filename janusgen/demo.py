@@ -64,7 +64,7 @@ class DemoPreset:
             kl_warmup_updates=self.kl_warmup_updates,
         )
 
-    def train(self, time_budget_s: float, seed: int) -> TrainConfig:
+    def train(self, time_budget_s: float | None, seed: int) -> TrainConfig:
         return TrainConfig(
             max_updates=1_000_000,
             time_budget_s=time_budget_s,
