@@ -35,6 +35,7 @@ from janusgen.config import (
 from janusgen.data.dataset import PairDataset
 from janusgen.decoding.translator import Translator, decode_config
 from janusgen.demo import DemoPreset
+from janusgen.errors import JanusError
 from janusgen.evaluation.evaluate import EvalResult, describe, evaluate
 from janusgen.evaluation.significance import PairedBootstrap, paired_bootstrap
 from janusgen.training.distributed import pick_device
@@ -149,6 +150,7 @@ def run_quality_bench(
     for system in systems:
         run = out / system
         summary_file = run / "summary.json"
+        _check_same_setup(run, budget, system)
         if summary_file.is_file():
             _say(f"== {system}: trained model already in {run}")
         else:
@@ -182,6 +184,23 @@ def run_quality_bench(
     (out / QUALITY).write_text(json.dumps(report, indent=2) + "\n")
     plot_valid_bleu(out, systems)
     return report
+
+
+def _check_same_setup(run: Path, budget: Budget, system: str) -> None:
+    """Refuse to reuse (or resume) a run of `--out` trained with another model or objective: its numbers
+    would be reported under this bench's settings."""
+    config_file = run / "last" / "config.json"
+    if not config_file.is_file():
+        return
+    saved = json.loads(config_file.read_text())
+    model = dict(dataclasses.asdict(budget.model), vocab_size=saved["model"]["vocab_size"])  # from the data
+    wanted = {"model": model, "objective": dataclasses.asdict(budget.objectives[system])}
+    for part, cfg in wanted.items():
+        if saved.get(part) != cfg:
+            raise JanusError(
+                f"{config_file}: the {system} run there was trained with another {part} configuration "
+                f"than this bench asks for; use a new --out folder"
+            )
 
 
 def _evaluate_once(

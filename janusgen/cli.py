@@ -584,6 +584,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     quality.add_argument(
         "--systems", nargs="+", choices=("ar", "cmlm", "janus"), default=["ar", "cmlm", "janus"]
     )
+    quality.add_argument(
+        "--janus-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a janus objective setting, for an ablation: e.g. kl_ar_aux=0 (repeatable)",
+    )
     quality.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     quality.add_argument("--limit", type=int, default=None, help="evaluate only the first N test sentences")
     quality.add_argument("--bootstrap-samples", type=int, default=1000, help="paired bootstrap resamples")
@@ -611,10 +618,14 @@ def _run_bench_quality(args: argparse.Namespace) -> int:
     updates = args.updates if args.updates is not None else {"cpu": 1500, "gpu": 50000}[args.budget]
     if updates <= 0:
         raise JanusError(f"--updates {updates}: must be > 0")
+    budget = BUDGETS[args.budget](updates, args.seed)
+    ablation = parse_assignments(args.janus_option, ObjectiveConfig, "--janus-option")
+    janus = dataclasses.replace(budget.objectives["janus"], **ablation)
+    budget = dataclasses.replace(budget, objectives={**budget.objectives, "janus": janus})
     report = run_quality_bench(
         args.data,
         args.out,
-        BUDGETS[args.budget](updates, args.seed),
+        budget,
         tuple(args.systems),
         device=args.device,
         limit=args.limit,

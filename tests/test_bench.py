@@ -7,6 +7,7 @@ import pytest
 from janusgen import bench
 from janusgen.bench import Budget, cpu_budget, gpu_budget, run_quality_bench, run_speed_bench, settings_for
 from janusgen.config import TrainConfig, model_preset, objective_preset
+from janusgen.errors import JanusError
 
 
 def _tiny_budget(updates: int = 6) -> Budget:
@@ -69,6 +70,19 @@ def test_quality_bench_resumes_without_retraining_or_redecoding(quality_run, toy
     assert again["significance"] == report["significance"]
 
 
+def test_quality_bench_refuses_a_run_trained_with_other_settings(quality_run, toy_data, monkeypatch):
+    out, _ = quality_run
+    monkeypatch.setattr(bench, "train", None)  # nothing may be trained or overwritten
+    budget = _tiny_budget()
+    ablation = dataclasses.replace(budget.objectives["janus"], kl_ar_aux=0.0)
+    budget = dataclasses.replace(budget, objectives={**budget.objectives, "janus": ablation})
+    with pytest.raises(JanusError, match=r"janus/last/config.json: the janus run there .* another objective"):
+        run_quality_bench(toy_data, out, budget, device="cpu", limit=12, bootstrap_samples=50)
+    wider = dataclasses.replace(_tiny_budget(), model=dataclasses.replace(budget.model, ffn_dim=128))
+    with pytest.raises(JanusError, match="ar/last/config.json: the ar run there .* another model"):
+        run_quality_bench(toy_data, out, wider, device="cpu", limit=12, bootstrap_samples=50)
+
+
 def test_speed_bench_times_every_setting_against_ar_beam_5(quality_run):
     out, report = quality_run
     speed = run_speed_bench(out, sentences=5, batch_size=2, device="cpu")
@@ -106,3 +120,6 @@ def test_bench_cli_names_the_option_at_fault(tmp_path, capsys):
     assert "not a prepared data folder" in capsys.readouterr().err
     assert main(["bench", "quality", "--data", str(tmp_path), "--out", str(tmp_path), "--updates", "0"]) == 2
     assert "--updates 0" in capsys.readouterr().err
+    ablation = ["--janus-option", "kl_weight=0"]
+    assert main(["bench", "quality", "--data", str(tmp_path), "--out", str(tmp_path), *ablation]) == 2
+    assert "--janus-option 'kl_weight=0': expected KEY=VALUE with KEY one of" in capsys.readouterr().err
