@@ -269,3 +269,32 @@ def test_length_loss_trains_the_length_classifier_but_not_the_encoder():
     assert grads["length_head.weight"].abs().sum() > 0
     assert grads["source_length_embed.weight"].abs().sum() > 0
     assert all(g is None for name, g in grads.items() if name.startswith(("encoder", "embed", "enc_")))
+
+
+def test_a_second_encoder_pass_differs_only_by_its_dropout():
+    """encode_per_view encodes the source again for the NAR/AUX streams: without dropout that is the same
+    loss and gradient at twice the encoder cost, so the option only matters for models with dropout."""
+    src, tgt = _pairs([3, 5, 8], 30, 0)
+
+    def loss_and_grads(model_cfg, encode_per_view):
+        torch.manual_seed(0)
+        model = JanusTransformer(model_cfg)
+        calls = []
+        encode = model.encode
+        model.encode = lambda *args: calls.append(1) or encode(*args)
+        cfg = dataclasses.replace(objective_preset("janus"), encode_per_view=encode_per_view)
+        torch.manual_seed(1)  # the same dropout noise for the first encoder pass
+        out = JanusObjective(cfg, seed=0)(model, src, tgt)
+        out.loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        return out.loss.detach(), grads, len(calls)
+
+    plain = dataclasses.replace(model_preset("tiny"), vocab_size=30, dropout=0.0, attention_dropout=0.0)
+    loss1, grads1, calls1 = loss_and_grads(plain, False)
+    loss2, grads2, calls2 = loss_and_grads(plain, True)
+    assert (calls1, calls2) == (1, 2)
+    assert torch.allclose(loss1, loss2, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads1, grads2, strict=True))
+
+    noisy = dataclasses.replace(plain, dropout=0.3)
+    assert not torch.allclose(loss_and_grads(noisy, False)[0], loss_and_grads(noisy, True)[0])
