@@ -315,18 +315,58 @@ def format_quality(report: dict[str, Any]) -> str:
                 f"| {training['elapsed_s'] / 60:.1f} min |"
             )
     if report.get("significance"):
-        lines += [
-            "",
-            "| claim | BLEU | baseline | Δ | 95% CI (system / baseline) | p |",
-            "|---|---:|---:|---:|---|---:|",
-        ]
-        for t in report["significance"]:
-            lines.append(
-                f"| {t['system']} vs {t['baseline']} | {t['system_bleu']:.2f} | {t['baseline_bleu']:.2f} "
-                f"| {t['delta']:+.2f} | ±{t['system_ci']:.2f} / ±{t['baseline_ci']:.2f} "
-                f"| {t['p_value']:.4f} |"
-            )
+        lines += ["", format_tests(report["significance"])]
     return "\n".join(lines)
+
+
+def format_tests(tests: list[dict[str, Any]]) -> str:
+    """Paired bootstrap results (`PairedBootstrap.to_dict()`s) as a Markdown table."""
+    lines = [
+        "| claim | BLEU | baseline | Δ | 95% CI (system / baseline) | p |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for t in tests:
+        lines.append(
+            f"| {t['system']} vs {t['baseline']} | {t['system_bleu']:.2f} | {t['baseline_bleu']:.2f} "
+            f"| {t['delta']:+.2f} | ±{t['system_ci']:.2f} / ±{t['baseline_ci']:.2f} | {t['p_value']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def compare_benches(
+    out: Path, baseline_out: Path, system: str = "janus", samples: int = 1000
+) -> list[PairedBootstrap]:
+    """`system` of the bench in `out` against the same system of the bench in `baseline_out` (an ablation
+    against the default, or one seed against another), setting by setting, with the paired bootstrap."""
+    reports = []
+    for folder in (Path(out), Path(baseline_out)):
+        quality_file = folder / QUALITY
+        if not quality_file.is_file():
+            raise JanusError(f"{quality_file}: not found; run `janus bench quality --out {folder}` first")
+        report = json.loads(quality_file.read_text())
+        if system not in report["systems"]:
+            raise JanusError(f"{quality_file}: no {system} system in this bench")
+        reports.append(report)
+    report, baseline = reports
+    if (report["data"], report["test_sentences"]) != (baseline["data"], baseline["test_sentences"]):
+        raise JanusError(
+            f"{out} and {baseline_out} were evaluated on different test sets "
+            f"({report['test_sentences']} sentences of {report['data']} against "
+            f"{baseline['test_sentences']} of {baseline['data']})"
+        )
+    _, references = PairDataset.open(Path(report["data"]), "test").texts()
+    references = references[: report["test_sentences"]]
+    tests = []
+    for r in report["systems"][system]["results"]:
+        setting = r["setting"]
+        if setting not in {b["setting"] for b in baseline["systems"][system]["results"]}:
+            continue
+        named = []
+        for folder in (Path(out), Path(baseline_out)):
+            lines = (folder / "outputs" / f"{system}.{_slug(setting)}.txt").read_text(encoding="utf-8")
+            named.append((f"{folder.name}: {system} {setting}", lines.split("\n")[:-1]))
+        tests.append(paired_bootstrap(named[0], named[1], references, samples))
+    return tests
 
 
 # --------------------------------------------------------------------------------------------- speed

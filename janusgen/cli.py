@@ -560,7 +560,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks of the paper's claims: quality and speed side by side")
-    bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="{quality,speed}")
+    bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="{quality,speed,compare}")
     quality = bsub.add_parser(
         "quality",
         help="train ar, cmlm and janus with the same budget, evaluate every decoding setting",
@@ -611,6 +611,19 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     speed.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     speed.set_defaults(func=_run_bench_speed)
 
+    compare = bsub.add_parser(
+        "compare",
+        help="one bench's system against another's (an ablation, another seed), setting by setting",
+        description="Test a system of the `janus bench quality` run in OUT against the same system of the "
+        "run in BASELINE, in every decoding setting both evaluated, with sacreBLEU's paired bootstrap on "
+        "their saved outputs (nothing is decoded again).",
+    )
+    compare.add_argument("out", type=Path, help="the folder of a `janus bench quality` run")
+    compare.add_argument("baseline", type=Path, help="the folder of the run to compare it with")
+    compare.add_argument("--system", choices=("ar", "cmlm", "janus"), default="janus")
+    compare.add_argument("--bootstrap-samples", type=int, default=1000, help="paired bootstrap resamples")
+    compare.set_defaults(func=_run_bench_compare)
+
 
 def _run_bench_quality(args: argparse.Namespace) -> int:
     from janusgen.bench import BUDGETS, format_quality, run_quality_bench
@@ -643,6 +656,14 @@ def _run_bench_speed(args: argparse.Namespace) -> int:
     if args.sentences <= 0 or args.batch_size <= 0:
         raise JanusError("--sentences and --batch-size must be > 0")
     print(format_speed(run_speed_bench(args.out, args.sentences, args.batch_size, args.device)))
+    return 0
+
+
+def _run_bench_compare(args: argparse.Namespace) -> int:
+    from janusgen.bench import compare_benches, format_tests
+
+    tests = compare_benches(args.out, args.baseline, args.system, args.bootstrap_samples)
+    print(format_tests([test.to_dict() for test in tests]))
     return 0
 
 

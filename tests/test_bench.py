@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,37 @@ def test_quality_bench_refuses_a_run_trained_with_other_settings(quality_run, to
         run_quality_bench(toy_data, out, wider, device="cpu", limit=12, bootstrap_samples=50)
 
 
+def test_compare_tests_each_common_setting_of_two_benches(quality_run, tmp_path):
+    out, report = quality_run
+    other = tmp_path / "ablation"
+    shutil.copytree(out / "outputs", other / "outputs")
+    changed = other / "outputs" / "janus.nar_t_10_l_3.txt"
+    changed.write_text("".join("the\n" for _ in range(12)), encoding="utf-8")
+    ablation = json.loads((out / bench.QUALITY).read_text())
+    ablation["systems"]["janus"]["results"] = ablation["systems"]["janus"]["results"][:6]  # no rerank
+    (other / bench.QUALITY).write_text(json.dumps(ablation))
+
+    tests = {t.system: t for t in bench.compare_benches(other, out, "janus", samples=50)}
+    assert len(tests) == 6  # the settings both benches evaluated
+    same = tests["ablation: janus AR beam 5"]
+    assert same.baseline == f"{out.name}: janus AR beam 5" and same.delta == 0 and same.p_value == 1.0
+    worse = tests["ablation: janus NAR T=10 l=3"]
+    bleu = {r["setting"]: r["bleu"] for r in report["systems"]["janus"]["results"]}
+    assert worse.baseline_bleu == pytest.approx(bleu["NAR T=10 l=3"], abs=0.01) and worse.system_bleu < 1.0
+    assert "| ablation: janus NAR T=10 l=3 vs" in bench.format_tests([t.to_dict() for t in tests.values()])
+
+    ablation["test_sentences"] = 11
+    (other / bench.QUALITY).write_text(json.dumps(ablation))
+    with pytest.raises(JanusError, match="different test sets"):
+        bench.compare_benches(other, out)
+    with pytest.raises(JanusError, match="none/quality.json: not found"):
+        bench.compare_benches(other, tmp_path / "none")
+    del ablation["systems"]["cmlm"]
+    (other / bench.QUALITY).write_text(json.dumps(ablation))
+    with pytest.raises(JanusError, match="ablation/quality.json: no cmlm system"):
+        bench.compare_benches(other, out, "cmlm")
+
+
 def test_speed_bench_times_every_setting_against_ar_beam_5(quality_run):
     out, report = quality_run
     speed = run_speed_bench(out, sentences=5, batch_size=2, device="cpu")
@@ -123,3 +155,5 @@ def test_bench_cli_names_the_option_at_fault(tmp_path, capsys):
     ablation = ["--janus-option", "kl_weight=0"]
     assert main(["bench", "quality", "--data", str(tmp_path), "--out", str(tmp_path), *ablation]) == 2
     assert "--janus-option 'kl_weight=0': expected KEY=VALUE with KEY one of" in capsys.readouterr().err
+    assert main(["bench", "compare", str(tmp_path / "b"), str(tmp_path)]) == 2
+    assert f"{tmp_path / 'b' / 'quality.json'}: not found" in capsys.readouterr().err
