@@ -111,8 +111,14 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def _slug(setting: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", setting.lower()).strip("_")
+def _outputs_file(out: Path, system: str, setting: str) -> Path:
+    """Where a bench in `out` keeps a setting's outputs (one line each); its scores sit beside, as .json."""
+    slug = re.sub(r"[^a-z0-9]+", "_", setting.lower()).strip("_")
+    return out / "outputs" / f"{system}.{slug}.txt"
+
+
+def _read_outputs(text: Path) -> list[str]:
+    return text.read_text(encoding="utf-8").split("\n")[:-1]
 
 
 def _say(text: str) -> None:
@@ -175,7 +181,7 @@ def run_quality_bench(
         }
         for cfg in settings_for(system):
             setting = describe(cfg)
-            result, outputs = _evaluate_once(translator, sources, references, cfg, out / "outputs", system)
+            result, outputs = _evaluate_once(translator, sources, references, cfg, out, system)
             _say(f"  {system} {setting}: BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}")
             entry["results"].append(result.to_dict())
             hyps[system, setting] = outputs
@@ -208,18 +214,18 @@ def _evaluate_once(
     sources: list[str],
     references: list[str],
     cfg: DecodeConfig,
-    folder: Path,
+    out: Path,
     system: str,
 ) -> tuple[EvalResult, list[str]]:
     """Evaluate one setting, or read back the result of an earlier run of the bench."""
-    stem = f"{system}.{_slug(describe(cfg))}"
-    text, meta = folder / f"{stem}.txt", folder / f"{stem}.json"
+    text = _outputs_file(out, system, describe(cfg))
+    meta = text.with_suffix(".json")
     if meta.is_file() and text.is_file():
-        outputs = text.read_text(encoding="utf-8").split("\n")[:-1]
+        outputs = _read_outputs(text)
         if len(outputs) == len(sources):
             return EvalResult(**json.loads(meta.read_text())), outputs
     result, outputs = evaluate(translator, sources, references, cfg)
-    folder.mkdir(parents=True, exist_ok=True)
+    text.parent.mkdir(parents=True, exist_ok=True)
     text.write_text("".join(line + "\n" for line in outputs), encoding="utf-8")
     meta.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result, outputs
@@ -356,16 +362,16 @@ def compare_benches(
         )
     _, references = PairDataset.open(Path(report["data"]), "test").texts()
     references = references[: report["test_sentences"]]
+    in_baseline = {r["setting"] for r in baseline["systems"][system]["results"]}
     tests = []
     for r in report["systems"][system]["results"]:
         setting = r["setting"]
-        if setting not in {b["setting"] for b in baseline["systems"][system]["results"]}:
-            continue
-        named = []
-        for folder in (Path(out), Path(baseline_out)):
-            lines = (folder / "outputs" / f"{system}.{_slug(setting)}.txt").read_text(encoding="utf-8")
-            named.append((f"{folder.name}: {system} {setting}", lines.split("\n")[:-1]))
-        tests.append(paired_bootstrap(named[0], named[1], references, samples))
+        if setting in in_baseline:
+            named = [
+                (f"{folder.name}: {system} {setting}", _read_outputs(_outputs_file(folder, system, setting)))
+                for folder in (Path(out), Path(baseline_out))
+            ]
+            tests.append(paired_bootstrap(named[0], named[1], references, samples))
     return tests
 
 
