@@ -39,7 +39,7 @@ from janusgen.errors import JanusError
 from janusgen.evaluation.evaluate import EvalResult, describe, evaluate
 from janusgen.evaluation.significance import PairedBootstrap, paired_bootstrap
 from janusgen.training.distributed import pick_device
-from janusgen.training.trainer import train
+from janusgen.training.trainer import resume_point, train
 
 SYSTEMS = ("ar", "cmlm", "janus")
 QUALITY = "quality.json"
@@ -58,7 +58,8 @@ class Budget:
 
 
 def cpu_budget(updates: int, seed: int) -> Budget:
-    """The demo's model and options (tuned for 2 CPU cores), JANUS with its AR-first curriculum."""
+    """The demo's model and options (the `cpu` recipe), JANUS with its AR-first curriculum; the
+    curriculum's and the warmup's fractions are of the updates here."""
     demo = DemoPreset()
     train_cfg = dataclasses.replace(demo.train(None, seed), max_updates=updates, keep_last=1)
     objectives = {"ar": objective_preset("ar"), "cmlm": objective_preset("cmlm"), "janus": demo.objective()}
@@ -72,7 +73,6 @@ def gpu_budget(updates: int, seed: int) -> Budget:
         max_tokens=8192,
         lr=5e-4,
         warmup_updates=4000,
-        precision="bf16",
         validate_every=1000,
         valid_bleu_sentences=500,
         seed=seed,
@@ -167,7 +167,8 @@ def run_quality_bench(
                 budget.model,
                 budget.objectives[system],
                 budget.train,
-                resume=(run / "last").is_dir(),
+                resume=resume_point(run) is not None,
+                overwrite=resume_point(run) is None,  # killed before its first checkpoint: afresh
                 device=device,
             )
             summary_file.write_text(json.dumps(summary, indent=2) + "\n")

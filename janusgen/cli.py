@@ -6,9 +6,13 @@ Each subcommand parses its options here and calls one function of the package; t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
+import os
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,12 +23,14 @@ from janusgen.config import (
     MODEL_PRESETS,
     OBJECTIVES,
     PRECISIONS,
+    RECIPES,
     BibleConfig,
     DecodeConfig,
     ModelConfig,
     ObjectiveConfig,
     PrepareConfig,
     TrainConfig,
+    cpu_recipe,
     model_preset,
     objective_preset,
     to_dict,
@@ -83,6 +89,11 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         default=PrepareConfig().vocab_size,
         help="vocabulary size for --prepare (default %(default)s)",
     )
+    bible.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let --prepare replace an earlier prepared folder (never one holding other files)",
+    )
     bible.set_defaults(func=_run_data_bible)
 
     p = PrepareConfig()
@@ -129,6 +140,11 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     prep.add_argument(
         "--threads", type=int, default=p.num_threads, help="encoding threads (default %(default)s)"
     )
+    prep.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier prepared folder in --out (refused if it holds files prepare did not write)",
+    )
     prep.set_defaults(func=_run_data_prepare)
 
 
@@ -142,6 +158,11 @@ def _run_data_bible(args: argparse.Namespace) -> int:
         max_ratio=args.max_ratio,
         sword_path=args.sword_path,
     )
+    if args.prepare is not None:  # refuse a bad --prepare before minutes are spent on the corpus
+        from janusgen.data.prepare import check_output
+
+        prepare_cfg = PrepareConfig(vocab_size=args.vocab_size)
+        check_output(args.prepare, args.overwrite)
     manifest = build_bible_corpus(args.out, cfg, cache_dir=args.cache)
     _print_bible_stats(manifest)
     if args.prepare is not None:
@@ -151,7 +172,8 @@ def _run_data_bible(args: argparse.Namespace) -> int:
         meta = prepare(
             TextFilesSource(args.out, cfg.source, cfg.target),
             args.prepare,
-            PrepareConfig(vocab_size=args.vocab_size),
+            prepare_cfg,
+            overwrite=args.overwrite,
         )
         _print_prepare_stats(meta)
     return 0
@@ -162,6 +184,9 @@ def _run_data_prepare(args: argparse.Namespace) -> int:
     from janusgen.data.sources import open_source
 
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    cfg = PrepareConfig(
+        vocab_size=args.vocab_size, model_type=args.model_type, num_threads=args.threads, splits=splits
+    )
     source = open_source(
         text=args.text,
         tsv=args.tsv,
@@ -171,10 +196,7 @@ def _run_data_prepare(args: argparse.Namespace) -> int:
         src=args.src,
         tgt=args.tgt,
     )
-    cfg = PrepareConfig(
-        vocab_size=args.vocab_size, model_type=args.model_type, num_threads=args.threads, splits=splits
-    )
-    meta = prepare(source, args.out, cfg)
+    meta = prepare(source, args.out, cfg, overwrite=args.overwrite)
     _print_prepare_stats(meta)
     return 0
 
@@ -227,9 +249,19 @@ _TRAIN_OPTIONS = {  # option -> (TrainConfig field, type, help)
     "--update-freq": ("update_freq", int, "batches per update (gradient accumulation)"),
     "--lr": ("lr", float, "peak learning rate"),
     "--warmup": ("warmup_updates", int, "linear warmup updates before the inverse square-root decay"),
+    "--warmup-fraction": (
+        "warmup_fraction",
+        float,
+        "the warmup as a fraction of the run (of --time-budget when given), instead of --warmup",
+    ),
     "--weight-decay": ("weight_decay", float, "AdamW weight decay"),
     "--clip-norm": ("clip_norm", float, "gradient clipping norm (0: off)"),
-    "--precision": ("precision", str, f"{', '.join(PRECISIONS)} (bf16: autocast on CPU or GPU; fp16: GPU)"),
+    "--precision": (
+        "precision",
+        str,
+        f"{', '.join(PRECISIONS)}; auto: bf16 on a GPU that has it (else fp16), on a CPU only where bf16 "
+        "is native and faster, else fp32",
+    ),
     "--seed": ("seed", int, "random seed (batches, masks, dropout, initialisation)"),
     "--log-every": ("log_every", int, "updates between log lines"),
     "--validate-every": ("validate_every", int, "updates between validations and checkpoints"),
@@ -251,12 +283,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--data", type=Path, required=True, help="prepared data folder")
     train.add_argument("--out", type=Path, required=True, help="run folder")
     train.add_argument(
-        "--objective", choices=OBJECTIVES, default="janus", help="training objective (default %(default)s)"
+        "--objective", choices=OBJECTIVES, default=None, help="training objective (default janus)"
     )
     train.add_argument(
-        "--preset", default="small", help=f"model size: {', '.join(MODEL_PRESETS)} (default %(default)s)"
+        "--preset", default=None, help=f"model size: {', '.join(MODEL_PRESETS)} (default small)"
+    )
+    train.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default=None,
+        help="defaults for the training options: paper (tens of thousands of updates, GPU scale) or cpu "
+        "(learns within minutes on a few CPU cores: small batches, high lr, warmup and curriculum as "
+        "fractions of --time-budget, no dropout). Options given explicitly win (default paper)",
     )
     train.add_argument("--resume", action="store_true", help="continue the run in --out from out/last")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an --out that holds another run, deleting that run's checkpoints and logs",
+    )
     train.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     train.add_argument(
         "--dist-timeout",
@@ -279,17 +324,50 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override an objective setting, e.g. kl_ar_aux=1.0 or encode_per_view=true (repeatable)",
     )
+    cpu = cpu_recipe(model_preset("small"), objective_preset("janus"))[2]
     for flag, (name, kind, text) in _TRAIN_OPTIONS.items():
-        default = getattr(d, name)
+        default, cpu_default = getattr(d, name), getattr(cpu, name)
+        shown = f"{default}" if default == cpu_default else f"paper {default}, cpu {cpu_default}"
         train.add_argument(
             flag,
             dest=name,
             type=kind,
             default=None,
             metavar=name.split("_")[-1].upper(),
-            help=f"{text} (default {default})" if default is not None else text,
+            help=f"{text} (default {shown})" if default is not None or cpu_default is not None else text,
         )
     train.set_defaults(func=_run_train)
+
+
+_PRESET_FIELDS = ("d_model", "ffn_dim", "heads", "encoder_layers", "decoder_layers")
+
+
+def _check_resume_matches(args: argparse.Namespace) -> None:
+    """--resume takes the model and objective from the checkpoint: a --preset or --objective that
+    says otherwise is an error, not silently ignored (one that agrees is fine)."""
+    from janusgen.training.checkpoint import read_config
+    from janusgen.training.trainer import resume_point
+
+    if args.preset is None and args.objective is None:
+        return
+    where = resume_point(args.out)
+    if where is None:
+        return  # train() says that there is nothing to resume
+    config = read_config(where)
+    if args.objective is not None and args.objective != config["objective"]["name"]:
+        raise JanusError(
+            f"--objective {args.objective}: the run in {args.out} trains {config['objective']['name']}; "
+            "--resume takes the objective from the checkpoint (drop --objective)"
+        )
+    if args.preset is not None:
+        preset = model_preset(args.preset)
+        differ = [f for f in _PRESET_FIELDS if config["model"].get(f) != getattr(preset, f)]
+        if differ:
+            have = ", ".join(f"{f} {config['model'].get(f)}" for f in differ)
+            raise JanusError(
+                f"--preset {args.preset}: the model of the run in {args.out} differs ({have}); "
+                "--resume takes the model from the checkpoint (drop --preset)"
+            )
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -310,6 +388,14 @@ def _run_train(args: argparse.Namespace) -> int:
                 f"--resume takes the model and training setup from the checkpoint; only "
                 f"{', '.join(RESUMABLE)} may change (got {', '.join(names)})"
             )
+        if args.overwrite:
+            raise JanusError("--resume continues the run in --out and --overwrite deletes it: give one")
+        if args.recipe is not None:
+            raise JanusError(
+                f"--recipe {args.recipe}: --resume takes the training setup from the checkpoint; only "
+                f"{', '.join(RESUMABLE)} may change"
+            )
+        _check_resume_matches(args)
         summary = train(
             args.data,
             args.out,
@@ -322,21 +408,27 @@ def _run_train(args: argparse.Namespace) -> int:
             resume_overrides=given,
         )
     else:
-        model_cfg = dataclasses.replace(
-            model_preset(args.preset), **parse_assignments(args.model_option, ModelConfig, "--model-option")
+        # preset -> recipe -> the options given: each later one wins
+        model_cfg, objective_cfg, train_cfg = RECIPES[args.recipe or "paper"](
+            model_preset(args.preset or "small"), objective_preset(args.objective or "janus")
         )
-        objective_cfg = objective_preset(args.objective)
+        model_cfg = dataclasses.replace(
+            model_cfg, **parse_assignments(args.model_option, ModelConfig, "--model-option")
+        )
         objective_cfg = dataclasses.replace(
             objective_cfg, **parse_assignments(args.objective_option, ObjectiveConfig, "--objective-option")
         )
+        if "warmup_updates" in given:  # an explicit --warmup counts updates, whatever the recipe says
+            given.setdefault("warmup_fraction", None)
         summary = train(
             args.data,
             args.out,
             model_cfg,
             objective_cfg,
-            TrainConfig(**given),
+            dataclasses.replace(train_cfg, **given),
             device=args.device,
             dist_timeout_s=args.dist_timeout,
+            overwrite=args.overwrite,
         )
     print(json.dumps(summary))
     return 0
@@ -406,7 +498,10 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=d.max_tokens, help="source tokens per batch")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
     parser.add_argument(
-        "--dtype", default="float32", help="float32, bfloat16 or float16 (default %(default)s)"
+        "--dtype",
+        default="auto",
+        help="auto, float32, bfloat16 or float16; auto: the rule of --precision auto of `janus train` "
+        "(default %(default)s)",
     )
 
 
@@ -452,30 +547,123 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     gen.set_defaults(func=_run_generate)
 
 
+class _InputLines:
+    """The lines of `--input` or stdin, read as bytes and split on "\\n" only, the same way for both: a
+    lone "\\r" stays inside its line, the "\\r" of a CRLF ending is dropped. A line that is not UTF-8 (or
+    a read error) ends the lines and is kept in `error`, so that every line before it is still
+    translated and written."""
+
+    def __init__(self, stream: Any, name: str) -> None:
+        self.stream, self.name = stream, name
+        self.error: JanusError | None = None
+        self.count = 0
+
+    def __iter__(self) -> Any:
+        offset = 0  # bytes of the stream before the current line
+        try:
+            for raw in self.stream:  # a text stream without .buffer (a test's StringIO) gives str lines
+                newline, cr = (b"\n", b"\r") if isinstance(raw, bytes) else ("\n", "\r")
+                line = raw.removesuffix(newline).removesuffix(cr)
+                if isinstance(line, bytes):
+                    try:
+                        line = line.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        self.error = JanusError(
+                            f"{self.name}:{self.count + 1}: not UTF-8 text ({e.reason} at byte offset "
+                            f"{offset + e.start} of {'the file' if self.name != 'stdin' else 'stdin'})"
+                        )
+                        return
+                    offset += len(raw)
+                self.count += 1
+                yield line
+        except OSError as e:
+            self.error = JanusError(f"cannot read {self.name} after line {self.count}: {e.strerror or e}")
+
+
+def _same_file(a: os.stat_result | None, b: os.stat_result | None) -> bool:
+    return a is not None and b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _fstat(stream: Any) -> os.stat_result | None:
+    try:
+        return os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def _check_generate_files(input_path: Path | None, output: Path | None) -> None:
+    """Refuse an --output that would overwrite the input (also through a link) or cannot be written."""
+    if input_path is not None:
+        try:
+            source = os.stat(input_path)
+        except OSError as e:
+            raise JanusError(f"cannot read --input {input_path}: {e.strerror}") from e
+    else:
+        source = _fstat(sys.stdin)
+    if source is not None and not stat.S_ISREG(source.st_mode):
+        source = None  # a terminal or pipe: stdout may well be the same terminal
+    what = f"--input {input_path}" if input_path is not None else "stdin"
+    if output is None:
+        if _same_file(source, _fstat(sys.stdout)):
+            raise JanusError(f"stdout is the same file as {what}: it would overwrite its own input")
+        return
+    try:
+        target = os.stat(output)
+    except OSError:
+        target = None
+    if _same_file(source, target):
+        raise JanusError(
+            f"--output {output} is the same file as {what}: it would overwrite its own input; "
+            "write to another file"
+        )
+    if target is not None and stat.S_ISDIR(target.st_mode):
+        raise JanusError(f"--output {output} is a folder; give a file name")
+    folder = Path(os.path.realpath(output)).parent
+    if not folder.is_dir():
+        raise JanusError(f"--output {output}: folder {output.parent} does not exist")
+
+
 def _run_generate(args: argparse.Namespace) -> int:
     from janusgen.decoding.translator import Translator
+    from janusgen.fileio import atomic_file
 
+    if args.buffer_lines < 1:
+        raise JanusError(f"--buffer-lines {args.buffer_lines}: must be at least 1")
     cfg = _decode_config(args)
+    _check_generate_files(args.input, args.output)
     translator = Translator.load(args.checkpoint, args.device, args.dtype)
-    try:
-        source = sys.stdin if args.input is None else open(args.input, encoding="utf-8")  # noqa: SIM115
-    except OSError as e:
-        raise JanusError(f"cannot read --input {args.input}: {e.strerror}") from e
-    sink = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-    try:
-        for n, out in enumerate(translator.generate_stream(source, cfg, args.buffer_lines), start=1):
-            sink.write(f"{out.score:.4f}\t{out.text}\n" if args.scores else f"{out.text}\n")
-            if n % args.buffer_lines == 0:
-                sink.flush()
-    except UnicodeDecodeError as e:
-        raise JanusError(f"{args.input or 'stdin'}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    finally:
-        if source is not sys.stdin:
-            source.close()
-        if sink is not sys.stdout:
-            sink.close()
+    with contextlib.ExitStack() as stack:
+        if args.input is None:
+            lines = _InputLines(getattr(sys.stdin, "buffer", sys.stdin), "stdin")
         else:
+            try:
+                lines = _InputLines(stack.enter_context(open(args.input, "rb")), str(args.input))
+            except OSError as e:
+                raise JanusError(f"cannot read --input {args.input}: {e.strerror}") from e
+        where = "stdout" if args.output is None else f"--output {args.output}"
+        if args.output is None:
+            sink = sys.stdout
+        elif os.path.exists(args.output) and not os.path.isfile(args.output):  # /dev/null, a FIFO
+            sink = stack.enter_context(open(args.output, "w", encoding="utf-8"))
+        else:  # a temporary file renamed over --output at the end: a failed run leaves the old one
+            sink = stack.enter_context(atomic_file(args.output))
+        try:
+            for n, out in enumerate(translator.generate_stream(lines, cfg, args.buffer_lines), start=1):
+                sink.write(f"{out.score:.4f}\t{out.text}\n" if args.scores else f"{out.text}\n")
+                if n % args.buffer_lines == 0:
+                    sink.flush()
             sink.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise JanusError(f"cannot write {where}: {e.strerror or e}") from e
+        if lines.error is not None:
+            done = (
+                f"the {lines.count} line(s) before it were written"
+                if sink is sys.stdout
+                else f"{where} was not written"
+            )
+            raise JanusError(f"{lines.error}; {done}")
     return 0
 
 
@@ -500,8 +688,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from janusgen.data.dataset import PairDataset
     from janusgen.decoding.translator import Translator
     from janusgen.evaluation.evaluate import evaluate, format_table
+    from janusgen.fileio import atomic_file
 
     cfg = _decode_config(args)
+    for option, path in (("--json", args.json), ("--hypotheses", args.hypotheses)):
+        if path is not None and not path.resolve().parent.is_dir():  # fail now, not after the decoding
+            raise JanusError(f"{option} {path}: folder {path.parent} does not exist")
     sources, references = PairDataset.open(args.data, args.split).texts()
     if args.limit is not None:
         sources, references = sources[: args.limit], references[: args.limit]
@@ -518,9 +710,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             "device": args.device,
             "dtype": args.dtype,
         }
-        args.json.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        with atomic_file(args.json) as f:
+            f.write(json.dumps(record, indent=2) + "\n")
     if args.hypotheses is not None:
-        args.hypotheses.write_text("".join(f"{h}\n" for h in hyps), encoding="utf-8")
+        with atomic_file(args.hypotheses) as f:
+            f.write("".join(f"{h}\n" for h in hyps))
     return 0
 
 
@@ -699,3 +893,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("janus: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`janus generate ... | head -1`): stop quietly, as `yes | head -1` does.
+        # As Python's documentation recommends, point stdout at devnull so that the flush at exit
+        # does not fail again.
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            stdout = sys.stdout.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stdout)
+            os.close(devnull)
+        return 141  # 128 + SIGPIPE, the status of a command a closed pipe stops

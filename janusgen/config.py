@@ -7,6 +7,7 @@ never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +28,85 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
     unknown = sorted(set(values) - names)
     if unknown:
         raise JanusError(f"{where}: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as e:  # name the file and key, not the command-line option
+        raise JanusError(f"{where}: {e.section}.{e.name}={e.value!r}: {e.reason}") from None
+    except JanusError as e:
+        raise JanusError(f"{where}: {e}") from None
+
+
+# ------------------------------------------------------------------------------------------ validation
+# Every config checks its values in __post_init__, so a bad value is refused wherever it comes from
+# (command line, a checkpoint's config.json, Python) before anything is allocated or trained.
+
+
+class ConfigError(JanusError):
+    """A config value out of bounds; the message names it as the command-line option that sets it."""
+
+    def __init__(self, section: str, name: str, value: Any, reason: str) -> None:
+        self.section, self.name, self.value, self.reason = section, name, value, reason
+        super().__init__(f"{cli_option(section, name, value)}: {reason}")
+
+
+_TRAIN_FLAGS = {"warmup_updates": "--warmup", "time_budget_s": "--time-budget"}
+
+
+def cli_option(section: str, name: str, value: Any) -> str:
+    """How the user gave `name` = `value` of config `section` (model, objective, train) to `janus train`."""
+    if section == "train":
+        return f"{_TRAIN_FLAGS.get(name, '--' + name.replace('_', '-'))} {value!r}"
+    return f"--{section}-option {name}={value!r}"
+
+
+def _check_int(cfg: Any, section: str, name: str, lo: int, hi: int | None = None) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(section, name, value, "must be an integer")
+    if value < lo:
+        raise ConfigError(section, name, value, f"must be >= {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(section, name, value, f"must be <= {hi}")
+
+
+def _check_float(
+    cfg: Any,
+    section: str,
+    name: str,
+    lo: float,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    optional: bool = False,
+) -> None:
+    value = getattr(cfg, name)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(section, name, value, "must be a number")
+    if not math.isfinite(value):
+        raise ConfigError(section, name, value, "must be a finite number")
+    too_low = value < lo or (lo_open and value == lo)
+    too_high = hi is not None and (value > hi or (hi_open and value == hi))
+    if too_low or too_high:
+        if hi is None:
+            reason = f"must be {'>' if lo_open else '>='} {lo:g}"
+        else:
+            reason = f"must be in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ConfigError(section, name, value, reason)
+
+
+def _check_bool(cfg: Any, section: str, name: str) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, bool):
+        raise ConfigError(section, name, value, "must be true or false")
+
+
+def _check_choice(cfg: Any, section: str, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(cfg, name)
+    if value not in choices:
+        raise ConfigError(section, name, value, f"choose one of {', '.join(choices)}")
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -66,6 +145,21 @@ class PrepareConfig:
     seed: int = 0
     splits: tuple[str, ...] = field(default=("train", "valid", "test"))
 
+    def __post_init__(self) -> None:
+        # SentencePiece needs room for janusgen's special pieces (pad, unk, bos, eos, mask: see
+        # data.tokenizer.SPECIAL_PIECES) and one piece of text; the corpus's characters may need more.
+        _check_number("--vocab-size", self.vocab_size, SPECIAL_PIECE_COUNT + 1, 2**31 - 1)
+        if self.model_type not in ("unigram", "bpe"):
+            raise JanusError(f"--model-type {self.model_type!r}: choose unigram or bpe")
+        _check_number("--threads", self.num_threads, 1, 1024)
+        _check_number("PrepareConfig.spm_threads", self.spm_threads, 1, 1024)
+        _check_number("PrepareConfig.chunk_lines", self.chunk_lines, 1, 2**31 - 1)
+        _check_number("PrepareConfig.spm_max_sentences", self.spm_max_sentences, 1, 2**62)
+        _check_number("PrepareConfig.character_coverage", self.character_coverage, 0.5, 1.0, integer=False)
+
+
+SPECIAL_PIECE_COUNT = 5  # len(data.tokenizer.SPECIAL_PIECES); config.py does not import SentencePiece
+
 
 # ---------------------------------------------------------------------------------------------- model
 
@@ -96,6 +190,55 @@ class ModelConfig:
     bos_id: int = 2
     eos_id: int = 3
     mask_id: int = 4
+
+    def __post_init__(self) -> None:
+        s = "model"
+        _check_int(self, s, "vocab_size", 1, 2**31 - 1)
+        _check_int(self, s, "d_model", 1, MAX_D_MODEL)
+        _check_int(self, s, "ffn_dim", 1, 16 * MAX_D_MODEL)
+        _check_int(self, s, "heads", 1, self.d_model)
+        if self.d_model % self.heads:
+            raise ConfigError(s, "heads", self.heads, f"must divide d_model ({self.d_model})")
+        _check_int(self, s, "encoder_layers", 1, MAX_LAYERS)
+        _check_int(self, s, "decoder_layers", 1, MAX_LAYERS)
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
+            _check_float(self, s, name, 0.0, 1.0, hi_open=True)
+        _check_choice(self, s, "activation", ACTIVATIONS)
+        _check_bool(self, s, "pre_norm")
+        _check_bool(self, s, "learned_positions")
+        _check_int(self, s, "max_positions", 3, MAX_POSITIONS)  # BOS + one token + EOS
+        _check_int(self, s, "relative_positions", 0, self.max_positions)
+        _check_int(self, s, "max_target_length", 1, MAX_POSITIONS)
+        seen: dict[int, str] = {}
+        for name in ("pad_id", "unk_id", "bos_id", "eos_id", "mask_id"):
+            _check_int(self, s, name, 0, self.vocab_size - 1)
+            value = getattr(self, name)
+            if value in seen:
+                raise ConfigError(s, name, value, f"must differ from {seen[value]}")
+            seen[value] = name
+        n = self.estimated_parameters()
+        if n > MAX_PARAMETERS:
+            raise JanusError(
+                f"the model would have about {n / 1e9:.1f}B parameters, more than "
+                f"{MAX_PARAMETERS / 1e9:.0f}B (d_model {self.d_model}, ffn_dim {self.ffn_dim}, "
+                f"{self.encoder_layers}+{self.decoder_layers} layers, vocab_size {self.vocab_size}): "
+                "lower them with --model-option"
+            )
+
+    def estimated_parameters(self) -> int:
+        """About how many parameters the model has (attention, feed-forward, embeddings)."""
+        d, f = self.d_model, self.ffn_dim
+        encoder = self.encoder_layers * (4 * d * d + 2 * d * f)
+        decoder = self.decoder_layers * (8 * d * d + 2 * d * f)
+        embeddings = (self.vocab_size + 3 * self.max_positions + self.max_target_length) * d
+        return encoder + decoder + embeddings
+
+
+ACTIVATIONS = ("relu", "gelu")
+MAX_D_MODEL = 16384
+MAX_LAYERS = 1000
+MAX_POSITIONS = 1 << 16
+MAX_PARAMETERS = 20_000_000_000
 
 
 def model_preset(name: str) -> ModelConfig:
@@ -155,11 +298,51 @@ class ObjectiveConfig:
     # weights ramped linearly from 0 over the next `kl_warmup_updates` updates. 0 and 0: the plain loss.
     ar_only_updates: int = 0
     kl_warmup_updates: int = 0
+    # The same curriculum as fractions of the run (of --time-budget when there is one, else of
+    # --max-updates), so that one recipe behaves alike on a slow and a fast machine.
+    ar_only_fraction: float = 0.0
+    kl_warmup_fraction: float = 0.0
     masking: str = "span"  # span (JANUS: fixed ratio, Poisson span lengths) or uniform (CMLM)
     mask_ratio: float = 0.7
     span_lambda: float = 2.0
     random_order: bool = False  # order of the masked tokens in the AUX/G streams: left to right or random
     encode_per_view: bool = False  # encode the source once per view (different dropout), as the authors did
+
+    def __post_init__(self) -> None:
+        s = "objective"
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(s, "name", self.name, "must be a non-empty name")
+        _check_float(self, s, "label_smoothing", 0.0, 1.0, hi_open=True)
+        weights = ("ar_weight", "nar_weight", "aux_weight", "length_weight")
+        for name in (*weights, "kl_ar_nar", "kl_nar_aux", "kl_ar_aux"):
+            _check_float(self, s, name, 0.0)
+        if self.ar_weight == self.nar_weight == self.aux_weight == 0:
+            raise JanusError(
+                "--objective-option: ar_weight, nar_weight and aux_weight are all 0: nothing to train"
+            )
+        _check_int(self, s, "ar_only_updates", 0)
+        _check_int(self, s, "kl_warmup_updates", 0)
+        _check_float(self, s, "ar_only_fraction", 0.0, 1.0)
+        _check_float(self, s, "kl_warmup_fraction", 0.0, 1.0)
+        for name in ("ar_only_updates", "ar_only_fraction"):
+            if getattr(self, name) > 0 and self.ar_weight <= 0:
+                raise ConfigError(
+                    s, name, getattr(self, name), "needs an objective with an AR term (ar_weight > 0)"
+                )
+        for counted, fraction in (
+            ("ar_only_updates", "ar_only_fraction"),
+            ("kl_warmup_updates", "kl_warmup_fraction"),
+        ):
+            if getattr(self, counted) > 0 and getattr(self, fraction) > 0:
+                raise JanusError(
+                    f"--objective-option {counted} and {fraction}: give the curriculum in updates or as a "
+                    "fraction of the run, not both"
+                )
+        _check_choice(self, s, "masking", MASKINGS)
+        _check_float(self, s, "mask_ratio", 0.0, 1.0, lo_open=True)
+        _check_float(self, s, "span_lambda", 0.0, 1000.0, lo_open=True)
+        _check_bool(self, s, "random_order")
+        _check_bool(self, s, "encode_per_view")
 
 
 OBJECTIVES = ("ar", "cmlm", "janus")
@@ -205,13 +388,18 @@ class TrainConfig:
     update_freq: int = 1  # gradient accumulation: batches per update
     lr: float = 5e-4
     warmup_updates: int = 4000
+    # the warmup as a fraction of the run instead (of --time-budget when there is one, else of
+    # --max-updates): the learning rate then follows the clock, as the update count differs by machine
+    warmup_fraction: float | None = None
     warmup_init_lr: float = 1e-7
     adam_beta1: float = 0.9
     adam_beta2: float = 0.98
     adam_eps: float = 1e-8
     weight_decay: float = 0.0001
     clip_norm: float = 1.0  # 0 disables clipping
-    precision: str = "fp32"  # fp32, bf16 (autocast, CPU or GPU), fp16 (autocast + loss scaling, GPU only)
+    # auto (chosen from the hardware: janusgen.hardware), fp32, bf16 (autocast, CPU or GPU),
+    # fp16 (autocast + loss scaling, GPU only)
+    precision: str = "auto"
     seed: int = 1
     log_every: int = 50
     validate_every: int = 1000  # also the checkpoint interval
@@ -219,9 +407,62 @@ class TrainConfig:
     keep_last: int = 3  # step checkpoints kept besides `best` and `last`
     best_metric: str = "loss"  # loss (lower is better), bleu_ar or bleu_nar (higher is better)
 
+    def __post_init__(self) -> None:
+        s = "train"
+        for name in ("max_updates", "max_tokens", "update_freq", "log_every", "validate_every"):
+            _check_int(self, s, name, 1)
+        _check_float(self, s, "time_budget_s", 0.0, optional=True)
+        _check_float(self, s, "lr", 0.0, lo_open=True)
+        _check_int(self, s, "warmup_updates", 0)
+        _check_float(self, s, "warmup_fraction", 0.0, 1.0, lo_open=True, optional=True)
+        _check_float(self, s, "warmup_init_lr", 0.0)
+        _check_float(self, s, "adam_beta1", 0.0, 1.0, hi_open=True)
+        _check_float(self, s, "adam_beta2", 0.0, 1.0, hi_open=True)
+        _check_float(self, s, "adam_eps", 0.0, lo_open=True)
+        _check_float(self, s, "weight_decay", 0.0)
+        _check_float(self, s, "clip_norm", 0.0)
+        _check_choice(self, s, "precision", PRECISIONS)
+        _check_int(self, s, "seed", 0, 2**63 - 1)
+        _check_int(self, s, "valid_bleu_sentences", 0)
+        _check_int(self, s, "keep_last", 0)
+        _check_choice(self, s, "best_metric", BEST_METRICS)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BEST_METRICS = ("loss", "bleu_ar", "bleu_nar")
+
+
+# -------------------------------------------------------------------------------------------- recipes
+
+
+def cpu_recipe(
+    model: ModelConfig, objective: ObjectiveConfig
+) -> tuple[ModelConfig, ObjectiveConfig, TrainConfig]:
+    """Defaults that learn within minutes to an hour on a few CPU cores (the demo's; BENCHMARKS.md):
+    2,048-token batches (at equal time twice the updates of 4,096 learned faster), lr 2e-3 with a
+    warmup of 5% of the run, no dropout (about one epoch: nothing to regularise yet). A JANUS objective
+    trains L_AR alone for the first 35% of the run (an AR-only update costs ~40% of a joint one) and
+    ramps the KL weights in over the next 10%. Fractions are of --time-budget when there is one, so the
+    recipe behaves alike on a slow and a fast machine."""
+    model = dataclasses.replace(model, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+    joint = objective.ar_weight > 0 and (objective.nar_weight > 0 or objective.aux_weight > 0)
+    if joint:
+        objective = dataclasses.replace(objective, ar_only_fraction=0.35, kl_warmup_fraction=0.1)
+    train = TrainConfig(
+        max_tokens=2048, lr=2e-3, warmup_fraction=0.05, validate_every=250, log_every=25, keep_last=1
+    )
+    return model, objective, train
+
+
+def paper_recipe(
+    model: ModelConfig, objective: ObjectiveConfig
+) -> tuple[ModelConfig, ObjectiveConfig, TrainConfig]:
+    """The paper-scale defaults (tens of thousands of updates, a GPU): the presets and TrainConfig as
+    they are."""
+    return model, objective, TrainConfig()
+
+
+RECIPES = {"paper": paper_recipe, "cpu": cpu_recipe}
 
 
 # ------------------------------------------------------------------------------------------- decoding
@@ -242,5 +483,45 @@ class DecodeConfig:
     max_len_b: int = 10
     max_tokens: int = 6000  # source tokens per batch (padding counted)
 
+    def __post_init__(self) -> None:
+        """Every decoding option in range, named as the CLI spells it: a bad value is one clear error
+        instead of empty outputs (max_len_a < 0) or a search that runs for hours (beam 100000)."""
+        if self.mode not in DECODE_MODES:
+            raise JanusError(f"--mode {self.mode!r}: choose {' or '.join(DECODE_MODES)}")
+        _check_number("--beam", self.beam, 1, MAX_BEAM)
+        _check_number("--iterations", self.iterations, 1, MAX_ITERATIONS)
+        _check_number("--length-beam", self.length_beam, 1, MAX_BEAM)
+        if self.length_offsets is not None:
+            if not 1 <= len(self.length_offsets) <= MAX_BEAM:
+                raise JanusError(f"--length-offsets: give between 1 and {MAX_BEAM} offsets")
+            for offset in self.length_offsets:
+                _check_number("--length-offsets", offset, -MAX_LEN_B, MAX_LEN_B)
+        _check_number("--length-penalty", self.length_penalty, -10, 10, integer=False)
+        _check_number("--max-len-a", self.max_len_a, 0, MAX_LEN_A, integer=False)
+        _check_number("--max-len-b", self.max_len_b, 0, MAX_LEN_B)
+        # The shortest source, one token and EOS, has |x| = 2: its limit must allow one output token.
+        if 2 * self.max_len_a + self.max_len_b < 1:
+            raise JanusError(
+                f"--max-len-a {self.max_len_a} --max-len-b {self.max_len_b}: the output limit "
+                "a*|x|+b (|x| counts EOS) allows no token; make it at least 1 for a one-token source"
+            )
+        _check_number("--max-tokens", self.max_tokens, 1, 2**31 - 1)
+
 
 DECODE_MODES = ("ar", "nar")
+MAX_BEAM = 128  # --beam, --length-beam: the cost grows linearly; past this it is minutes per sentence
+MAX_ITERATIONS = 1000  # --iterations: Mask-Predict converges in a few passes
+MAX_LEN_A = 1000.0  # outputs are capped at the model's max_positions anyway; this keeps a*|x| finite
+MAX_LEN_B = 100_000
+
+
+def _check_number(option: str, value: Any, low: float, high: float, integer: bool = True) -> None:
+    """Raise a JanusError naming `option` unless `value` is a number (an int if `integer`) in [low, high].
+
+    NaN and infinities fail the range test."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        low, high = (f"{b:g}" if isinstance(b, float) else str(b) for b in (low, high))
+        bounds = f"of at least {low}" if float(high) >= 2**31 - 1 else f"between {low} and {high}"
+        raise JanusError(f"{option} {value!r}: must be {kind} {bounds}")

@@ -10,73 +10,177 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from janusgen.config import BibleConfig, PrepareConfig, TrainConfig, model_preset, objective_preset
+from janusgen.config import (
+    BibleConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    PrepareConfig,
+    TrainConfig,
+    cpu_recipe,
+    model_preset,
+    objective_preset,
+)
 from janusgen.data.binarized import META_FILE
 from janusgen.data.dataset import PairDataset
 from janusgen.decoding.translator import Translator, decode_config
 from janusgen.evaluation.evaluate import EvalResult, evaluate, format_table
+from janusgen.hardware import PrecisionChoice, resolve_precision
+from janusgen.model.transformer import JanusTransformer
 
 SUMMARY = "summary.json"
+PLAN = "demo_plan.json"
+NEAR_ZERO_BLEU = 1.0
 
 
 @dataclass(frozen=True)
 class DemoPreset:
-    """What the demo trains: tuned so that 2 CPU cores reach a useful model in about 15 minutes
-    (BENCHMARKS.md records the alternatives tried)."""
+    """What the demo trains: the `cpu` recipe (config.cpu_recipe) on a model of `encoder_layers` +
+    `decoder_layers` layers, d 256, with a 4k vocabulary (8k costs 1.4x more per update here: the
+    vocabulary-sized terms dominate). `plan_demo` picks the layers from the machine's measured speed."""
 
-    vocab_size: int = 4000  # 8000 costs 1.4x more per update here (the vocabulary-sized terms dominate)
+    vocab_size: int = 4000
     d_model: int = 256
     ffn_dim: int = 1024
     heads: int = 4
     encoder_layers: int = 4
     decoder_layers: int = 3
-    dropout: float = 0.0  # about one epoch in 15 minutes: nothing to regularise yet, and dropout costs time
-    max_tokens: int = 2048  # at equal time, twice the updates of 4096 learned faster
-    lr: float = 2e-3
-    warmup_updates: int = 100
-    precision: str = "bf16"  # AMX / AVX-512 bf16 matmuls; the losses are still computed in float32
-    # Curriculum: L_AR alone first, at about 40% of the cost of a joint update here, so the AR view gets a
-    # cheap start and the NAR/AUX streams join a model that already knows the language (BENCHMARKS.md)
-    ar_only_updates: int = 800
-    kl_warmup_updates: int = 100
+    precision: str = "auto"
 
-    def model(self):
+    def model(self) -> ModelConfig:
+        return self._recipe()[0]
+
+    def objective(self) -> ObjectiveConfig:
+        return self._recipe()[1]
+
+    def train(self, time_budget_s: float | None, seed: int) -> TrainConfig:
         return dataclasses.replace(
+            self._recipe()[2],
+            max_updates=1_000_000,
+            time_budget_s=time_budget_s,
+            precision=self.precision,
+            valid_bleu_sentences=200,
+            seed=seed,
+            keep_last=3,
+        )
+
+    def _recipe(self) -> tuple[ModelConfig, ObjectiveConfig, TrainConfig]:
+        model = dataclasses.replace(
             model_preset("small"),
             d_model=self.d_model,
             ffn_dim=self.ffn_dim,
             heads=self.heads,
             encoder_layers=self.encoder_layers,
             decoder_layers=self.decoder_layers,
-            dropout=self.dropout,
         )
+        return cpu_recipe(model, objective_preset("janus"))
 
-    def objective(self):
-        return dataclasses.replace(
-            objective_preset("janus"),
-            ar_only_updates=self.ar_only_updates,
-            kl_warmup_updates=self.kl_warmup_updates,
-        )
 
-    def train(self, time_budget_s: float | None, seed: int) -> TrainConfig:
-        return TrainConfig(
-            max_updates=1_000_000,
-            time_budget_s=time_budget_s,
-            max_tokens=self.max_tokens,
-            lr=self.lr,
-            warmup_updates=self.warmup_updates,
-            precision=self.precision,
-            validate_every=250,
-            valid_bleu_sentences=200,
-            seed=seed,
-            log_every=25,
+# Candidate models, largest first. The demo takes the largest that the budget gives at least
+# TARGET_UPDATES updates (BENCHMARKS.md, "How the demo adapts to the machine").
+CANDIDATES = (DemoPreset(encoder_layers=4, decoder_layers=3), DemoPreset(encoder_layers=3, decoder_layers=2))
+TARGET_UPDATES = 900
+VALIDATION_SHARE = 0.08  # of the budget: the quick validations every 250 updates
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    preset: DemoPreset
+    precision: PrecisionChoice
+    ar_update_s: float  # measured seconds per AR-only update and per joint JANUS update
+    joint_update_s: float
+    planned_updates: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": {
+                "encoder_layers": self.preset.encoder_layers,
+                "decoder_layers": self.preset.decoder_layers,
+            },
+            "precision": self.precision.to_dict(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "ar_update_s": self.ar_update_s,
+            "joint_update_s": self.joint_update_s,
+            "planned_updates": self.planned_updates,
+            "reason": self.reason,
+        }
+
+
+def plan_demo(data: Path, time_budget_s: float, candidates=CANDIDATES, steps: int = 3) -> DemoPlan:
+    """Measure this machine: the precision (hardware.resolve_precision), then the time of an AR-only
+    and of a joint update of each candidate on real batches, largest first; keep the first whose
+    budget allows TARGET_UPDATES updates (the curriculum's AR-only share counted at its own speed)."""
+    train_set = PairDataset.open(data, "train")
+    plan = None
+    for preset in candidates:
+        model_cfg = dataclasses.replace(preset.model(), vocab_size=train_set.tokenizer.vocab_size)
+        objective = preset.objective()
+        precision = resolve_precision(preset.precision, "cpu", model_cfg.d_model, model_cfg.ffn_dim)
+        ar_s, joint_s = time_updates(train_set, model_cfg, objective, preset.train(None, 1), precision, steps)
+        usable = time_budget_s * (1 - VALIDATION_SHARE)
+        ar_share = objective.ar_only_fraction
+        planned = int(usable * ar_share / ar_s + usable * (1 - ar_share) / joint_s)
+        enough = planned >= TARGET_UPDATES
+        reason = (
+            f"{preset.encoder_layers}+{preset.decoder_layers} layers: {ar_s:.2f} s per AR-only update, "
+            f"{joint_s:.2f} s per joint update in {precision.precision} -> about {planned} updates in "
+            f"{time_budget_s / 60:.0f} min ({'enough' if enough else 'fewer than'} {TARGET_UPDATES})"
         )
+        plan = DemoPlan(preset, precision, ar_s, joint_s, planned, reason)
+        print(f"  {reason}", file=sys.stderr, flush=True)
+        if enough:
+            break
+    assert plan is not None
+    return plan
+
+
+def time_updates(
+    dataset: PairDataset,
+    model_cfg: ModelConfig,
+    objective_cfg: ObjectiveConfig,
+    train_cfg: TrainConfig,
+    precision: PrecisionChoice,
+    steps: int,
+) -> tuple[float, float]:
+    """Median seconds of an AR-only update and of a joint update (forward, backward, AdamW step) on
+    `steps` batches of the training split, after one warm-up update of each."""
+    from janusgen.objectives import JanusObjective
+    from janusgen.training.distributed import DistributedContext
+    from janusgen.training.optim import build_optimizer
+    from janusgen.training.trainer import PairBatches
+
+    torch.manual_seed(0)
+    model = JanusTransformer(model_cfg).train()
+    optimizer = build_optimizer(model, train_cfg)
+    objective = JanusObjective(objective_cfg, seed=0)
+    batches = PairBatches(
+        dataset, model_cfg, train_cfg.max_tokens, 0, True, DistributedContext(0, 1, 0, torch.device("cpu"))
+    )
+    sampled = iter(batches.sampler)
+    autocast = torch.autocast("cpu", dtype=precision.dtype, enabled=precision.precision != "fp32")
+    timings = []
+    for joint in (False, True):
+        objective.set_update(1, 1.0 if joint else 0.0)
+        took = []
+        for _ in range(steps + 1):
+            batch = batches.collate(next(sampled).indices)
+            start = time.perf_counter()
+            with autocast:
+                loss = objective(model, batch.src, batch.tgt).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            took.append(time.perf_counter() - start)
+        timings.append(float(np.median(took[1:])))
+    return timings[0], timings[1]
 
 
 SETTINGS = {  # evaluated on the test split, in this order; speedups are relative to the first
@@ -90,7 +194,7 @@ SETTINGS = {  # evaluated on the test split, in this order; speedups are relativ
 def run_demo(
     work: Path,
     time_budget_s: float = 12 * 60,
-    preset: DemoPreset = DemoPreset(),
+    preset: DemoPreset | None = None,
     seed: int = 1,
     limit: int | None = None,
 ) -> list[EvalResult]:
@@ -98,7 +202,7 @@ def run_demo(
     from janusgen.data.prepare import format_report as format_prepared
     from janusgen.data.prepare import prepare
     from janusgen.data.sources import TextFilesSource
-    from janusgen.training.trainer import train
+    from janusgen.training.trainer import resume_point, train
 
     work = Path(work)
     bible, data, run = work / "bible", work / "bible_data", work / "run"
@@ -115,11 +219,19 @@ def run_demo(
     else:
         step(f"2/4 prepared data already in {data}")
     if not (run / SUMMARY).is_file():
-        resume = (run / "last").is_dir()
+        resume = resume_point(run) is not None
+        threads = torch.get_num_threads()
         step(
-            f"3/4 training a JANUS model for {time_budget_s / 60:.0f} min on {torch.get_num_threads()} CPU "
-            f"thread(s){' (resuming)' if resume else ''}"
+            f"3/4 training a JANUS model for {time_budget_s / 60:.0f} min on {threads} CPU thread(s) "
+            f"(CPU capability {torch.backends.cpu.get_cpu_capability()}){' (resuming)' if resume else ''}"
         )
+        if preset is None and not resume:
+            print("  measuring this machine to choose the model:", file=sys.stderr, flush=True)
+            plan = plan_demo(data, time_budget_s)
+            preset = plan.preset
+            print(f"  chosen: {plan.reason}; precision {plan.precision.precision} ({plan.precision.reason})")
+            (work / PLAN).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
+        preset = preset or DemoPreset()  # resuming: the model and options come from the checkpoint
         summary = train(
             data,
             run,
@@ -127,6 +239,7 @@ def run_demo(
             preset.objective(),
             preset.train(time_budget_s, seed),
             resume=resume,
+            overwrite=not resume,  # a run killed before its first checkpoint starts afresh
             device="cpu",
             resume_overrides={"time_budget_s": time_budget_s},
         )
@@ -134,7 +247,7 @@ def run_demo(
     else:
         step(f"3/4 trained model already in {run}")
     step("4/4 translating the test split in both modes")
-    translator = Translator.load(run / "best")
+    translator = Translator.load(run / "best", dtype="auto")
     sources, references = PairDataset.open(data, "test").texts()
     if limit is not None:
         sources, references = sources[:limit], references[:limit]
@@ -144,10 +257,27 @@ def run_demo(
         print(f"  {name}: BLEU {result.bleu:.2f}, {result.sentences_per_s:.1f} sentences/s", file=sys.stderr)
         results.append(result)
     report = _report(results, run)
+    if (work / PLAN).is_file():
+        report["plan"] = json.loads((work / PLAN).read_text())
     (work / "demo_results.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nSpanish->English Bible, test split ({len(sources)} verses), model {run / 'best'}")
     print(format_table(results, baseline="AR beam 5"))
+    for problem in _problems(report):
+        print(f"\nwarning: {problem}")
     return results
+
+
+def _problems(report: dict[str, Any]) -> list[str]:
+    """What went wrong, in words, so that a table of near-zero scores is never printed without comment."""
+    problems = list(report["training"].get("warnings", []))
+    low = [r["setting"] for r in report["results"] if r["bleu"] < NEAR_ZERO_BLEU]
+    if low:
+        problems.append(
+            f"BLEU is near 0 in {', '.join(low)}: the model did not learn in its "
+            f"{report['training']['step']} updates. Run `janus demo --time-budget 1h` to train longer "
+            "(it resumes), and check the precision chosen above"
+        )
+    return problems
 
 
 def _report(results: list[EvalResult], run: Path) -> dict[str, Any]:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from janusgen.errors import JanusError
 
@@ -27,7 +32,8 @@ def atomic_directory(final: Path, overwrite: bool = True) -> Iterator[Path]:
     parent = final.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=parent))
+        remove_stale_temporaries(final)
+        tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(final, "tmp"), dir=parent))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result should be an ordinary folder
     except OSError as e:
         raise JanusError(f"cannot write to output folder {final}: {e.strerror or e}") from e
@@ -37,8 +43,13 @@ def atomic_directory(final: Path, overwrite: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_tree(tmp)
-        if final.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=parent))
+        if final.exists() and exchange_paths(tmp, final):
+            # one atomic swap: `final` is never missing, whenever a kill strikes; tmp now holds the old
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif final.exists():
+            # no atomic swap here (not Linux, or a file system without it): for an instant between the
+            # two renames `final` is missing; readers that must survive that (resume) fall back
+            trash = Path(tempfile.mkdtemp(prefix=temporary_prefix(final, "old"), dir=parent))
             os.replace(final, trash / final.name)
             os.replace(tmp, final)
             shutil.rmtree(trash, ignore_errors=True)
@@ -49,10 +60,113 @@ def atomic_directory(final: Path, overwrite: bool = True) -> Iterator[Path]:
         raise
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+@functools.cache
+def _renameat2() -> Any:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28
+    except (AttributeError, OSError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap `a` and `b` (two folders, say) in one atomic step (Linux renameat2 RENAME_EXCHANGE).
+    False where the system or file system cannot; then nothing has changed."""
+    fn = _renameat2()
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def temporary_prefix(final: Path, kind: str) -> str:
+    """`.NAME.KIND-PID-`: the name of a temporary sibling of `final` ("tmp": being written, "old": being
+    replaced) says which process made it, so a later run tells a killed run's leftovers from a live one's."""
+    return f".{Path(final).name}.{kind}-{os.getpid()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0 or pid == os.getpid():
+        return True  # (kill(0) would signal our own group; our own temporaries are not stale)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(final: Path) -> list[Path]:
+    """Remove the `.NAME.tmp-PID-*` siblings of `final` whose process is gone (left by a killed run), and
+    its `.NAME.old-PID-*` ones too when `final` exists (while it does not, an old one may hold the only
+    complete copy). Names without a PID (older janusgen) and those of live processes are left alone.
+    Returns what was removed; failing to remove something is not an error."""
+    final = Path(final)
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.(tmp|old)-(\d+)-")
+    removed = []
+    try:
+        entries = list(final.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if not match or _process_alive(int(match.group(2))):
+            continue
+        if match.group(1) == "old" and not final.exists():
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            continue
+        removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path) -> Iterator[TextIO]:
+    """Yield a UTF-8 text file beside `final` (`.NAME.tmp-PID-*`); on success fsync it and rename it to
+    `final`, so `final` is never half-written and a failed run leaves the old one untouched.
+
+    A symlink is written through (its target is replaced, not the link). The new file gets the old
+    one's permissions, or the usual ones (0666 less the umask)."""
+    final = Path(os.path.realpath(final))
+    remove_stale_temporaries(final)
+    try:
+        mode = stat.S_IMODE(final.stat().st_mode) if final.exists() else 0o666 & ~_umask()
+        fd, name = tempfile.mkstemp(prefix=temporary_prefix(final, "tmp"), dir=final.parent)
+    except OSError as e:
+        raise JanusError(f"cannot write {final}: {e.strerror or e}") from e
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, mode)
+        with open(fd, "w", encoding="utf-8", newline="\n") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fsync_tree(root: Path) -> None:

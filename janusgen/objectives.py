@@ -233,14 +233,21 @@ class JanusObjective:
             logits.float(), length_targets(tgt, model.cfg.pad_id, model.cfg.max_target_length)
         )
 
-    def set_update(self, update: int) -> None:
-        """Where training is (1-based update number): during the first `ar_only_updates` only L_AR and
-        L_len are trained; then the KL weights ramp up over `kl_warmup_updates`, so that the NAR and AUX
-        streams, still poor when they join, do not pull the AR stream back."""
-        self.joint = update > self.cfg.ar_only_updates
-        joint_updates = update - self.cfg.ar_only_updates
-        warmup = self.cfg.kl_warmup_updates
-        self.kl_scale = 1.0 if warmup <= 0 else min(1.0, max(0, joint_updates) / warmup)
+    def set_update(self, update: int, progress: float = 0.0) -> None:
+        """Where training is: the 1-based update number, and `progress` in [0, 1], the fraction of the
+        run done (of the time budget, or of the updates). During the AR-only phase (the first
+        `ar_only_updates` updates, or `ar_only_fraction` of the run) only L_AR and L_len are trained;
+        then the KL weights ramp up over `kl_warmup_updates` (or `kl_warmup_fraction`), so that the
+        NAR and AUX streams, still poor when they join, do not pull the AR stream back."""
+        cfg = self.cfg
+        self.joint = update > cfg.ar_only_updates and progress >= cfg.ar_only_fraction
+        if cfg.kl_warmup_fraction > 0:
+            ramp = (progress - cfg.ar_only_fraction) / cfg.kl_warmup_fraction
+        elif cfg.kl_warmup_updates > 0:
+            ramp = (update - cfg.ar_only_updates) / cfg.kl_warmup_updates
+        else:
+            ramp = 1.0
+        self.kl_scale = min(1.0, max(0.0, ramp)) if self.joint else 0.0
 
     @contextmanager
     def full_loss(self) -> Iterator[None]:

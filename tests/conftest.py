@@ -103,6 +103,7 @@ def toy_checkpoint(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         validate_every=400,
         valid_bleu_sentences=0,
         seed=1,
+        precision="fp32",
     )
     model = dataclasses.replace(model_preset("tiny"), d_model=64, ffn_dim=128)
     train(toy_data, run, model, objective_preset("janus"), cfg, device="cpu")

@@ -21,6 +21,7 @@ def _tiny_budget(updates: int = 6) -> Budget:
         validate_every=3,
         valid_bleu_sentences=8,
         keep_last=1,
+        precision="fp32",
     )
     objectives = {name: objective_preset(name) for name in bench.SYSTEMS}
     objectives["janus"] = dataclasses.replace(objectives["janus"], ar_only_updates=2, kl_warmup_updates=2)
@@ -140,7 +141,8 @@ def test_budgets_compare_like_with_like():
         assert budget.train.max_updates == 100 and budget.train.seed == 3
         assert budget.train.time_budget_s is None  # equal updates, not equal time
         assert set(budget.objectives) == set(bench.SYSTEMS)
-    assert cpu_budget(100, 3).objectives["janus"].ar_only_updates > 0
+    assert cpu_budget(100, 3).objectives["janus"].ar_only_fraction > 0
+    assert all(budget.train.precision == "auto" for budget in (cpu_budget(1, 1), gpu_budget(1, 1)))
 
 
 def test_bench_cli_names_the_option_at_fault(tmp_path, capsys):

@@ -252,12 +252,29 @@ def test_ar_only_curriculum_trains_the_ar_term_first_then_ramps_the_kls():
         assert torch.allclose(out.loss.detach(), expected)
 
 
+def test_curriculum_as_fractions_of_the_run_follows_progress_not_updates():
+    model = JanusTransformer(dataclasses.replace(model_preset("tiny"), vocab_size=30))
+    src, tgt = _pairs([3, 5, 8], 30, 0)
+    cfg = dataclasses.replace(objective_preset("janus"), ar_only_fraction=0.4, kl_warmup_fraction=0.2)
+    objective = JanusObjective(cfg)
+    for update, progress in [(1, 0.0), (500, 0.39)]:  # the update count does not matter, progress does
+        objective.set_update(update, progress)
+        assert set(objective(model, src, tgt).terms) == {"ar", "length"}
+    for progress, scale in [(0.4, 0.0), (0.5, 0.5), (0.6, 1.0), (1.0, 1.0)]:
+        objective.set_update(2, progress)
+        objective.reseed(0)
+        out = objective(model, src, tgt)
+        t = out.terms
+        kl = t["kl_ar_nar"] + t["kl_nar_aux"] + 3 * t["kl_ar_aux"]
+        expected = t["ar"] + 0.5 * (t["nar"] + t["aux"]) + 0.1 * t["length"] + scale * kl
+        assert torch.allclose(out.loss.detach(), expected)
+
+
 def test_ar_only_curriculum_needs_an_ar_term():
     from janusgen.errors import JanusError
-    from janusgen.training.trainer import check_objective_config
 
     with pytest.raises(JanusError, match="ar_only_updates"):
-        check_objective_config(dataclasses.replace(objective_preset("cmlm"), ar_only_updates=10))
+        dataclasses.replace(objective_preset("cmlm"), ar_only_updates=10)
 
 
 def test_length_loss_trains_the_length_classifier_but_not_the_encoder():

@@ -110,6 +110,12 @@ class BinarizedArray:
     def __len__(self) -> int:
         return len(self._offsets) - 1
 
+    def token_range(self) -> tuple[int, int]:
+        """The smallest and largest token id (0, -1 without tokens): one pass over the memory map."""
+        if len(self._tokens) == 0:
+            return 0, -1
+        return int(self._tokens.min()), int(self._tokens.max())
+
     def __getitem__(self, i: int) -> np.ndarray:
         """Sequence `i`: a read-only view into the memory map."""
         if not -len(self) <= i < len(self):

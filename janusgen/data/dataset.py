@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from janusgen.data.binarized import FORMAT_VERSION, META_FILE, BinarizedArray, text_file
+from janusgen.data.binarized import FORMAT_VERSION, META_FILE, BinarizedArray, bin_path, idx_path, text_file
 from janusgen.data.tokenizer import Tokenizer
 from janusgen.errors import DataError, JanusError
-from janusgen.fileio import read_json
+from janusgen.fileio import read_json, sha256_file
 
 _REQUIRED_KEYS = ("format_version", "src", "tgt", "vocab_size", "dtype", "tokenizer", "splits")
 
@@ -34,7 +34,22 @@ def read_meta(data_dir: Path) -> dict[str, Any]:
             f"{path}: format_version {meta['format_version']} is not supported (this janusgen reads "
             f"{FORMAT_VERSION}); run `janus data prepare` again"
         )
+    _check_inside(data_dir, meta["tokenizer"], path, "tokenizer")
     return meta
+
+
+def _check_inside(data_dir: Path, name: Any, meta_path: Path, key: str) -> None:
+    """A file that meta.json names must be a file inside the data folder: never an absolute path, a
+    "../" path or a symlink out of it (a copied or downloaded folder must not read files elsewhere)."""
+    inside = isinstance(name, str) and bool(name)
+    if inside:
+        root = data_dir.resolve()
+        target = (data_dir / name).resolve()
+        inside = target != root and target.is_relative_to(root)
+    if not inside:
+        raise JanusError(f"{meta_path}: {key} {name!r} is not a file inside {data_dir}")
+    if not (data_dir / name).is_file():
+        raise JanusError(f"{meta_path}: {key} {name!r} does not exist in {data_dir}")
 
 
 class PairDataset:
@@ -65,7 +80,31 @@ class PairDataset:
 
     @cached_property
     def tokenizer(self) -> Tokenizer:
+        _check_inside(self.data_dir, self.meta["tokenizer"], self.data_dir / META_FILE, "tokenizer")
         return Tokenizer.from_file(self.data_dir / self.meta["tokenizer"])
+
+    def verify(self) -> None:
+        """Check this split's token files against the sha256 values that meta.json records and every
+        token id against the vocabulary. It reads the whole split, so `open` does not (decoding stays
+        cheap); the trainer calls it before training."""
+        files = self.meta.get("files")
+        files = files if isinstance(files, dict) else {}
+        vocab_size = self.tokenizer.vocab_size
+        for array in (self.src, self.tgt):
+            for path in (bin_path(array.prefix), idx_path(array.prefix)):
+                expected = files.get(path.name)
+                if expected is not None and sha256_file(path) != expected:
+                    raise DataError(
+                        f"{path}: its sha256 does not match the one in {self.data_dir / META_FILE} (the file "
+                        "is corrupt or was changed); run `janus data prepare` again"
+                    )
+            low, high = array.token_range()
+            if low < 0 or high >= vocab_size:
+                bad = low if low < 0 else high
+                raise DataError(
+                    f"{bin_path(array.prefix)}: token id {bad} is outside the vocabulary of "
+                    f"{vocab_size} pieces; run `janus data prepare` again"
+                )
 
     def __len__(self) -> int:
         return len(self.src)

@@ -34,14 +34,15 @@ from janusgen.data.binarized import (
 from janusgen.data.sources import PairSource
 from janusgen.data.tokenizer import SPECIAL_IDS, Tokenizer
 from janusgen.errors import DataError, JanusError
-from janusgen.fileio import atomic_directory, sha256_file, write_json
+from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
 
 
-def prepare(source: PairSource, out_dir: Path, cfg: PrepareConfig) -> dict[str, Any]:
+def prepare(source: PairSource, out_dir: Path, cfg: PrepareConfig, overwrite: bool = False) -> dict[str, Any]:
     """Prepare `source` into `out_dir` and return its meta.json contents.
 
-    The returned dict also has a "run" entry (output folder, seconds taken) that is not written to
-    meta.json, so reruns stay byte-identical.
+    An existing prepared folder is replaced only with `overwrite`, and only while it holds nothing but
+    what `prepare` wrote there (see `check_output`). The returned dict also has a "run" entry (output
+    folder, seconds taken) that is not written to meta.json, so reruns stay byte-identical.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -51,7 +52,7 @@ def prepare(source: PairSource, out_dir: Path, cfg: PrepareConfig) -> dict[str, 
         raise JanusError(f"--splits must include train (the vocabulary is learnt from it), got {listed}")
     # Every split must be there before minutes are spent on the vocabulary.
     source.require_splits(splits)
-    _check_output(out_dir)
+    check_output(out_dir, overwrite)
 
     with atomic_directory(out_dir) as tmp:
         tokenizer = Tokenizer.train(
@@ -80,17 +81,49 @@ def prepare(source: PairSource, out_dir: Path, cfg: PrepareConfig) -> dict[str, 
             "files": {path.name: sha256_file(path) for path in sorted(tmp.iterdir())},
         }
         write_json(tmp / META_FILE, meta)
+        check_output(out_dir, overwrite)  # again: the user may have put files there while this ran
     return {**meta, "run": {"out": str(out_dir), "seconds": round(time.perf_counter() - start, 2)}}
 
 
-def _check_output(out_dir: Path) -> None:
-    """Refuse to replace anything but an earlier prepared folder (a typo must not delete a corpus)."""
+def check_output(out_dir: Path, overwrite: bool = False) -> None:
+    """Refuse an output folder whose replacement could lose anything.
+
+    A missing or empty folder is fine. A prepared folder (with meta.json) is replaced only with
+    `overwrite`, and only when every entry in it is a file this `prepare` wrote (meta.json and the
+    files its "files" list names): replacing the folder deletes all it holds, so a file or folder the
+    user added there (notes, a model, a corpus) makes it refuse even with `overwrite`, naming them. Any
+    other non-empty folder (a typo, the corpus itself) is always refused.
+    """
+    out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise JanusError(f"output {out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / META_FILE).is_file():
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not (out_dir / META_FILE).is_file():
         raise JanusError(
             f"output folder {out_dir} is not empty and is not a prepared data folder (no {META_FILE}); "
             "refusing to replace it"
+        )
+    if not overwrite:
+        raise JanusError(
+            f"output folder {out_dir} already holds prepared data; pass --overwrite to replace it, "
+            "or choose another --out"
+        )
+    meta = read_json(out_dir / META_FILE)
+    written = meta.get("files") if isinstance(meta, dict) else None
+    ours = {META_FILE, *(written if isinstance(written, dict) else ())}
+    foreign = sorted(
+        entry.name + ("/" if entry.is_dir() else "")
+        for entry in out_dir.iterdir()
+        if entry.name not in ours or entry.is_symlink() or not entry.is_file()
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        entries, it = ("entry", "it") if len(foreign) == 1 else ("entries", "them")
+        raise JanusError(
+            f"output folder {out_dir} holds {len(foreign)} {entries} that `janus data prepare` did not "
+            f"write ({shown}); --overwrite would delete {it}: move {it} out of the folder first, or choose "
+            "another --out"
         )
 
 

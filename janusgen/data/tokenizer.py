@@ -92,6 +92,12 @@ class Tokenizer:
                     f"vocabulary size {vocab_size} is too large for this training corpus; pass a smaller "
                     f"--vocab-size" + (f" (at most {limit.group(1)})" if limit else "")
                 ) from None
+            needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", message)
+            if needed:
+                raise DataError(
+                    f"--vocab-size {vocab_size} is too small for this training corpus: its characters and "
+                    f"the {len(SPECIAL_PIECES)} special pieces need at least {needed.group(1)}"
+                ) from None
             raise DataError(f"SentencePiece training failed: {message}") from e
         return cls(model.getvalue(), where="trained SentencePiece model")
 

@@ -22,13 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from janusgen.config import DECODE_MODES, DecodeConfig
+from janusgen.config import DecodeConfig
 from janusgen.data.batching import pack_by_tokens, pad_sequences
 from janusgen.data.tokenizer import Tokenizer
 from janusgen.decoding.api import decode_ar, decode_nar
 from janusgen.errors import JanusError
+from janusgen.hardware import resolve_precision
 from janusgen.model.transformer import JanusTransformer
 from janusgen.training.checkpoint import load_model
+from janusgen.training.distributed import check_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -52,10 +54,15 @@ class Translator:
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "cpu", dtype: str = "float32") -> Translator:
         """Load a checkpoint folder (weights, config, vocabulary) onto `device` in `dtype`."""
-        if dtype not in DTYPES:
-            raise JanusError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
-        model, tokenizer, config = load_model(Path(checkpoint), device)
-        return cls(model.to(DTYPES[dtype]), tokenizer, config)
+        if dtype not in DTYPES and dtype != "auto":
+            raise JanusError(f"--dtype {dtype!r}: choose auto or one of {', '.join(DTYPES)}")
+        model, tokenizer, config = load_model(Path(checkpoint), check_device(device))
+        if dtype == "auto":  # the training rule (janusgen.hardware), at the model's shapes
+            cfg = model.cfg
+            torch_dtype = resolve_precision("auto", device, cfg.d_model, cfg.ffn_dim, rows=256).dtype
+        else:
+            torch_dtype = DTYPES[dtype]
+        return cls(model.to(torch_dtype), tokenizer, config)
 
     def generate(
         self,
@@ -139,12 +146,4 @@ def decode_config(**values: Any) -> DecodeConfig:
         raise JanusError(f"unknown decoding option(s): {', '.join(unknown)}")
     if values.get("length_offsets") is not None:
         values["length_offsets"] = tuple(int(v) for v in values["length_offsets"])
-    cfg = DecodeConfig(**values)
-    if cfg.mode not in DECODE_MODES:
-        raise JanusError(f"--mode {cfg.mode!r}: choose ar or nar")
-    for name in ("beam", "iterations", "length_beam", "max_tokens"):
-        if getattr(cfg, name) < 1:
-            raise JanusError(f"--{name.replace('_', '-')} must be at least 1")
-    if cfg.length_offsets is not None and not cfg.length_offsets:
-        raise JanusError("--length-offsets needs at least one offset")
-    return cfg
+    return DecodeConfig(**values)  # DecodeConfig.__post_init__ checks every value's range

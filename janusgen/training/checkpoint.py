@@ -5,6 +5,7 @@
     spm.model                  the SentencePiece vocabulary
     trainer_state.json         step, sampler position, best score, optimizer hyper-parameters  (resume only)
     trainer_state.safetensors  optimizer moments and RNG states                                 (resume only)
+    checksums.json             sha256 of every other file, written last; checked on load
 
 Only safetensors and JSON are read back: loading never unpickles anything. Folders are written
 atomically (temporary folder, then rename), so a killed run leaves the previous checkpoint intact.
@@ -18,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import janusgen
 from janusgen.config import ModelConfig, from_dict
 from janusgen.data.tokenizer import Tokenizer
 from janusgen.errors import JanusError
-from janusgen.fileio import atomic_directory, read_json, write_json
+from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
 from janusgen.model.transformer import JanusTransformer
 
 FORMAT_VERSION = 1
@@ -33,6 +35,7 @@ CONFIG_FILE = "config.json"
 SPM_FILE = "spm.model"
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
+CHECKSUMS_FILE = "checksums.json"
 
 
 def save_checkpoint(
@@ -58,6 +61,38 @@ def save_checkpoint(
                 {k: v.detach().to("cpu").contiguous() for k, v in (state_tensors or {}).items()},
                 str(tmp / STATE_TENSORS),
             )
+        write_json(
+            tmp / CHECKSUMS_FILE,
+            {"sha256": {f.name: sha256_file(f) for f in sorted(tmp.iterdir()) if not f.name.startswith(".")}},
+        )
+
+
+def verify_files(path: Path, names: tuple[str, ...]) -> None:
+    """Check files of checkpoint `path` against its checksums.json. Checkpoints written before
+    janusgen kept checksums have none: they load unchecked."""
+    manifest_path = Path(path) / CHECKSUMS_FILE
+    if not manifest_path.is_file():
+        return
+    manifest = read_json(manifest_path)
+    sums = manifest.get("sha256") if isinstance(manifest, dict) else None
+    if not isinstance(sums, dict):
+        raise JanusError(f"{manifest_path}: not a checksum list (the checkpoint is corrupt)")
+    for name in names:
+        if name not in sums:
+            raise JanusError(f"{Path(path) / name}: not in {manifest_path} (the checkpoint is corrupt)")
+        if sha256_file(Path(path) / name) != sums[name]:
+            raise JanusError(
+                f"{Path(path) / name}: its sha256 does not match {manifest_path}: the file is corrupt "
+                "or was changed (use another checkpoint, e.g. one in checkpoints/)"
+            )
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file, with a clear error for a truncated or corrupt one."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise JanusError(f"{path}: not a readable safetensors file, truncated or corrupt ({e})") from e
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -68,6 +103,7 @@ def read_config(path: Path) -> dict[str, Any]:
     missing = [f for f in (MODEL_FILE, CONFIG_FILE, SPM_FILE) if not (path / f).is_file()]
     if missing:
         raise JanusError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
+    verify_files(path, (CONFIG_FILE,))
     config = read_json(path / CONFIG_FILE)
     version = config.get("format_version") if isinstance(config, dict) else None
     if version != FORMAT_VERSION:
@@ -85,9 +121,10 @@ def load_model(
     path = Path(path)
     config = read_config(path)
     model_cfg = from_dict(ModelConfig, config["model"], where=str(path / CONFIG_FILE))
+    verify_files(path, (MODEL_FILE, SPM_FILE))
+    weights = load_tensors(path / MODEL_FILE)
     model = JanusTransformer(model_cfg)
     try:
-        weights = load_file(str(path / MODEL_FILE))
         model.load_state_dict(weights)
     except (RuntimeError, OSError, ValueError) as e:
         raise JanusError(f"{path / MODEL_FILE}: weights do not match the config ({e})") from e
@@ -105,7 +142,8 @@ def load_trainer_state(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tens
         raise JanusError(
             f"checkpoint {path} has no trainer state (it cannot be resumed; it can still decode)"
         )
-    return read_json(path / STATE_JSON), load_file(str(path / STATE_TENSORS))
+    verify_files(path, (STATE_JSON, STATE_TENSORS))
+    return read_json(path / STATE_JSON), load_tensors(path / STATE_TENSORS)
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -161,7 +199,8 @@ def average_checkpoints(paths: list[Path], out: Path) -> None:
         other = read_config(p)
         if other["model"] != config["model"]:
             raise JanusError(f"average: {p} has a different model config than {paths[0]}")
-        weights = load_file(str(Path(p) / MODEL_FILE))
+        verify_files(Path(p), (MODEL_FILE,))
+        weights = load_tensors(Path(p) / MODEL_FILE)
         for k in total:
             total[k] += weights[k].double()
     model.load_state_dict({k: (v / len(paths)).to(model.state_dict()[k].dtype) for k, v in total.items()})

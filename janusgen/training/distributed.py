@@ -44,6 +44,25 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def check_device(name: str | torch.device) -> torch.device:
+    """`pick_device`, also accepting `cuda:N` (decoding): the device, or a JanusError naming --device
+    when it does not exist on this machine (instead of torch's error when the model is moved there)."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name in ("auto", "cpu", "cuda"):
+        return pick_device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type != "cuda" or device.index is None:
+        raise JanusError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
+    pick_device("cuda")  # no CUDA at all: the same error as `janus train`
+    if device.index >= torch.cuda.device_count():
+        raise JanusError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 def init_distributed(device_preference: str = "auto", timeout_s: float = 600.0) -> DistributedContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -65,13 +84,13 @@ def all_reduce_sum(ctx: DistributedContext, values: torch.Tensor) -> torch.Tenso
     return values
 
 
-def broadcast_flag(ctx: DistributedContext, flag: bool) -> bool:
-    """Rank 0's decision (e.g. "time is up"), so that every rank stops at the same update."""
+def broadcast_float(ctx: DistributedContext, value: float) -> float:
+    """Rank 0's value (e.g. its clock), so that every rank takes the same time-based decisions."""
     if not ctx.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=ctx.device)
     dist.broadcast(t, src=0)
-    return bool(t.item())
+    return float(t.item())
 
 
 def barrier(ctx: DistributedContext) -> None:

@@ -19,11 +19,19 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
 
 
-def inverse_sqrt_lr(step: int, cfg: TrainConfig) -> float:
-    """Learning rate for update number `step` (1-based)."""
-    if cfg.warmup_updates > 0 and step <= cfg.warmup_updates:
-        return cfg.warmup_init_lr + (cfg.lr - cfg.warmup_init_lr) * step / cfg.warmup_updates
-    return cfg.lr * math.sqrt(max(cfg.warmup_updates, 1) / step)
+def inverse_sqrt_lr(step: int, cfg: TrainConfig, progress: float = 0.0) -> float:
+    """Learning rate for update number `step` (1-based): linear warmup, then lr * sqrt(warmup / t).
+
+    With `cfg.warmup_fraction`, t is `progress` (the fraction of the run done: of the time budget, or
+    of the updates) and the warmup that fraction of it; otherwise t is the step and the warmup
+    `warmup_updates`. On a run whose updates take the same time both are the same curve."""
+    if cfg.warmup_fraction is not None:  # a fraction in (0, 1): checked by TrainConfig
+        t, warmup = max(progress, 1e-6), cfg.warmup_fraction
+    else:
+        t, warmup = float(step), float(max(cfg.warmup_updates, 1))
+    if t <= warmup:
+        return cfg.warmup_init_lr + (cfg.lr - cfg.warmup_init_lr) * t / warmup
+    return cfg.lr * math.sqrt(warmup / t)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -22,8 +24,6 @@ from torch import nn
 from tqdm import tqdm
 
 from janusgen.config import (
-    BEST_METRICS,
-    MASKINGS,
     PRECISIONS,
     ModelConfig,
     ObjectiveConfig,
@@ -35,6 +35,7 @@ from janusgen.data.batching import Batch, SampledBatch, TokenBudgetSampler, pad_
 from janusgen.data.dataset import PairDataset
 from janusgen.data.tokenizer import Tokenizer
 from janusgen.errors import JanusError
+from janusgen.hardware import resolve_precision
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective, LossOutput
 from janusgen.training import checkpoint as ckpt
@@ -42,7 +43,7 @@ from janusgen.training.distributed import (
     DistributedContext,
     all_reduce_sum,
     barrier,
-    broadcast_flag,
+    broadcast_float,
     init_distributed,
     shutdown,
 )
@@ -58,6 +59,16 @@ RESUMABLE = (
     "valid_bleu_sentences",
     "keep_last",
 )
+# the epoch number validation batches take their seeds from: one that training never reaches
+VALID_EPOCH = 2**31 - 1
+# what a run writes into its --out folder (all that --overwrite deletes)
+RUN_FILES = ("last", "best", "checkpoints", "log.jsonl", "tensorboard")
+
+
+# Below this many updates a run has not left the unigram plateau (BENCHMARKS.md): say so
+MIN_LEARNING_UPDATES = 300
+PROJECT_AFTER_UPDATES = 10  # updates timed before projecting how many the time budget allows
+NEAR_ZERO_BLEU = 1.0
 
 
 class PairBatches:
@@ -158,6 +169,49 @@ class Trainer:
             module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
         self.module = module
         self.logger = MetricsLogger(out, enabled=ctx.is_main)
+        self.last_valid: dict[str, float] = {}
+        self.warnings: list[str] = []
+
+    def warn(self, text: str) -> None:
+        """A problem with the run the user should act on: printed now, and in the summary."""
+        self.warnings.append(text)
+        tqdm.write(f"janus: warning: {text}", file=sys.stderr)
+
+    def _check_projection(self, start_step: int, start_elapsed: float) -> None:
+        """After the first updates, project how many the time budget allows and warn when the run cannot
+        learn in it: too few updates, or a warmup that takes most of them."""
+        cfg = self.cfg
+        per_update = (self.state.elapsed_s - start_elapsed) / max(self.state.step - start_step, 1)
+        if cfg.time_budget_s is None or per_update <= 0:
+            return
+        projected = self.state.step + int((cfg.time_budget_s - self.state.elapsed_s) / per_update)
+        projected = min(projected, cfg.max_updates)
+        where = f"{per_update:.2f} s per update on {self.ctx.device} in {cfg.precision}"
+        if projected < MIN_LEARNING_UPDATES:
+            self.warn(
+                f"this run will make only about {projected} updates in its time budget ({where}): too few "
+                "to learn. Give it a longer --time-budget, a smaller --preset or smaller --max-tokens"
+            )
+        if cfg.warmup_fraction is None and cfg.warmup_updates > projected / 2:
+            self.warn(
+                f"the warmup of {cfg.warmup_updates} updates is longer than half of the ~{projected} updates "
+                f"this run will make ({where}): the learning rate will barely rise. Use --recipe cpu "
+                "(a warmup counted in time) or a smaller --warmup"
+            )
+
+    def _check_result(self) -> None:
+        if self.state.step < MIN_LEARNING_UPDATES:
+            self.warn(
+                f"the run made only {self.state.step} updates: too few to learn (see the projection above); "
+                "its outputs will be near empty"
+            )
+        for name in ("bleu_ar", "bleu_nar"):
+            value = self.last_valid.get(name)
+            if value is not None and value < NEAR_ZERO_BLEU:
+                self.warn(
+                    f"validation {name} is {value:.2f} after {self.state.step} updates: the model has not "
+                    "learned to translate yet. Train longer (--time-budget / --max-updates, or --resume)"
+                )
 
     # ------------------------------------------------------------------------------------- resume
     def resume(self, path: Path) -> None:
@@ -175,6 +229,13 @@ class Trainer:
         dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
         return torch.autocast(self.ctx.device.type, dtype=dtype)
 
+    def progress(self) -> float:
+        """The fraction of the run done, for schedules given as fractions: of the time budget when
+        there is one (the same on every rank: the elapsed time is rank 0's), else of the updates."""
+        if self.cfg.time_budget_s is not None:
+            return min(1.0, self.state.elapsed_s / max(self.cfg.time_budget_s, 1e-9))
+        return min(1.0, self.state.step / self.cfg.max_updates)
+
     def train_step(self, batches: list[SampledBatch]) -> dict[str, float]:
         """One update from `update_freq` batches: gradients synchronised only on the last one."""
         self.model.train()
@@ -184,7 +245,7 @@ class Trainer:
             seed = sampled.seed(self.cfg.seed)
             torch.manual_seed(seed)  # dropout
             self.objective.reseed(seed)  # masks
-            self.objective.set_update(self.state.step + 1)
+            self.objective.set_update(self.state.step + 1, self.progress())
             batch = self.train_data.collate(sampled.indices).to(self.ctx.device)
             last = i == len(batches) - 1
             sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.module.no_sync()
@@ -199,7 +260,7 @@ class Trainer:
             tokens += out.target_tokens
 
         step = self.state.step + 1
-        lr = inverse_sqrt_lr(step, self.cfg)
+        lr = inverse_sqrt_lr(step, self.cfg, self.progress())
         set_lr(self.optimizer, lr)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
@@ -240,11 +301,14 @@ class Trainer:
         window: dict[str, float] = {}
         window_steps, window_start = 0, time.perf_counter()
         last_valid_step = self.state.step
-        start_elapsed, start_time = self.state.elapsed_s, time.perf_counter()
+        start_elapsed, start_time, start_step = self.state.elapsed_s, time.perf_counter(), self.state.step
         stop_reason = "max_updates"
         while self.state.step < cfg.max_updates:
             logs = self.train_step([next(batches) for _ in range(cfg.update_freq)])
-            self.state.elapsed_s = start_elapsed + time.perf_counter() - start_time
+            # rank 0's clock, so that time-based schedules and the stop agree on every rank
+            self.state.elapsed_s = broadcast_float(ctx, start_elapsed + time.perf_counter() - start_time)
+            if self.state.step == start_step + PROJECT_AFTER_UPDATES and ctx.is_main:
+                self._check_projection(start_step, start_elapsed)
             for k, v in logs.items():
                 window[k] = window.get(k, 0.0) + v
             window_steps += 1
@@ -262,9 +326,7 @@ class Trainer:
                 )
                 window, window_steps, window_start = {}, 0, time.perf_counter()
             bar.update(round(self.state.elapsed_s) - bar.n if by_time else 1)
-            out_of_time = broadcast_flag(
-                ctx, cfg.time_budget_s is not None and self.state.elapsed_s >= cfg.time_budget_s
-            )
+            out_of_time = cfg.time_budget_s is not None and self.state.elapsed_s >= cfg.time_budget_s
             if self.state.step % cfg.validate_every == 0 or self.state.step == cfg.max_updates or out_of_time:
                 self.validate_and_save()
                 last_valid_step = self.state.step
@@ -275,12 +337,15 @@ class Trainer:
         if last_valid_step != self.state.step:
             self.validate_and_save()
         self.logger.close()
+        if ctx.is_main:
+            self._check_result()
         return {
             "step": self.state.step,
             "elapsed_s": self.state.elapsed_s,
             "stop": stop_reason,
             "best_value": self.state.best_value,
             "best_step": self.state.best_step,
+            "warnings": self.warnings,
         }
 
     def _reduce_window(self, window: dict[str, float], steps: int) -> dict[str, float]:
@@ -303,7 +368,12 @@ class Trainer:
         self.model.eval()
         names = ("loss", "ar", "nar", "aux", "length", "kl_ar_nar", "kl_nar_aux", "kl_ar_aux")
         sums = torch.zeros(len(names) + 1, dtype=torch.float64)
-        for sampled in self.valid_data.sampler.epoch_batches():
+        # the same batches and masks at every validation, whatever came before (resume included):
+        # the sampler is never advanced, and the seeds come from a stream no training batch uses
+        sampler = self.valid_data.sampler
+        batches = sampler.global_batches(0)
+        for position in range(sampler.rank, len(batches), sampler.world_size):
+            sampled = SampledBatch(VALID_EPOCH, position, batches[position])
             self.objective.reseed(sampled.seed(self.cfg.seed))
             batch = self.valid_data.collate(sampled.indices).to(self.ctx.device)
             with self.autocast(), self.objective.full_loss():
@@ -345,6 +415,7 @@ class Trainer:
     # --------------------------------------------------------------------------------------- save
     def validate_and_save(self) -> None:
         results = self.validate()
+        self.last_valid = results
         metric = self.cfg.best_metric
         value = results.get(metric)
         is_best = False
@@ -387,29 +458,31 @@ class Trainer:
 # ------------------------------------------------------------------------------------------ recipe
 
 
-def check_train_config(cfg: TrainConfig) -> None:
-    if cfg.precision not in PRECISIONS:
-        raise JanusError(f"--precision {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if cfg.best_metric not in BEST_METRICS:
-        raise JanusError(f"--best-metric {cfg.best_metric!r}: choose one of {', '.join(BEST_METRICS)}")
-    for name in ("max_updates", "max_tokens", "update_freq", "log_every", "validate_every"):
-        if getattr(cfg, name) < 1:
-            raise JanusError(f"--{name.replace('_', '-')} must be at least 1")
+def _resumable(path: Path) -> bool:
+    files = (ckpt.MODEL_FILE, ckpt.CONFIG_FILE, ckpt.SPM_FILE, ckpt.STATE_JSON, ckpt.STATE_TENSORS)
+    return path.is_dir() and all((path / f).is_file() for f in files)
 
 
-def check_objective_config(cfg: ObjectiveConfig) -> None:
-    if cfg.masking not in MASKINGS:
-        raise JanusError(f"--objective-option masking={cfg.masking!r}: choose one of {', '.join(MASKINGS)}")
-    if not 0.0 < cfg.mask_ratio <= 1.0:
-        raise JanusError(f"--objective-option mask_ratio={cfg.mask_ratio}: must be in (0, 1]")
-    if cfg.ar_only_updates < 0 or cfg.kl_warmup_updates < 0:
-        raise JanusError("--objective-option ar_only_updates and kl_warmup_updates must be >= 0")
-    if cfg.ar_only_updates > 0 and cfg.ar_weight <= 0:
-        raise JanusError(
-            "--objective-option ar_only_updates needs an objective with an AR term (ar_weight > 0)"
-        )
-    if not 0.0 <= cfg.label_smoothing < 1.0:
-        raise JanusError(f"--objective-option label_smoothing={cfg.label_smoothing}: must be in [0, 1)")
+def resume_point(out: Path) -> Path | None:
+    """The checkpoint `--resume` continues from: `out/last`, or, where a kill left no complete `last`
+    (runs of older versions could lose it between two renames), the newest complete step folder."""
+    out = Path(out)
+    candidates = [out / "last", *sorted((out / "checkpoints").glob("step_*"), reverse=True)]
+    return next((c for c in candidates if _resumable(c)), None)
+
+
+def remove_run(out: Path) -> None:
+    """Delete what a run wrote into `out` (RUN_FILES), each first renamed to a hidden name so that
+    nothing half-deleted is ever seen; anything else in `out` stays."""
+    for name in RUN_FILES:
+        path = Path(out) / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            hidden = path.with_name(f".{name}.deleting")
+            shutil.rmtree(hidden, ignore_errors=True)
+            os.replace(path, hidden)
+            shutil.rmtree(hidden, ignore_errors=True)
 
 
 def train(
@@ -422,6 +495,7 @@ def train(
     device: str = "auto",
     resume_overrides: dict[str, Any] | None = None,
     dist_timeout_s: float = 600.0,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train a model on the prepared data folder `data`, writing checkpoints and logs to `out`.
 
@@ -429,7 +503,8 @@ def train(
     `objective_cfg`. With `resume=True`, the model, objective and training options come from
     `out/last`, except the options in RESUMABLE, which `resume_overrides` may change.
     Under torchrun, a collective that waits longer than `dist_timeout_s` (a dead or stuck rank)
-    fails the job instead of hanging it.
+    fails the job instead of hanging it. A fresh run refuses an `out` that holds another run unless
+    `overwrite`, which deletes that run's files (RUN_FILES) and nothing else.
     """
     out = Path(out)
     last = out / "last"
@@ -438,7 +513,24 @@ def train(
         train_set = PairDataset.open(data, "train")
         valid_set = PairDataset.open(data, "valid")
         tokenizer = train_set.tokenizer
+        for split_set in (train_set, valid_set):
+            split_set.verify()  # checksums and token ids: a corrupt corpus fails here, not mid-run
         if resume:
+            found = resume_point(out)
+            if found is None:
+                raise JanusError(
+                    f"nothing to resume in {out}: it has no {last.name} and no complete checkpoint "
+                    f"in {out / 'checkpoints'}"
+                )
+            if found != last:
+                if ctx.is_main:
+                    print(
+                        f"janus: {last} is missing or incomplete (a killed run?); resuming from {found}",
+                        file=sys.stderr,
+                    )
+                    ckpt.link_checkpoint(found, last)  # repaired, whatever happens next
+                barrier(ctx)
+            last = found
             config = ckpt.read_config(last)
             saved_tokenizer = Tokenizer.from_file(last / ckpt.SPM_FILE)
             if saved_tokenizer.model_bytes != tokenizer.model_bytes:
@@ -453,11 +545,16 @@ def train(
             saved_train = from_dict(TrainConfig, config["train"], where=str(last / ckpt.CONFIG_FILE))
             train_cfg = dataclasses.replace(saved_train, **(resume_overrides or {}))
         else:
-            if last.exists():
+            existing = [name for name in RUN_FILES if os.path.lexists(out / name)]
+            if existing and not overwrite:
                 raise JanusError(
-                    f"{out} already holds a run (found {last}); pass --resume to continue it or "
-                    "choose another --out"
+                    f"{out} already holds a run (found {', '.join(existing)}); pass --resume to continue "
+                    "it, --overwrite to delete it and start afresh, or choose another --out"
                 )
+            if overwrite:
+                if ctx.is_main:
+                    remove_run(out)
+                barrier(ctx)
             assert model_cfg is not None and objective_cfg is not None
             model_cfg = dataclasses.replace(
                 model_cfg,
@@ -468,10 +565,14 @@ def train(
                 eos_id=tokenizer.eos_id,
                 mask_id=tokenizer.mask_id,
             )
-        check_train_config(train_cfg)
-        check_objective_config(objective_cfg)
-        if train_cfg.precision == "fp16" and ctx.device.type != "cuda":
-            raise JanusError("--precision fp16 needs a GPU; use bf16 on CPU")
+        precision = resolve_precision(train_cfg.precision, ctx.device, model_cfg.d_model, model_cfg.ffn_dim)
+        if ctx.enabled:  # every rank trains in rank 0's choice (the CPU probe may differ by rank)
+            chosen = PRECISIONS[int(broadcast_float(ctx, PRECISIONS.index(precision.precision)))]
+            if chosen != precision.precision:
+                precision = dataclasses.replace(precision, precision=chosen, reason="rank 0's choice")
+        train_cfg = dataclasses.replace(train_cfg, precision=precision.precision)
+        if ctx.is_main:
+            print(f"janus: precision {precision.precision}: {precision.reason}", file=sys.stderr)
 
         torch.manual_seed(train_cfg.seed)
         model = JanusTransformer(model_cfg)
@@ -483,6 +584,7 @@ def train(
             model.load_state_dict(trained.state_dict())
         model.to(ctx.device)
         run_config = {
+            "precision": precision.to_dict(),
             "model": to_dict(model_cfg),
             "objective": to_dict(objective_cfg),
             "train": to_dict(train_cfg),

@@ -78,6 +78,23 @@ def test_unknown_version_missing_keys_and_bad_json(copy_of):
         read_meta(copy_of)
 
 
+def test_tokenizer_must_be_a_file_inside_the_folder(copy_of, tmp_path):
+    """Issue 12, item 11: meta.json may not point the tokenizer at a file outside the folder."""
+    meta = json.loads((copy_of / "meta.json").read_text())
+    outside = tmp_path / "elsewhere.model"
+    shutil.copy(copy_of / "spm.model", outside)
+    (copy_of / "link.model").symlink_to(outside)
+    for name in (str(outside), "../elsewhere.model", "link.model", "", ".", None):
+        (copy_of / "meta.json").write_text(json.dumps({**meta, "tokenizer": name}))
+        with pytest.raises(JanusError, match=r"meta\.json: tokenizer .* is not a file inside"):
+            PairDataset.open(copy_of, "train")
+    (copy_of / "meta.json").write_text(json.dumps({**meta, "tokenizer": "gone.model"}))
+    with pytest.raises(JanusError, match=r"tokenizer 'gone\.model' does not exist in"):
+        read_meta(copy_of)
+    (copy_of / "meta.json").write_text(json.dumps(meta))
+    assert PairDataset.open(copy_of, "train").tokenizer.vocab_size == meta["vocab_size"]
+
+
 def test_missing_split(data_dir):
     with pytest.raises(JanusError, match=r"has no split 'dev' \(it has: test, train, valid\)"):
         PairDataset.open(data_dir, "dev")

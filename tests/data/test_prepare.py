@@ -1,14 +1,19 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from janusgen.cli import main
+from janusgen.config import SPECIAL_PIECE_COUNT, PrepareConfig
 from janusgen.data import prepare as prepare_module
 from janusgen.data.dataset import PairDataset, read_meta
 from janusgen.data.prepare import format_report, prepare
 from janusgen.data.sources import TextFilesSource, open_source
-from janusgen.data.tokenizer import Tokenizer
+from janusgen.data.tokenizer import SPECIAL_PIECES, Tokenizer
 from janusgen.errors import DataError, JanusError
-from janusgen.fileio import sha256_file
+from janusgen.fileio import remove_stale_temporaries, sha256_file, temporary_prefix
 
 
 def _files(folder, meta=True):
@@ -160,7 +165,7 @@ def test_killed_prepare_leaves_nothing_and_keeps_the_old_output(
     calls.clear()
     monkeypatch.setattr(prepare_module.BinarizedWriter, "append", dies_midway)
     with pytest.raises(KeyboardInterrupt):
-        prepare(source, tmp_path / "out", small_config(vocab_size=70, chunk_lines=50))
+        prepare(source, tmp_path / "out", small_config(vocab_size=70, chunk_lines=50), overwrite=True)
     assert _files(tmp_path / "out") == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "out"]
 
@@ -193,6 +198,82 @@ def test_output_folder_checks(text_dir, tmp_path, small_config):
     assert sorted(p.name for p in text_dir.iterdir())[:2] == ["test.en", "test.es"]
 
 
+def test_rerun_is_refused_without_overwrite_and_never_deletes_foreign_files(
+    text_dir, tmp_path, small_config, monkeypatch
+):
+    """Issue 12, item 3: a second prepare into a prepared folder needs --overwrite, and even then it
+    refuses while the folder holds anything prepare did not write (replacing the folder deletes all)."""
+    source, out = TextFilesSource(text_dir, "es", "en"), tmp_path / "out"
+    (out).mkdir()
+    prepare(source, out, small_config())  # an empty folder holds nothing to lose
+    first = _files(out)
+    monkeypatch.setattr(Tokenizer, "train", lambda *a, **k: pytest.fail("trained before refusing"))
+    with pytest.raises(JanusError, match=r"already holds prepared data; pass --overwrite"):
+        prepare(source, out, small_config(vocab_size=70))
+    (out / "notes.txt").write_text("mine")
+    (out / ".hidden").mkdir()
+    with pytest.raises(JanusError, match=r"holds 2 entries .* did not write \(\.hidden/, notes\.txt\)"):
+        prepare(source, out, small_config(vocab_size=70), overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and (out / ".hidden").is_dir()
+    (out / "notes.txt").unlink()
+    (out / ".hidden").rmdir()
+    assert _files(out) == first
+    monkeypatch.undo()
+    prepare(source, out, small_config(vocab_size=70), overwrite=True)
+    assert read_meta(out)["vocab_size"] == 70
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "out"]
+
+
+def test_files_added_while_prepare_runs_are_not_deleted(text_dir, tmp_path, small_config, monkeypatch):
+    source, out = TextFilesSource(text_dir, "es", "en"), tmp_path / "out"
+    prepare(source, out, small_config())
+    real_binarize = prepare_module._binarize
+
+    def user_adds_a_file(*args, **kwargs):
+        (out / "added-meanwhile.txt").write_text("mine")
+        return real_binarize(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "_binarize", user_adds_a_file)
+    with pytest.raises(JanusError, match=r"did not write \(added-meanwhile\.txt\)"):
+        prepare(source, out, small_config(vocab_size=70), overwrite=True)
+    assert (out / "added-meanwhile.txt").read_text() == "mine" and read_meta(out)["vocab_size"] == 80
+
+
+def test_stale_temporaries_of_killed_runs_are_removed(text_dir, tmp_path, small_config):
+    """Issue 12, item 11: `.NAME.tmp-PID-*` / `.NAME.old-PID-*` folders whose process is gone are removed
+    by the next write to NAME; a live process's, and names without a PID, are left alone."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [f".out.tmp-{dead.pid}-abcd1234", f".out.old-{dead.pid}-abcd1234"]
+    kept = [f".out.tmp-{os.getppid()}-abcd1234", ".out.tmp-legacy99", f".other.tmp-{dead.pid}-x"]
+    for name in stale + kept:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "spm.model").write_text("half")
+    # While `out` does not exist an old-* folder may hold the only complete copy: it stays.
+    assert remove_stale_temporaries(tmp_path / "out") == [tmp_path / stale[0]]
+    assert (tmp_path / stale[1]).is_dir()
+    prepare(TextFilesSource(text_dir, "es", "en"), tmp_path / "out", small_config())
+    prepare(TextFilesSource(text_dir, "es", "en"), tmp_path / "out", small_config(), overwrite=True)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"corpus", "out", *kept}
+    assert temporary_prefix(tmp_path / "out", "tmp") == f".out.tmp-{os.getpid()}-"
+
+
+def test_vocab_size_too_small_names_the_option(text_dir, tmp_path, small_config, capsys):
+    assert len(SPECIAL_PIECES) == SPECIAL_PIECE_COUNT
+    for size in (0, 3, 5):
+        with pytest.raises(JanusError, match=rf"--vocab-size {size}: must be an integer of at least 6"):
+            PrepareConfig(vocab_size=size)
+    with pytest.raises(JanusError, match=r"--vocab-size 10 is too small for this training corpus: .*least"):
+        prepare(TextFilesSource(text_dir, "es", "en"), tmp_path / "out", small_config(vocab_size=10))
+    argv = ["data", "prepare", "--text", str(text_dir), "--src", "es", "--tgt", "en", "--out"]
+    assert main(argv + [str(tmp_path / "out"), "--vocab-size", "3"]) == 2
+    assert capsys.readouterr().err == "janus: error: --vocab-size 3: must be an integer of at least 6\n"
+    assert main(argv + [str(tmp_path / "out"), "--threads", "0"]) == 2
+    assert "--threads 0: must be an integer between 1 and 1024" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------------------- CLI
 
 
@@ -218,11 +299,34 @@ def test_cli_prepare(text_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "vocabulary 80" in printed and "train" in printed and "300" in printed
     assert len(PairDataset.open(out, "valid")) == 30
+    assert main(argv) == 2
+    assert "already holds prepared data; pass --overwrite to replace it" in capsys.readouterr().err
+    (out / "mine.txt").write_text("mine")
+    assert main(argv + ["--overwrite"]) == 2
+    assert "did not write (mine.txt); --overwrite would delete it" in capsys.readouterr().err
+    (out / "mine.txt").unlink()
+    assert main(argv + ["--overwrite"]) == 0
+    capsys.readouterr()
 
     (text_dir / "test.es").unlink()
     assert main(argv + ["--splits", "train,test"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("janus: error: missing split 'test'") and str(text_dir / "test.es") in err
+
+
+def test_cli_bible_refuses_its_prepare_folder_before_building(text_dir, tmp_path, capsys, monkeypatch):
+    import janusgen.data.bible as bible
+
+    prepare(TextFilesSource(text_dir, "es", "en"), tmp_path / "data", PrepareConfig(vocab_size=80))
+    monkeypatch.setattr(bible, "build_bible_corpus", lambda *a, **k: pytest.fail("built the corpus first"))
+    argv = ["data", "bible", "--out", str(tmp_path / "bible"), "--prepare", str(tmp_path / "data")]
+    assert main(argv) == 2
+    assert "already holds prepared data; pass --overwrite" in capsys.readouterr().err
+    (tmp_path / "data" / "mine.txt").write_text("mine")
+    assert main(argv + ["--overwrite"]) == 2
+    assert "did not write (mine.txt)" in capsys.readouterr().err
+    assert main(argv + ["--vocab-size", "4"]) == 2
+    assert "--vocab-size 4: must be an integer of at least 6" in capsys.readouterr().err
 
 
 def test_report_without_run_information(text_dir, tmp_path, small_config):

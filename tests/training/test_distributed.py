@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 pytestmark = pytest.mark.slow
 
 TRAIN = [
+    "--precision",
+    "fp32",
     "--preset",
     "tiny",
     "--objective",

@@ -23,6 +23,7 @@ FAST = TrainConfig(
     validate_every=3,
     valid_bleu_sentences=0,
     seed=3,
+    precision="fp32",  # the golden losses are float32's, whatever the CPU
 )
 
 
@@ -78,6 +79,45 @@ def test_resumed_run_equals_the_uninterrupted_one(toy_data, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _valid_rows(out: Path) -> dict[int, dict]:
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in rows if r["split"] == "valid"}
+
+
+def test_resumed_run_logs_the_same_validation_and_best_as_the_uninterrupted_one(toy_data, tmp_path):
+    """The valid masks are fixed per run: neither the number of earlier validations nor a resume
+    changes a validation loss, so `best` is the same checkpoint too (issue 12, item 10)."""
+    cfg = dataclasses.replace(FAST, max_updates=6, validate_every=2)
+    _run(toy_data, tmp_path / "full", "janus", cfg)
+    _run(toy_data, tmp_path / "split", "janus", dataclasses.replace(cfg, max_updates=2))
+    _run(toy_data, tmp_path / "split", cfg=cfg, resume=True, resume_overrides={"max_updates": 6})
+    full, split = _valid_rows(tmp_path / "full"), _valid_rows(tmp_path / "split")
+    assert sorted(full) == sorted(split) == [2, 4, 6]
+    assert full == split
+    best = [
+        json.loads((tmp_path / run / "best" / "config.json").read_text())["step"] for run in ("full", "split")
+    ]
+    assert best[0] == best[1]
+
+
+def test_validating_the_same_weights_again_gives_the_same_losses(toy_data, tmp_path, monkeypatch):
+    from janusgen.training.trainer import Trainer
+
+    seen: list[list[dict]] = []
+    validate = Trainer.validate
+
+    def thrice(self):
+        results = [validate(self) for _ in range(3)]
+        seen.append(results)
+        return results[0]
+
+    monkeypatch.setattr(Trainer, "validate", thrice)
+    _run(toy_data, tmp_path / "run", "janus", dataclasses.replace(FAST, max_updates=2, validate_every=1))
+    assert len(seen) == 2
+    for results in seen:
+        assert results[0] == results[1] == results[2]
+
+
 def test_gradient_accumulation_consumes_update_freq_batches_per_update(toy_data, tmp_path):
     cfg = dataclasses.replace(FAST, update_freq=2, max_updates=2, validate_every=2)
     summary = _run(toy_data, tmp_path / "acc", cfg=cfg)
@@ -109,6 +149,7 @@ def test_checkpoint_is_safetensors_json_and_spm_only(toy_data, tmp_path):
     _run(toy_data, tmp_path / "run", cfg=dataclasses.replace(FAST, max_updates=1, validate_every=1))
     files = sorted(p.name for p in (tmp_path / "run" / "last").iterdir())
     assert files == [
+        "checksums.json",
         "config.json",
         "model.safetensors",
         "spm.model",
@@ -208,3 +249,28 @@ def test_cli_trains_and_resumes(toy_data, tmp_path, capsys):
         == 0
     )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 3
+
+
+def test_warmup_as_a_fraction_follows_progress():
+    from janusgen.training.optim import inverse_sqrt_lr
+
+    by_fraction = TrainConfig(lr=1e-3, warmup_init_lr=0.0, warmup_fraction=0.1)
+    assert inverse_sqrt_lr(1, by_fraction, progress=0.05) == pytest.approx(5e-4)
+    assert inverse_sqrt_lr(999, by_fraction, progress=0.1) == pytest.approx(1e-3)
+    assert inverse_sqrt_lr(2, by_fraction, progress=0.4) == pytest.approx(5e-4)  # sqrt(0.1 / 0.4)
+    by_updates = TrainConfig(lr=1e-3, warmup_init_lr=0.0, warmup_updates=10)
+    assert inverse_sqrt_lr(5, by_updates, progress=0.9) == pytest.approx(5e-4)
+    assert inverse_sqrt_lr(40, by_updates) == pytest.approx(5e-4)
+
+
+def test_a_run_too_short_to_learn_says_so_and_records_the_precision(toy_data, tmp_path, capsys):
+    cfg = dataclasses.replace(FAST, max_updates=12, warmup_updates=100, time_budget_s=3600.0)
+    summary = train(
+        toy_data, tmp_path / "run", model_preset("tiny"), objective_preset("ar"), cfg, device="cpu"
+    )
+    err = capsys.readouterr().err
+    assert "janus: precision fp32: asked for with --precision" in err
+    assert any("only 12 updates: too few to learn" in w for w in summary["warnings"])
+    assert "too few to learn" in err
+    config = read_config(tmp_path / "run" / "last")
+    assert config["precision"]["precision"] == config["train"]["precision"] == "fp32"

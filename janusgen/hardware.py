@@ -1,0 +1,149 @@
+"""What the machine can do, and the numeric precision that follows from it.
+
+`--precision auto` (the default everywhere) resolves here: on CUDA bf16 where the GPU supports it, else
+fp16 with loss scaling; on CPU bf16 only where the CPU has native bf16 instructions (AVX-512-BF16, AMX)
+*and* a short matmul probe at the model's shapes confirms it beats float32, else float32. On a CPU
+without them (AVX2 only) oneDNN emulates bf16 and a matmul runs ~100x slower than in float32.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from janusgen.config import PRECISIONS
+from janusgen.errors import JanusError
+
+DTYPE_OF = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# bf16 must beat float32 by this much in the probe: autocast adds casts, and the losses stay float32
+MIN_BF16_SPEEDUP = 1.2
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The facts the precision choice depends on (tests build these by hand)."""
+
+    device_type: str  # cpu or cuda
+    cpu_capability: str  # torch.backends.cpu.get_cpu_capability(): DEFAULT, AVX2, AVX512, ...
+    cpu_bf16_native: bool  # oneDNN has native bf16 kernels (AVX-512-BF16 / AMX)
+    cuda_bf16: bool = False
+    cuda_name: str | None = None
+
+
+def detect_hardware(device: torch.device | str) -> Hardware:
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    return Hardware(
+        device_type=device.type,
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        cpu_bf16_native=_cpu_bf16_native(),
+        cuda_bf16=cuda and torch.cuda.is_bf16_supported(),
+        cuda_name=torch.cuda.get_device_name(device) if cuda else None,
+    )
+
+
+def _cpu_bf16_native() -> bool:
+    # AVX2 kernels (ATEN_CPU_CAPABILITY=avx2 or an AVX2-only CPU) never get native bf16
+    if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2", "NO AVX"):
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def bf16_matmul_speedup(rows: int, d_model: int, ffn_dim: int, budget_s: float = 0.5) -> float:
+    """float32 time / bf16 time of a (rows x d_model) @ (d_model x ffn_dim) matmul, the model's largest
+    per-layer product, on this CPU and its current threads. Best of a few repetitions within budget_s."""
+    a = torch.randn(rows, d_model)
+    b = torch.randn(d_model, ffn_dim)
+    times = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x, y = a.to(dtype), b.to(dtype)
+        x @ y  # warm up the kernel
+        best, spent = float("inf"), 0.0
+        for _ in range(5):
+            start = time.perf_counter()
+            x @ y
+            took = time.perf_counter() - start
+            best, spent = min(best, took), spent + took
+            if spent > budget_s / 2:
+                break
+        times[dtype] = best
+    return times[torch.float32] / max(times[torch.bfloat16], 1e-12)
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str  # fp32, bf16 or fp16: never auto
+    reason: str
+    bf16_speedup: float | None = None  # the probe's float32 / bf16 matmul time ratio, when measured
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPE_OF[self.precision]
+
+    def to_dict(self) -> dict:
+        return {"precision": self.precision, "reason": self.reason, "bf16_speedup": self.bf16_speedup}
+
+
+def choose_precision(
+    requested: str,
+    hardware: Hardware,
+    probe: Callable[[], float] | None = None,
+) -> PrecisionChoice:
+    """Resolve `requested` (auto, fp32, bf16, fp16) on `hardware`. `probe()` returns the measured
+    float32 / bf16 speed ratio on this CPU (called only on a CPU, only when needed)."""
+    if requested not in PRECISIONS:
+        raise JanusError(f"--precision {requested!r}: choose one of {', '.join(PRECISIONS)}")
+    if hardware.device_type == "cuda":
+        name = hardware.cuda_name or "the GPU"
+        if requested == "auto":
+            if hardware.cuda_bf16:
+                return PrecisionChoice("bf16", f"{name} supports bf16")
+            return PrecisionChoice("fp16", f"{name} has no bf16: fp16 with loss scaling")
+        if requested == "bf16" and not hardware.cuda_bf16:
+            raise JanusError(f"--precision bf16: {name} does not support bf16; use fp16 or auto")
+        return PrecisionChoice(requested, "asked for with --precision")
+
+    if requested == "fp16":
+        raise JanusError("--precision fp16 needs a GPU; on a CPU use auto, fp32 or bf16")
+    if requested == "fp32":
+        return PrecisionChoice("fp32", "asked for with --precision")
+    cpu = f"CPU capability {hardware.cpu_capability}"
+    if not hardware.cpu_bf16_native:
+        if requested == "auto":
+            return PrecisionChoice("fp32", f"{cpu} has no native bf16 (it would be emulated, ~100x slower)")
+        speedup = probe() if probe is not None else None
+        slower = f" (measured: a matmul {1 / speedup:.0f}x slower than in fp32)" if speedup else ""
+        warnings.warn(
+            f"--precision bf16 on a CPU without native bf16 ({cpu}): bf16 is emulated{slower}; "
+            "training will crawl. Use --precision auto or fp32.",
+            stacklevel=2,
+        )
+        return PrecisionChoice("bf16", f"asked for with --precision; {cpu} emulates it", speedup)
+    if requested == "bf16":
+        return PrecisionChoice("bf16", f"asked for with --precision; {cpu} has native bf16")
+    speedup = probe() if probe is not None else MIN_BF16_SPEEDUP
+    if speedup >= MIN_BF16_SPEEDUP:
+        return PrecisionChoice(
+            "bf16", f"{cpu} has native bf16, {speedup:.1f}x faster than fp32 at the model's shapes", speedup
+        )
+    return PrecisionChoice(
+        "fp32",
+        f"{cpu} has native bf16 but it is only {speedup:.2f}x fp32's speed at the model's shapes",
+        speedup,
+    )
+
+
+def resolve_precision(
+    requested: str, device: torch.device | str, d_model: int, ffn_dim: int, rows: int = 1024
+) -> PrecisionChoice:
+    """`choose_precision` on this machine, probing bf16 at the model's shapes when the choice needs it."""
+    return choose_precision(
+        requested, detect_hardware(device), probe=lambda: bf16_matmul_speedup(rows, d_model, ffn_dim)
+    )

@@ -1,0 +1,371 @@
+"""A run folder survives kills, refuses to mix two runs, and corrupt checkpoints or data are reported
+(issue 12, items 2, 7 and 8)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import janusgen.fileio
+from janusgen.cli import main
+from janusgen.config import TrainConfig, model_preset, objective_preset
+from janusgen.errors import JanusError
+from janusgen.fileio import sha256_file
+from janusgen.training.checkpoint import CHECKSUMS_FILE, MODEL_FILE, load_model, load_trainer_state
+from janusgen.training.trainer import resume_point, train
+
+QUICK = TrainConfig(
+    max_updates=2,
+    max_tokens=512,
+    lr=2e-3,
+    warmup_updates=1,
+    log_every=1,
+    validate_every=1,
+    valid_bleu_sentences=0,
+    precision="fp32",
+    seed=3,
+)
+
+
+def _run(data, out, cfg=QUICK, **kw):
+    return train(data, out, model_preset("tiny"), objective_preset("ar"), cfg, device="cpu", **kw)
+
+
+def _resume(data, out, max_updates):
+    return train(
+        data, out, None, None, QUICK, device="cpu", resume=True, resume_overrides={"max_updates": max_updates}
+    )
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: not an Exception, so no `except Exception` handler swallows it."""
+
+
+def _inject_kill(monkeypatch, run: Path, at: int, exchange: bool) -> list[str]:
+    """Count the renames (and atomic swaps) inside `run`; raise Killed instead of the `at`-th."""
+    calls: list[str] = []
+    real_replace, real_exchange = os.replace, janusgen.fileio.exchange_paths
+
+    def count(kind: str, a, b) -> None:
+        if str(run) in str(a) or str(run) in str(b):
+            calls.append(f"{kind} {Path(a).name} -> {Path(b).name}")
+            if len(calls) == at:
+                raise Killed(calls[-1])
+
+    def replace(a, b, **kw):
+        count("rename", a, b)
+        return real_replace(a, b, **kw)
+
+    def swap(a, b):
+        if not exchange:
+            return False
+        count("exchange", a, b)
+        return real_exchange(a, b)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(janusgen.fileio, "exchange_paths", swap)
+    return calls
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["atomic-swap", "two-renames"])
+def test_a_kill_between_the_renames_of_last_leaves_a_resumable_run(toy_data, tmp_path, monkeypatch, exchange):
+    clean = _calls_of_a_clean_run(toy_data, tmp_path / "clean", monkeypatch, exchange)
+    # the second save's new `last` going in: the swap, or (without one) the rename after the old `last`
+    # was moved away
+    at = max(
+        i + 1
+        for i, call in enumerate(clean)
+        if call.split()[1].startswith(".last") and call.endswith("-> last")
+    )
+    run = tmp_path / "run"
+    _inject_kill(monkeypatch, run, at=at, exchange=exchange)
+    with pytest.raises(Killed):
+        _run(toy_data, run)
+    monkeypatch.undo()
+    if exchange:
+        assert json.loads((run / "last" / "trainer_state.json").read_text())["step"] == 1
+    else:
+        assert not (run / "last").exists()  # the window that the atomic swap closes
+    assert resume_point(run) is not None
+    argv = [
+        "train",
+        "--data",
+        str(toy_data),
+        "--out",
+        str(run),
+        "--resume",
+        "--max-updates",
+        "3",
+        "--device",
+        "cpu",
+    ]
+    assert main(argv) == 0
+    assert json.loads((run / "last" / "trainer_state.json").read_text())["step"] == 3
+
+
+def _calls_of_a_clean_run(data, run, monkeypatch, exchange) -> list[str]:
+    calls = _inject_kill(monkeypatch, run, at=10**9, exchange=exchange)
+    _run(data, run)
+    monkeypatch.undo()
+    return calls
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exchange", [True, False], ids=["atomic-swap", "two-renames"])
+def test_a_kill_at_any_rename_leaves_a_resumable_run(toy_data, tmp_path, monkeypatch, exchange):
+    total = len(_calls_of_a_clean_run(toy_data, tmp_path / "clean", monkeypatch, exchange))
+    for at in range(1, total + 1):
+        run = tmp_path / f"run{at}"
+        _inject_kill(monkeypatch, run, at=at, exchange=exchange)
+        with pytest.raises(Killed):
+            _run(toy_data, run)
+        monkeypatch.undo()
+        if resume_point(run) is None:  # killed before the first checkpoint: nothing to resume
+            assert not list((run / "checkpoints").glob("step_*/checksums.json"))
+            _run(toy_data, run, overwrite=True)
+        else:
+            if exchange and (run / "checkpoints" / "step_00000001").is_dir():
+                # `last` itself is never missing once written
+                assert (run / "last").is_dir() or at <= total // 2
+            _resume(toy_data, run, 2)
+        assert json.loads((run / "last" / "trainer_state.json").read_text())["step"] == 2, at
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_sigkill_at_a_rename_under_strace_leaves_a_resumable_run(toy_data, tmp_path):
+    """The issue's reproduction: a real SIGKILL at the N-th rename system call of `janus train`."""
+    argv = [
+        sys.executable,
+        "-m",
+        "janusgen",
+        "train",
+        "--data",
+        str(toy_data),
+        "--preset",
+        "tiny",
+        "--objective",
+        "ar",
+        "--max-updates",
+        "4",
+        "--validate-every",
+        "2",
+        "--max-tokens",
+        "512",
+        "--valid-bleu-sentences",
+        "0",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+    ]
+    syscalls = "rename,renameat,renameat2"
+    resumed = 0
+    # strace counts each system call apart. rename: 1-3 and 7-9 write JSON files inside a step folder,
+    # 4 and 10 move step 2 and step 4 in, 5 and 6 the first `last` and `best`; renameat2: the swaps of
+    # the later `last` and `best`
+    for syscall, when in (("rename", 3), ("rename", 5), ("rename", 10), ("renameat2", 1), ("renameat2", 2)):
+        run = tmp_path / f"run-{syscall}-{when}"
+        inject = f"inject={syscall}:signal=SIGKILL:when={when}"
+        cmd = ["strace", "-f", "-qq", "-o", os.devnull, "-e", f"trace={syscalls}", "-e", inject]
+        probe = subprocess.run([*cmd, *argv, "--out", str(run)], capture_output=True, text=True)
+        if probe.returncode == 0:
+            continue  # fewer renames than `when`
+        if "ptrace" in probe.stderr or "PTRACE" in probe.stderr:
+            pytest.skip(f"strace cannot trace here: {probe.stderr.strip()[:200]}")
+        if resume_point(run) is None:
+            continue  # killed before the first checkpoint
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "janusgen",
+                "train",
+                "--data",
+                str(toy_data),
+                "--out",
+                str(run),
+                "--resume",
+                "--device",
+                "cpu",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, (syscall, when, done.stderr[-2000:])
+        assert json.loads((run / "last" / "trainer_state.json").read_text())["step"] == 4
+        resumed += 1
+    assert resumed >= 3
+
+
+# ------------------------------------------------------------------------------------ another run
+
+
+def test_training_into_a_folder_with_another_run_is_refused(toy_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["train", "--data", str(toy_data), "--out", str(run), "--preset", "tiny", "--device", "cpu"]
+    for leftover in ("log.jsonl", "checkpoints/step_00000010/model.safetensors"):
+        shutil.rmtree(run, ignore_errors=True)
+        (run / leftover).parent.mkdir(parents=True, exist_ok=True)
+        (run / leftover).write_text("{}\n")
+        assert main(base + ["--max-updates", "1"]) == 2
+        assert "already holds a run" in capsys.readouterr().err
+    assert main(base + ["--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_overwrite_deletes_only_the_runs_own_files(toy_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    _run(toy_data, run, cfg=dataclasses.replace(QUICK, max_updates=4, validate_every=2))
+    (run / "notes.txt").write_text("mine\n")
+    (run / "mine").mkdir()
+    argv = [
+        "train",
+        "--data",
+        str(toy_data),
+        "--out",
+        str(run),
+        "--preset",
+        "tiny",
+        "--objective",
+        "ar",
+        "--max-updates",
+        "1",
+        "--validate-every",
+        "1",
+        "--max-tokens",
+        "512",
+        "--valid-bleu-sentences",
+        "0",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+    ]
+    assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite", "--resume"]) == 2
+    assert main([*argv, "--overwrite"]) == 0
+    steps = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert steps == ["step_00000001"]  # the old run's step_2 and step_4 are gone, not mixed in
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in log) == 1
+    assert (run / "notes.txt").read_text() == "mine\n" and (run / "mine").is_dir()
+
+
+# --------------------------------------------------------------------------- --resume and options
+
+
+def test_resume_refuses_a_preset_or_objective_that_contradicts_the_checkpoint(toy_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    _run(toy_data, run, cfg=dataclasses.replace(QUICK, max_updates=1))
+    base = ["train", "--data", str(toy_data), "--out", str(run), "--resume", "--device", "cpu"]
+    assert main([*base, "--objective", "janus"]) == 2
+    assert "--objective janus: the run in" in capsys.readouterr().err
+    assert main([*base, "--preset", "small"]) == 2
+    assert "--preset small: the model of the run" in capsys.readouterr().err
+    # the same values as the checkpoint's are fine
+    assert main([*base, "--preset", "tiny", "--objective", "ar", "--max-updates", "2"]) == 0
+
+
+# ---------------------------------------------------------------------------------- corrupt files
+
+
+@pytest.fixture
+def checkpoint(toy_data, tmp_path) -> Path:
+    _run(toy_data, tmp_path / "run", cfg=dataclasses.replace(QUICK, max_updates=1))
+    return tmp_path / "run" / "last"
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_checkpoint_lists_the_sha256_of_every_file(checkpoint):
+    sums = json.loads((checkpoint / CHECKSUMS_FILE).read_text())["sha256"]
+    assert set(sums) == {p.name for p in checkpoint.iterdir()} - {CHECKSUMS_FILE}
+    assert all(sha256_file(checkpoint / name) == value for name, value in sums.items())
+
+
+def test_flipped_bytes_in_the_weights_are_reported(checkpoint, capsys, tmp_path):
+    _flip_byte(checkpoint / MODEL_FILE, -5)  # inside a tensor: safetensors itself would not notice
+    with pytest.raises(JanusError, match=r"model.safetensors: its sha256 does not match"):
+        load_model(checkpoint)
+    src = tmp_path / "in.txt"
+    src.write_text("casa perro\n")
+    assert main(["generate", "--checkpoint", str(checkpoint), "--input", str(src), "--device", "cpu"]) == 2
+    assert "model.safetensors: its sha256" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name", ["config.json", "spm.model", "trainer_state.json", "trainer_state.safetensors"]
+)
+def test_every_checkpoint_file_is_verified(checkpoint, name):
+    if name.endswith(".json"):
+        (checkpoint / name).write_text((checkpoint / name).read_text().replace('"step": 1', '"step": 7'))
+    else:
+        _flip_byte(checkpoint / name, -3)
+    with pytest.raises(JanusError, match=rf"{name}: its sha256 does not match"):
+        load_model(checkpoint)
+        load_trainer_state(checkpoint)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "header"], ids=["truncated weights", "bad header"])
+def test_unreadable_safetensors_give_an_error_naming_the_file(checkpoint, damage):
+    (checkpoint / CHECKSUMS_FILE).unlink()  # as an older checkpoint without checksums
+    path = checkpoint / MODEL_FILE
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\xff" * 8 + data[8:])
+    with pytest.raises(JanusError, match=r"model.safetensors: not a readable safetensors file"):
+        load_model(checkpoint)
+
+
+def test_a_checkpoint_without_checksums_still_loads(checkpoint):
+    (checkpoint / CHECKSUMS_FILE).unlink()
+    load_model(checkpoint)
+    load_trainer_state(checkpoint)
+
+
+def _copy_data(toy_data: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(toy_data, tmp_path / "data"))
+
+
+def test_training_refuses_data_whose_checksum_does_not_match(toy_data, tmp_path, capsys):
+    data = _copy_data(toy_data, tmp_path)
+    _flip_byte(data / "train.tgt.bin", 10)
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "run"),
+        "--preset",
+        "tiny",
+        "--device",
+        "cpu",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "train.tgt.bin: its sha256 does not match" in err and "Traceback" not in err
+
+
+def test_training_refuses_token_ids_outside_the_vocabulary(toy_data, tmp_path):
+    data = _copy_data(toy_data, tmp_path)
+    meta = json.loads((data / "meta.json").read_text())
+    path = data / "valid.src.bin"
+    tokens = np.fromfile(path, dtype="<u2")
+    tokens[3] = meta["vocab_size"] + 7
+    tokens.tofile(path)
+    meta["files"][path.name] = sha256_file(path)  # a consistent but wrong folder: the ids are checked too
+    (data / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(JanusError, match=rf"valid.src.bin: token id {meta['vocab_size'] + 7} is outside"):
+        _run(data, tmp_path / "run")
