@@ -190,6 +190,16 @@ class ModelConfig:
     bos_id: int = 2
     eos_id: int = 3
     mask_id: int = 4
+    # Options that make the model exactly a BART (janus convert sets them; our presets keep the defaults):
+    position_offset: int = 0  # position p reads row p + offset of the position table (BART: 2)
+    embedding_norm: bool = False  # a LayerNorm after token + position embeddings, encoder and decoder (BART)
+    scale_embedding: bool = True  # token embeddings times sqrt(d_model) (BART: its config's scale_embedding)
+    tie_output: bool = True  # the output projection is the token embedding matrix
+    logits_bias: bool = False  # a fixed bias added to the logits (BART's final_logits_bias buffer)
+    source_bos: bool = False  # the encoder reads BOS before the source (BART's <s> ... </s>)
+    # Which stream gives P_AR: the query stream ([MASK] + position, JANUS_METHOD.md) or the content
+    # stream (a standard causal decoder: a pre-trained BART's decoder, whose logits it reproduces)
+    ar_stream: str = "query"
 
     def __post_init__(self) -> None:
         s = "model"
@@ -209,6 +219,10 @@ class ModelConfig:
         _check_int(self, s, "max_positions", 3, MAX_POSITIONS)  # BOS + one token + EOS
         _check_int(self, s, "relative_positions", 0, self.max_positions)
         _check_int(self, s, "max_target_length", 1, MAX_POSITIONS)
+        _check_int(self, s, "position_offset", 0, MAX_POSITIONS)
+        for name in ("embedding_norm", "scale_embedding", "tie_output", "logits_bias", "source_bos"):
+            _check_bool(self, s, name)
+        _check_choice(self, s, "ar_stream", AR_STREAMS)
         seen: dict[int, str] = {}
         for name in ("pad_id", "unk_id", "bos_id", "eos_id", "mask_id"):
             _check_int(self, s, name, 0, self.vocab_size - 1)
@@ -230,11 +244,14 @@ class ModelConfig:
         d, f = self.d_model, self.ffn_dim
         encoder = self.encoder_layers * (4 * d * d + 2 * d * f)
         decoder = self.decoder_layers * (8 * d * d + 2 * d * f)
-        embeddings = (self.vocab_size + 3 * self.max_positions + self.max_target_length) * d
+        positions = 3 * self.max_positions + 2 * self.position_offset
+        output = 0 if self.tie_output else self.vocab_size
+        embeddings = (self.vocab_size + output + positions + self.max_target_length) * d
         return encoder + decoder + embeddings
 
 
 ACTIVATIONS = ("relu", "gelu")
+AR_STREAMS = ("query", "content")
 MAX_D_MODEL = 16384
 MAX_LAYERS = 1000
 MAX_POSITIONS = 1 << 16

@@ -206,6 +206,7 @@ def run_demo(
 
     work = Path(work)
     bible, data, run = work / "bible", work / "bible_data", work / "run"
+    vocab_size = (preset or DemoPreset()).vocab_size  # one vocabulary for every candidate model
     step = _announce
     if not (bible / "manifest.json").is_file():
         step("1/4 building the Spanish->English Bible corpus from Debian's SWORD packages")
@@ -213,9 +214,9 @@ def run_demo(
     else:
         step(f"1/4 corpus already in {bible}")
     if not (data / META_FILE).is_file():
-        step(f"2/4 preparing it: SentencePiece vocabulary of {preset.vocab_size}, binarized splits")
+        step(f"2/4 preparing it: SentencePiece vocabulary of {vocab_size}, binarized splits")
         source = TextFilesSource(bible, BibleConfig().source, BibleConfig().target)
-        print(format_prepared(prepare(source, data, PrepareConfig(vocab_size=preset.vocab_size))))
+        print(format_prepared(prepare(source, data, PrepareConfig(vocab_size=vocab_size))))
     else:
         step(f"2/4 prepared data already in {data}")
     if not (run / SUMMARY).is_file():
