@@ -16,13 +16,12 @@ from pathlib import Path
 import torch
 
 from janusgen.config import TrainConfig, model_preset
+from janusgen.data.batching import PairBatches
 from janusgen.data.dataset import PairDataset
 from janusgen.model.layout import ar_view, content_only_ar_view
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import label_smoothed_ce
-from janusgen.training.distributed import DistributedContext
 from janusgen.training.optim import build_optimizer, inverse_sqrt_lr, set_lr
-from janusgen.training.trainer import PairBatches
 
 
 def main() -> None:
@@ -49,9 +48,7 @@ def main() -> None:
         dropout=0.0,
         relative_positions=0 if args.bias == "none" else 32,
     )
-    batches = PairBatches(
-        data, cfg, args.max_tokens, 1, True, DistributedContext(0, 1, 0, torch.device("cpu"))
-    )
+    batches = PairBatches(data, cfg, args.max_tokens, 1, True)
     model = JanusTransformer(cfg)
     if args.bias == "zero":
         torch.nn.init.zeros_(model.relative_bias.weight)

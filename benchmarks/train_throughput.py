@@ -20,12 +20,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from janusgen.config import TrainConfig, model_preset, objective_preset
+from janusgen.data.batching import PairBatches
 from janusgen.data.dataset import PairDataset
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
-from janusgen.training.distributed import DistributedContext
 from janusgen.training.optim import build_optimizer
-from janusgen.training.trainer import PairBatches
 
 
 def gemm_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
@@ -58,8 +57,7 @@ def main() -> None:
     data = PairDataset.open(args.data, "train")
     tok = data.tokenizer
     model_cfg = dataclasses.replace(model_preset(args.preset), vocab_size=tok.vocab_size)
-    ctx = DistributedContext(0, 1, 0, torch.device("cpu"))
-    batches = PairBatches(data, model_cfg, args.max_tokens, seed=0, shuffle=True, ctx=ctx)
+    batches = PairBatches(data, model_cfg, args.max_tokens, seed=0, shuffle=True)
     stream = iter(batches.sampler)
     fixed = [batches.collate(next(stream).indices) for _ in range(args.steps + 2)]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import platform
 import re
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 
 import torch
 
+from janusgen.checkpoint import CONFIG_FILE
 from janusgen.config import (
     DecodeConfig,
     ModelConfig,
@@ -33,12 +35,13 @@ from janusgen.config import (
     objective_preset,
 )
 from janusgen.data.dataset import PairDataset
-from janusgen.decoding.translator import Translator, decode_config
+from janusgen.decoding.settings import SPEED_BASELINE, id_of, label, setting
+from janusgen.decoding.translator import Translator
 from janusgen.demo import DemoPreset
 from janusgen.errors import JanusError
-from janusgen.evaluation.evaluate import EvalResult, describe, evaluate
+from janusgen.evaluation.evaluate import EvalResult, evaluate
 from janusgen.evaluation.significance import PairedBootstrap, paired_bootstrap
-from janusgen.training.distributed import pick_device
+from janusgen.hardware import pick_device
 from janusgen.training.trainer import resume_point, train
 
 SYSTEMS = ("ar", "cmlm", "janus")
@@ -58,11 +61,17 @@ class Budget:
 
 
 def cpu_budget(updates: int, seed: int) -> Budget:
-    """The demo's model and options (the `cpu` recipe), JANUS with its AR-first curriculum; the
-    curriculum's and the warmup's fractions are of the updates here."""
+    """The demo's model and options (the `cpu` recipe), JANUS with the paper's loss (the claims are the
+    paper's: the recipe's no-KL variant is an ablation, `--janus-option kl_ar_aux=0 ...`) after the
+    recipe's AR-only half, the KLs ramped in over the next 7% (as the 1,500-update benches of 2026-11-21:
+    800 AR-only updates, a 100-update ramp); fractions are of the updates here."""
     demo = DemoPreset()
     train_cfg = dataclasses.replace(demo.train(None, seed), max_updates=updates, keep_last=1)
-    objectives = {"ar": objective_preset("ar"), "cmlm": objective_preset("cmlm"), "janus": demo.objective()}
+    paper = objective_preset("janus")
+    janus = dataclasses.replace(
+        paper, ar_only_fraction=demo.objective().ar_only_fraction, kl_warmup_fraction=0.07
+    )
+    objectives = {"ar": objective_preset("ar"), "cmlm": objective_preset("cmlm"), "janus": janus}
     return Budget("cpu", demo.model(), train_cfg, objectives)
 
 
@@ -85,17 +94,19 @@ def gpu_budget(updates: int, seed: int) -> Budget:
 
 
 BUDGETS = {"cpu": cpu_budget, "gpu": gpu_budget}
+DEFAULT_UPDATES = {"cpu": 1500, "gpu": 50000}  # per system, when --updates is not given
 
 
-def settings_for(system: str) -> list[DecodeConfig]:
-    """The decoding settings a system was trained for: AR for ar, NAR for cmlm, both (+rerank) for janus."""
-    ar = [decode_config(mode="ar", beam=5), decode_config(mode="ar", beam=1)]
-    nar = [decode_config(mode="nar", iterations=t, length_beam=3) for t in (1, 2, 4, 10)]
+def settings_for(system: str) -> tuple[str, ...]:
+    """The ids (decoding.settings) of the settings a system was trained for: AR for ar, NAR for cmlm,
+    both (+rerank) for janus."""
+    ar = ("ar_beam_5", "ar_greedy")
+    nar = ("nar_t_1_l_3", "nar_t_2_l_3", "nar_t_4_l_3", "nar_t_10_l_3")
     if system == "ar":
         return ar
     if system == "cmlm":
         return nar
-    return ar + nar + [dataclasses.replace(cfg, rerank=True) for cfg in nar]
+    return ar + nar + tuple(f"{sid}_rerank" for sid in nar)
 
 
 def hardware() -> dict[str, Any]:
@@ -111,10 +122,28 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def _outputs_file(out: Path, system: str, setting: str) -> Path:
+def _outputs_file(out: Path, system: str, setting_id: str) -> Path:
     """Where a bench in `out` keeps a setting's outputs (one line each); its scores sit beside, as .json."""
-    slug = re.sub(r"[^a-z0-9]+", "_", setting.lower()).strip("_")
-    return out / "outputs" / f"{system}.{slug}.txt"
+    return out / "outputs" / f"{system}.{setting_id}.txt"
+
+
+def _stored_path(out: Path, path: Path) -> str:
+    """`path` as a report in `out` stores it: relative to `out`, so that the folder can be moved or
+    copied to another machine (.. where `path` lies outside it)."""
+    return os.path.relpath(Path(path).resolve(), Path(out).resolve())
+
+
+def _read_path(out: Path, stored: str) -> Path:
+    """A path a report in `out` stored: relative to `out` (absolute in reports of older versions)."""
+    return Path(stored) if Path(stored).is_absolute() else Path(out) / stored
+
+
+def _checkpoint(out: Path, system: str, entry: dict[str, Any]) -> Path:
+    """The checkpoint a system of the report in `out` was evaluated with; where an older report's
+    absolute path is gone (the folder was moved), the one the bench trains: `out/{system}/last`."""
+    stored = _read_path(out, entry["checkpoint"])
+    moved = Path(out) / system / "last"
+    return moved if not stored.exists() and moved.exists() else stored
 
 
 def _read_outputs(text: Path) -> list[str]:
@@ -145,7 +174,7 @@ def run_quality_bench(
         sources, references = sources[:limit], references[:limit]
     report: dict[str, Any] = {
         "budget": budget.name,
-        "data": str(data),
+        "data": _stored_path(out, data),  # relative to out, as every path a report stores
         "test_sentences": len(sources),
         "model": dataclasses.asdict(budget.model),
         "train": dataclasses.asdict(budget.train),
@@ -176,16 +205,15 @@ def run_quality_bench(
         entry = {
             "objective": dataclasses.asdict(budget.objectives[system]),
             "training": json.loads(summary_file.read_text()),
-            "checkpoint": str(run / "last"),
+            "checkpoint": _stored_path(out, run / "last"),
             "hardware": hardware(),
             "results": [],
         }
-        for cfg in settings_for(system):
-            setting = describe(cfg)
-            result, outputs = _evaluate_once(translator, sources, references, cfg, out, system)
-            _say(f"  {system} {setting}: BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}")
-            entry["results"].append(result.to_dict())
-            hyps[system, setting] = outputs
+        for setting_id in settings_for(system):
+            result, outputs = _evaluate_once(translator, sources, references, setting_id, out, system)
+            _say(f"  {system} {result.setting}: BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}")
+            entry["results"].append({"id": setting_id, **result.to_dict()})
+            hyps[system, setting_id] = outputs
         report["systems"][system] = entry
     report["significance"] = [test.to_dict() for test in _claim_tests(hyps, references, bootstrap_samples)]
     (out / QUALITY).write_text(json.dumps(report, indent=2) + "\n")
@@ -196,7 +224,7 @@ def run_quality_bench(
 def _check_same_setup(run: Path, budget: Budget, system: str) -> None:
     """Refuse to reuse (or resume) a run of `--out` trained with another model or objective: its numbers
     would be reported under this bench's settings."""
-    config_file = run / "last" / "config.json"
+    config_file = run / "last" / CONFIG_FILE
     if not config_file.is_file():
         return
     saved = json.loads(config_file.read_text())
@@ -214,43 +242,46 @@ def _evaluate_once(
     translator: Translator,
     sources: list[str],
     references: list[str],
-    cfg: DecodeConfig,
+    setting_id: str,
     out: Path,
     system: str,
 ) -> tuple[EvalResult, list[str]]:
-    """Evaluate one setting, or read back the result of an earlier run of the bench."""
-    text = _outputs_file(out, system, describe(cfg))
+    """Evaluate one setting, or read back the result of an earlier run of the bench (under the
+    setting's current label)."""
+    text = _outputs_file(out, system, setting_id)
     meta = text.with_suffix(".json")
     if meta.is_file() and text.is_file():
         outputs = _read_outputs(text)
         if len(outputs) == len(sources):
-            return EvalResult(**json.loads(meta.read_text())), outputs
-    result, outputs = evaluate(translator, sources, references, cfg)
+            result = EvalResult(**json.loads(meta.read_text()))
+            return dataclasses.replace(result, setting=label(setting_id)), outputs
+    result, outputs = evaluate(translator, sources, references, setting(setting_id))
     text.parent.mkdir(parents=True, exist_ok=True)
     text.write_text("".join(line + "\n" for line in outputs), encoding="utf-8")
     meta.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result, outputs
 
 
-CLAIMS = (  # (system, setting) tested against (baseline, setting)
-    (("janus", "AR beam 5"), ("ar", "AR beam 5")),
-    (("janus", "AR greedy"), ("ar", "AR greedy")),
-    (("janus", "NAR T=10 l=3"), ("cmlm", "NAR T=10 l=3")),
-    (("janus", "NAR T=4 l=3"), ("cmlm", "NAR T=4 l=3")),
-    (("janus", "NAR T=10 l=3"), ("janus", "AR beam 5")),
+CLAIMS = (  # (system, setting id) tested against (baseline, setting id)
+    (("janus", "ar_beam_5"), ("ar", "ar_beam_5")),
+    (("janus", "ar_greedy"), ("ar", "ar_greedy")),
+    (("janus", "nar_t_10_l_3"), ("cmlm", "nar_t_10_l_3")),
+    (("janus", "nar_t_4_l_3"), ("cmlm", "nar_t_4_l_3")),
+    (("janus", "nar_t_10_l_3"), ("janus", "ar_beam_5")),
 )
 
 
 def _claim_tests(
     hyps: dict[tuple[str, str], list[str]], references: list[str], samples: int
 ) -> list[PairedBootstrap]:
+    """The paired bootstrap of each claim whose two (system, setting id)s `hyps` holds outputs of."""
     tests = []
     for system, baseline in CLAIMS:
         if system in hyps and baseline in hyps:
             tests.append(
                 paired_bootstrap(
-                    (" ".join(system), hyps[system]),
-                    (" ".join(baseline), hyps[baseline]),
+                    (f"{system[0]} {label(system[1])}", hyps[system]),
+                    (f"{baseline[0]} {label(baseline[1])}", hyps[baseline]),
                     references,
                     samples,
                 )
@@ -287,11 +318,11 @@ def plot_valid_bleu(out: Path, systems: tuple[str, ...]) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for color, system in zip(("tab:blue", "tab:orange", "tab:green"), systems, strict=False):
-        for key, style, label in (("bleu_ar", "-", "AR greedy"), ("bleu_nar", "--", "NAR T=1")):
+        for key, style, curve in (("bleu_ar", "-", "AR greedy"), ("bleu_nar", "--", "NAR T=1")):
             points = valid_curves(out / system).get(key)
             if points:
                 steps, values = zip(*points, strict=True)
-                ax.plot(steps, values, style, color=color, marker="o", ms=3, label=f"{system}: {label}")
+                ax.plot(steps, values, style, color=color, marker="o", ms=3, label=f"{system}: {curve}")
     ax.set_xlabel("updates")
     ax.set_ylabel("validation BLEU (quick, first sentences)")
     ax.grid(alpha=0.3)
@@ -355,21 +386,27 @@ def compare_benches(
             raise JanusError(f"{quality_file}: no {system} system in this bench")
         reports.append(report)
     report, baseline = reports
-    if (report["data"], report["test_sentences"]) != (baseline["data"], baseline["test_sentences"]):
+    data, baseline_data = (
+        _read_path(f, r["data"]).resolve() for f, r in ((out, report), (baseline_out, baseline))
+    )
+    if (data, report["test_sentences"]) != (baseline_data, baseline["test_sentences"]):
         raise JanusError(
             f"{out} and {baseline_out} were evaluated on different test sets "
-            f"({report['test_sentences']} sentences of {report['data']} against "
-            f"{baseline['test_sentences']} of {baseline['data']})"
+            f"({report['test_sentences']} sentences of {data} against "
+            f"{baseline['test_sentences']} of {baseline_data})"
         )
-    _, references = PairDataset.open(Path(report["data"]), "test").texts()
+    _, references = PairDataset.open(data, "test").texts()
     references = references[: report["test_sentences"]]
-    in_baseline = {r["setting"] for r in baseline["systems"][system]["results"]}
+    in_baseline = {id_of(r) for r in baseline["systems"][system]["results"]}
     tests = []
     for r in report["systems"][system]["results"]:
-        setting = r["setting"]
-        if setting in in_baseline:
+        setting_id = id_of(r)
+        if setting_id is not None and setting_id in in_baseline:
             named = [
-                (f"{folder.name}: {system} {setting}", _read_outputs(_outputs_file(folder, system, setting)))
+                (
+                    f"{folder.name}: {system} {r['setting']}",
+                    _read_outputs(_outputs_file(folder, system, setting_id)),
+                )
                 for folder in (Path(out), Path(baseline_out))
             ]
             tests.append(paired_bootstrap(named[0], named[1], references, samples))
@@ -392,31 +429,30 @@ def run_speed_bench(
     if not quality_file.is_file():
         raise FileNotFoundError(f"{quality_file}: run `janus bench quality --out {out}` first")
     quality = json.loads(quality_file.read_text())
-    sources, _ = PairDataset.open(Path(quality["data"]), "test").texts()
+    sources, _ = PairDataset.open(_read_path(out, quality["data"]), "test").texts()
     sources = sources[:sentences]
     rows = []
     for system, entry in quality["systems"].items():
-        translator = Translator.load(Path(entry["checkpoint"]), device=str(pick_device(device)))
-        bleu_of = {r["setting"]: r["bleu"] for r in entry["results"]}
-        for cfg in settings_for(system):
-            setting = describe(cfg)
+        translator = Translator.load(_checkpoint(out, system, entry), device=str(pick_device(device)))
+        bleu_of = {id_of(r): r["bleu"] for r in entry["results"]}
+        for setting_id in settings_for(system):
+            cfg, name = setting(setting_id), label(setting_id)
             latency = _seconds_per_call(translator, [[s] for s in sources], cfg)
             per_batch = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]
             throughput = len(sources) / (_seconds_per_call(translator, per_batch, cfg) * len(per_batch))
             rows.append(
                 {
                     "system": system,
-                    "setting": setting,
-                    "bleu": bleu_of.get(setting),
+                    "id": setting_id,
+                    "setting": name,
+                    "bleu": bleu_of.get(setting_id),
                     "latency_ms": round(1000 * latency, 2),
                     "sentences_per_s": round(throughput, 2),
                 }
             )
-            _say(
-                f"  {system} {setting}: {1000 * latency:.1f} ms/sentence at batch 1, {throughput:.1f} sent/s"
-            )
-    base = next((r for r in rows if r["setting"] == "AR beam 5" and r["system"] == "janus"), None)
-    base = base or next((r for r in rows if r["setting"] == "AR beam 5"), None)
+            _say(f"  {system} {name}: {1000 * latency:.1f} ms/sentence at batch 1, {throughput:.1f} sent/s")
+    base = next((r for r in rows if r["id"] == SPEED_BASELINE and r["system"] == "janus"), None)
+    base = base or next((r for r in rows if r["id"] == SPEED_BASELINE), None)
     for r in rows:
         if base:
             r["latency_speedup"] = round(base["latency_ms"] / r["latency_ms"], 2)

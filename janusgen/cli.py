@@ -20,6 +20,7 @@ from typing import Any
 from janusgen.config import (
     BEST_METRICS,
     DECODE_MODES,
+    DEMO_TIME_BUDGET_S,
     MODEL_PRESETS,
     OBJECTIVES,
     PRECISIONS,
@@ -31,10 +32,13 @@ from janusgen.config import (
     PrepareConfig,
     TrainConfig,
     cpu_recipe,
+    decode_config,
+    from_dict,
     model_preset,
     objective_preset,
     to_dict,
 )
+from janusgen.data.sources import TASKS
 from janusgen.errors import JanusError
 
 # ---------------------------------------------------------------------------------------------- data
@@ -122,8 +126,16 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         help="a Hugging Face dataset name (hub) or a folder saved with save_to_disk",
     )
     prep.add_argument("--hf-config", default=None, help="Hugging Face dataset configuration (e.g. de-en)")
-    prep.add_argument("--src", required=True, help="source language / file suffix / column name")
-    prep.add_argument("--tgt", required=True, help="target language / file suffix / column name")
+    prep.add_argument(
+        "--task",
+        default=None,
+        choices=sorted(TASKS),
+        help="with --hf-dataset: a generation task whose columns make the pairs (xsum: document -> summary; "
+        "cnn_dailymail: article -> highlights; squad_qg: answer [SEP] context -> question; personachat: "
+        "persona [SEP] history -> response); --src/--tgt then only name the sides",
+    )
+    prep.add_argument("--src", default=None, help="source language / file suffix / column name")
+    prep.add_argument("--tgt", default=None, help="target language / file suffix / column name")
     prep.add_argument("--out", type=Path, required=True, help="output folder for the prepared data")
     prep.add_argument(
         "--splits", default=",".join(p.splits), help="comma-separated splits to read (default %(default)s)"
@@ -136,6 +148,13 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     )
     prep.add_argument(
         "--model-type", default=p.model_type, choices=["unigram", "bpe"], help="SentencePiece model type"
+    )
+    prep.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="PATH_OR_NAME",
+        help="use this pre-trained tokenizer instead of training SentencePiece: a tokenizer.json, a folder "
+        "holding one, or a Hugging Face name (e.g. facebook/bart-base, needs the hf extra); stored in --out",
     )
     prep.add_argument(
         "--threads", type=int, default=p.num_threads, help="encoding threads (default %(default)s)"
@@ -185,7 +204,11 @@ def _run_data_prepare(args: argparse.Namespace) -> int:
 
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     cfg = PrepareConfig(
-        vocab_size=args.vocab_size, model_type=args.model_type, num_threads=args.threads, splits=splits
+        vocab_size=args.vocab_size,
+        model_type=args.model_type,
+        num_threads=args.threads,
+        splits=splits,
+        tokenizer=args.tokenizer,
     )
     source = open_source(
         text=args.text,
@@ -195,6 +218,7 @@ def _run_data_prepare(args: argparse.Namespace) -> int:
         hf_config=args.hf_config,
         src=args.src,
         tgt=args.tgt,
+        task_name=args.task,
     )
     meta = prepare(source, args.out, cfg, overwrite=args.overwrite)
     _print_prepare_stats(meta)
@@ -202,15 +226,15 @@ def _run_data_prepare(args: argparse.Namespace) -> int:
 
 
 def _print_bible_stats(manifest: dict) -> None:
-    from janusgen.data.bible import format_report
+    from janusgen.data.bible import format_bible_report
 
-    print(format_report(manifest))
+    print(format_bible_report(manifest))
 
 
 def _print_prepare_stats(meta: dict) -> None:
-    from janusgen.data.prepare import format_report
+    from janusgen.data.prepare import format_prepare_report
 
-    print(format_report(meta))
+    print(format_prepare_report(meta))
 
 
 # --------------------------------------------------------------------------------------------- train
@@ -298,6 +322,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--resume", action="store_true", help="continue the run in --out from out/last")
     train.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from this checkpoint's weights and model config (e.g. one made by `janus convert`: "
+        "BART-JANUS); the data must be prepared with its tokenizer; the recipe defaults to finetune",
+    )
+    train.add_argument(
         "--overwrite",
         action="store_true",
         help="start afresh in an --out that holds another run, deleting that run's checkpoints and logs",
@@ -345,7 +377,7 @@ _PRESET_FIELDS = ("d_model", "ffn_dim", "heads", "encoder_layers", "decoder_laye
 def _check_resume_matches(args: argparse.Namespace) -> None:
     """--resume takes the model and objective from the checkpoint: a --preset or --objective that
     says otherwise is an error, not silently ignored (one that agrees is fine)."""
-    from janusgen.training.checkpoint import read_config
+    from janusgen.checkpoint import read_config
     from janusgen.training.trainer import resume_point
 
     if args.preset is None and args.objective is None:
@@ -390,6 +422,8 @@ def _run_train(args: argparse.Namespace) -> int:
             )
         if args.overwrite:
             raise JanusError("--resume continues the run in --out and --overwrite deletes it: give one")
+        if args.init_from is not None:
+            raise JanusError("--resume continues the run in --out; --init-from starts a new one: give one")
         if args.recipe is not None:
             raise JanusError(
                 f"--recipe {args.recipe}: --resume takes the training setup from the checkpoint; only "
@@ -408,9 +442,19 @@ def _run_train(args: argparse.Namespace) -> int:
             resume_overrides=given,
         )
     else:
-        # preset -> recipe -> the options given: each later one wins
-        model_cfg, objective_cfg, train_cfg = RECIPES[args.recipe or "paper"](
-            model_preset(args.preset or "small"), objective_preset(args.objective or "janus")
+        # preset (or the --init-from checkpoint's model) -> recipe -> the options given: each later one wins
+        if args.init_from is not None:
+            if args.preset is not None:
+                raise JanusError("--init-from takes the model from the checkpoint: drop --preset")
+            from janusgen.checkpoint import CONFIG_FILE, read_config
+
+            where = str(args.init_from / CONFIG_FILE)
+            base_model = from_dict(ModelConfig, read_config(args.init_from)["model"], where=where)
+        else:
+            base_model = model_preset(args.preset or "small")
+        recipe = args.recipe or ("finetune" if args.init_from is not None else "paper")
+        model_cfg, objective_cfg, train_cfg = RECIPES[recipe](
+            base_model, objective_preset(args.objective or "janus")
         )
         model_cfg = dataclasses.replace(
             model_cfg, **parse_assignments(args.model_option, ModelConfig, "--model-option")
@@ -429,6 +473,7 @@ def _run_train(args: argparse.Namespace) -> int:
             device=args.device,
             dist_timeout_s=args.dist_timeout,
             overwrite=args.overwrite,
+            init_from=args.init_from,
         )
     print(json.dumps(summary))
     return 0
@@ -450,7 +495,7 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_average(args: argparse.Namespace) -> int:
-    from janusgen.training.checkpoint import average_checkpoints
+    from janusgen.checkpoint import average_checkpoints
 
     paths = list(args.checkpoints)
     if args.run is not None:
@@ -465,6 +510,35 @@ def _run_average(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    conv = sub.add_parser(
+        "convert",
+        help="turn a pre-trained Hugging Face BART into a janusgen checkpoint (BART-JANUS)",
+        description="Load a BartForConditionalGeneration (hub name or local folder; needs the hf extra), map "
+        "its weights into the two-stream model, add a freshly initialised length predictor and write a "
+        "self-contained checkpoint (weights, config.json, tokenizer.json). Its AR view is the BART itself; "
+        "fine-tune it with `janus train --init-from`.",
+    )
+    conv.add_argument("--hf", required=True, metavar="NAME_OR_DIR", help="e.g. facebook/bart-base")
+    conv.add_argument("--out", type=Path, required=True, help="output checkpoint folder")
+    conv.add_argument(
+        "--max-target-length",
+        type=int,
+        default=None,
+        help="largest target length the length classifier predicts (default: BART's positions - 2)",
+    )
+    conv.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from janusgen.model.bart import convert
+
+    if args.out.exists():
+        raise JanusError(f"--out {args.out} already exists; choose another folder")
+    print(json.dumps(convert(args.hf, args.out, args.max_target_length)))
+    return 0
+
+
 # ------------------------------------------------------------------------------- generate / evaluate
 
 
@@ -472,7 +546,12 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
     d = DecodeConfig()
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (e.g. RUN/best)")
     parser.add_argument(
-        "--mode", choices=DECODE_MODES, default=d.mode, help="ar (beam search) or nar (Mask-Predict)"
+        "--mode",
+        choices=DECODE_MODES,
+        default=d.mode,
+        help="ar (beam search), nar (Mask-Predict), or speculative: the NAR view drafts the rest of the "
+        "sentence and the AR view verifies it in one pass, keeping the longest prefix it agrees with; the "
+        "output is exactly AR greedy (--beam is ignored), faster where the two views agree",
     )
     parser.add_argument(
         "--beam", type=int, default=d.beam, help="AR beam size; 1 = greedy (default %(default)s)"
@@ -506,8 +585,6 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _decode_config(args: argparse.Namespace) -> DecodeConfig:
-    from janusgen.decoding.translator import decode_config
-
     offsets = None
     if args.length_offsets is not None:
         try:
@@ -667,6 +744,51 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from janusgen.serving.config import ServeConfig
+
+    d = ServeConfig()
+    srv = sub.add_parser(
+        "serve",
+        help="an HTTP JSON translation service with micro-batching (pip install janusgen[serve])",
+        description="Load a checkpoint once and serve POST /translate, GET /health and GET /metrics "
+        "(Prometheus text). Concurrent requests with the same settings are gathered for up to "
+        "--max-wait-ms into one token-budgeted batch.",
+    )
+    srv.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (e.g. RUN/best)")
+    srv.add_argument("--host", default=d.host, help="address to listen on (default %(default)s)")
+    srv.add_argument("--port", type=int, default=d.port, help="port (default %(default)s)")
+    srv.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
+    srv.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default auto)")
+    for name, help_text in ServeConfig.OPTION_HELP.items():
+        value = getattr(d, name)
+        srv.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(value),
+            default=value,
+            help=f"{help_text} (default %(default)s)",
+        )
+    srv.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from janusgen.serving.config import ServeConfig
+
+    values = {name: getattr(args, name) for name in ServeConfig.OPTION_HELP}
+    cfg = ServeConfig(host=args.host, port=args.port, **values)  # checks every value
+    try:
+        from janusgen.serving.server import run_server
+    except ImportError as e:
+        raise JanusError(
+            f"janus serve needs its extra: pip install 'janusgen[serve]' ({e.name} is missing)"
+        ) from e
+    from janusgen.decoding.translator import Translator
+
+    translator = Translator.load(args.checkpoint, args.device, args.dtype)
+    run_server(translator, cfg)
+    return 0
+
+
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "evaluate",
@@ -681,6 +803,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     ev.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
     ev.add_argument("--hypotheses", type=Path, default=None, help="also write the outputs, one per line")
+    ev.add_argument(
+        "--metric",
+        choices=("auto", "bleu", "rouge"),
+        default="auto",
+        help="rouge: also ROUGE-1/2/L F1 (rouge-score); auto (default): rouge for data prepared with a "
+        "--task (summarisation, question generation, dialogue), else BLEU and chrF only",
+    )
     ev.set_defaults(func=_run_evaluate)
 
 
@@ -694,11 +823,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for option, path in (("--json", args.json), ("--hypotheses", args.hypotheses)):
         if path is not None and not path.resolve().parent.is_dir():  # fail now, not after the decoding
             raise JanusError(f"{option} {path}: folder {path.parent} does not exist")
-    sources, references = PairDataset.open(args.data, args.split).texts()
+    dataset = PairDataset.open(args.data, args.split)
+    sources, references = dataset.texts()
     if args.limit is not None:
         sources, references = sources[: args.limit], references[: args.limit]
+    with_rouge = args.metric == "rouge"
+    if args.metric == "auto":
+        from janusgen.data.sources import TASKS
+
+        task_name = (dataset.meta.get("source") or {}).get("task")
+        with_rouge = task_name in TASKS and TASKS[task_name].metric == "rouge"
     translator = Translator.load(args.checkpoint, args.device, args.dtype)
-    result, hyps = evaluate(translator, sources, references, cfg)
+    result, hyps = evaluate(translator, sources, references, cfg, with_rouge)
     print(format_table([result]))
     if args.json is not None:
         record = {
@@ -733,9 +869,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--time-budget",
         type=parse_duration,
-        default=15 * 60.0,
+        default=DEMO_TIME_BUDGET_S,
         metavar="DURATION",
-        help="training time, e.g. 15m or 1h (default 15m)",
+        help=f"training time, e.g. 15m or 1h (default {DEMO_TIME_BUDGET_S / 60:g}m)",
     )
     demo.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
     demo.add_argument("--limit", type=int, default=None, help="evaluate only the first N test verses")
@@ -820,9 +956,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench_quality(args: argparse.Namespace) -> int:
-    from janusgen.bench import BUDGETS, format_quality, run_quality_bench
+    from janusgen.bench import BUDGETS, DEFAULT_UPDATES, format_quality, run_quality_bench
 
-    updates = args.updates if args.updates is not None else {"cpu": 1500, "gpu": 50000}[args.budget]
+    updates = args.updates if args.updates is not None else DEFAULT_UPDATES[args.budget]
     if updates <= 0:
         raise JanusError(f"--updates {updates}: must be > 0")
     budget = BUDGETS[args.budget](updates, args.seed)
@@ -871,14 +1007,16 @@ def build_parser() -> argparse.ArgumentParser:
         "autoregressive and non-autoregressive decoding.",
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{demo,data,train,generate,evaluate,average,bench}"
+        dest="command", required=True, metavar="{demo,data,train,generate,evaluate,serve,average,bench}"
     )
     _add_demo(sub)
     _add_data(sub)
     _add_train(sub)
     _add_generate(sub)
     _add_evaluate(sub)
+    _add_serve(sub)
     _add_average(sub)
+    _add_convert(sub)
     _add_bench(sub)
     return parser
 

@@ -22,10 +22,14 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
 
 
+def unknown_keys(cls: type, values: dict[str, Any]) -> list[str]:
+    """The keys of `values` that are no field of the dataclass `cls`, sorted."""
+    return sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+
+
 def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
     """Build `cls` from a dict, refusing keys the dataclass does not have."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - names)
+    unknown = unknown_keys(cls, values)
     if unknown:
         raise JanusError(f"{where}: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
     try:
@@ -130,6 +134,25 @@ class BibleConfig:
     max_shift: int = 5
     shift_margin: float = 0.2
 
+    def __post_init__(self) -> None:
+        # the module keys are checked where the modules are known (data.bible.MODULES)
+        if self.source == self.target:
+            raise JanusError(f"--source and --target are both {self.source!r}: choose two different texts")
+        if self.max_words < 1:
+            raise JanusError(f"--max-words must be at least 1, got {self.max_words}")
+        if self.max_ratio < 1:
+            raise JanusError(f"--max-ratio is longer/shorter, so it must be at least 1, got {self.max_ratio}")
+        if self.shift_window < 1 or self.max_shift < 0 or self.shift_margin <= 0:
+            raise JanusError(
+                f"shift_window ({self.shift_window}) must be at least 1, max_shift ({self.max_shift}) at "
+                f"least 0 and shift_margin ({self.shift_margin}) positive"
+            )
+        if self.valid_fraction < 0 or self.test_fraction < 0 or self.valid_fraction + self.test_fraction >= 1:
+            raise JanusError(
+                f"valid_fraction ({self.valid_fraction}) and test_fraction ({self.test_fraction}) must be "
+                "non-negative and leave something for training"
+            )
+
 
 @dataclass(frozen=True)
 class PrepareConfig:
@@ -144,6 +167,9 @@ class PrepareConfig:
     spm_threads: int = 4  # SentencePiece training threads, apart from --threads: the model depends on it
     seed: int = 0
     splits: tuple[str, ...] = field(default=("train", "valid", "test"))
+    # a pre-trained tokenizer (tokenizer.json, a folder, or a Hugging Face name) used instead of
+    # training SentencePiece; vocab_size and model_type are then unused
+    tokenizer: str | None = None
 
     def __post_init__(self) -> None:
         # SentencePiece needs room for janusgen's special pieces (pad, unk, bos, eos, mask: see
@@ -156,6 +182,8 @@ class PrepareConfig:
         _check_number("PrepareConfig.chunk_lines", self.chunk_lines, 1, 2**31 - 1)
         _check_number("PrepareConfig.spm_max_sentences", self.spm_max_sentences, 1, 2**62)
         _check_number("PrepareConfig.character_coverage", self.character_coverage, 0.5, 1.0, integer=False)
+        if self.tokenizer is not None and (not isinstance(self.tokenizer, str) or not self.tokenizer):
+            raise JanusError(f"--tokenizer {self.tokenizer!r}: give a tokenizer file, folder or name")
 
 
 SPECIAL_PIECE_COUNT = 5  # len(data.tokenizer.SPECIAL_PIECES); config.py does not import SentencePiece
@@ -196,8 +224,9 @@ class ModelConfig:
     scale_embedding: bool = True  # token embeddings times sqrt(d_model) (BART: its config's scale_embedding)
     tie_output: bool = True  # the output projection is the token embedding matrix
     logits_bias: bool = False  # a fixed bias added to the logits (BART's final_logits_bias buffer)
-    source_bos: bool = False  # the encoder reads BOS before the source (BART's <s> ... </s>)
-    # Which stream gives P_AR: the query stream ([MASK] + position, JANUS_METHOD.md) or the content
+    # the encoder reads BOS before the source (BART's <s> ... </s>), one position beyond max_positions
+    source_bos: bool = False
+    # Which stream gives P_AR: the query stream ([MASK] + position, docs/method.md) or the content
     # stream (a standard causal decoder: a pre-trained BART's decoder, whose logits it reproduces)
     ar_stream: str = "query"
 
@@ -260,7 +289,8 @@ MAX_PARAMETERS = 20_000_000_000
 
 def model_preset(name: str) -> ModelConfig:
     """Named sizes: `tiny` (tests), `small` (~9M parameters with an 8k vocabulary, trains on 2 CPU
-    cores), `base` (the IWSLT model of the paper), `transformer-base` (Vaswani et al. base)."""
+    cores), `compact` (small with 3+2 layers, for slow CPUs), `base` (the IWSLT model of the paper),
+    `transformer-base` (Vaswani et al. base)."""
     presets = {
         "tiny": ModelConfig(
             d_model=32,
@@ -282,6 +312,15 @@ def model_preset(name: str) -> ModelConfig:
             dropout=0.1,
             attention_dropout=0.0,
         ),
+        "compact": ModelConfig(  # small with 3+2 layers: ~1.6x the updates per second on a slow CPU
+            d_model=256,
+            ffn_dim=1024,
+            heads=4,
+            encoder_layers=3,
+            decoder_layers=2,
+            dropout=0.1,
+            attention_dropout=0.0,
+        ),
         "base": ModelConfig(),
         "transformer-base": ModelConfig(ffn_dim=2048, heads=8, dropout=0.1),
     }
@@ -290,7 +329,7 @@ def model_preset(name: str) -> ModelConfig:
     return presets[name]
 
 
-MODEL_PRESETS = ("tiny", "small", "base", "transformer-base")
+MODEL_PRESETS = ("tiny", "small", "compact", "base", "transformer-base")
 
 
 # ------------------------------------------------------------------------------------------ objective
@@ -458,13 +497,17 @@ def cpu_recipe(
     """Defaults that learn within minutes to an hour on a few CPU cores (the demo's; BENCHMARKS.md):
     2,048-token batches (at equal time twice the updates of 4,096 learned faster), lr 2e-3 with a
     warmup of 5% of the run, no dropout (about one epoch: nothing to regularise yet). A JANUS objective
-    trains L_AR alone for the first 35% of the run (an AR-only update costs ~40% of a joint one) and
-    ramps the KL weights in over the next 10%. Fractions are of --time-budget when there is one, so the
-    recipe behaves alike on a slow and a fast machine."""
+    trains L_AR alone for the first half of the run (an AR-only update costs ~40% of a joint one), then
+    the full loss without its KL terms: at these budgets the NAR and AUX distributions are poor teachers
+    and the KLs pull the AR view toward them (AR and NAR both better without, in every seed measured:
+    BENCHMARKS.md). Fractions are of --time-budget when there is one, so the recipe behaves alike on a
+    slow and a fast machine."""
     model = dataclasses.replace(model, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
     joint = objective.ar_weight > 0 and (objective.nar_weight > 0 or objective.aux_weight > 0)
     if joint:
-        objective = dataclasses.replace(objective, ar_only_fraction=0.35, kl_warmup_fraction=0.1)
+        objective = dataclasses.replace(
+            objective, ar_only_fraction=0.5, kl_ar_nar=0.0, kl_nar_aux=0.0, kl_ar_aux=0.0
+        )
     train = TrainConfig(
         max_tokens=2048, lr=2e-3, warmup_fraction=0.05, validate_every=250, log_every=25, keep_last=1
     )
@@ -479,7 +522,27 @@ def paper_recipe(
     return model, objective, TrainConfig()
 
 
-RECIPES = {"paper": paper_recipe, "cpu": cpu_recipe}
+def finetune_recipe(
+    model: ModelConfig, objective: ObjectiveConfig
+) -> tuple[ModelConfig, ObjectiveConfig, TrainConfig]:
+    """Fine-tuning a pre-trained model (`janus train --init-from`, BART-JANUS): BART's own summarisation
+    settings (fairseq's XSum / CNN-DM recipe): lr 3e-5 with 500 warmup updates, Adam betas
+    (0.9, 0.999), weight decay 0.01, clipping at 0.1, and 20k updates; a high lr would erase what
+    pre-training learnt. The model (its dropout included) is the checkpoint's."""
+    train = TrainConfig(
+        max_updates=20_000,
+        lr=3e-5,
+        warmup_updates=500,
+        adam_beta2=0.999,
+        weight_decay=0.01,
+        clip_norm=0.1,
+        validate_every=1000,
+    )
+    return model, objective, train
+
+
+RECIPES = {"paper": paper_recipe, "cpu": cpu_recipe, "finetune": finetune_recipe}
+DEMO_TIME_BUDGET_S = 17 * 60.0  # `janus demo`: training time (README: 17 minutes; under 25 in all on 2 cores)
 
 
 # ------------------------------------------------------------------------------------------- decoding
@@ -489,7 +552,7 @@ RECIPES = {"paper": paper_recipe, "cpu": cpu_recipe}
 class DecodeConfig:
     """How to generate: AR beam search (beam 1 = greedy) or NAR Mask-Predict."""
 
-    mode: str = "ar"  # ar or nar
+    mode: str = "ar"  # ar, nar, or speculative (NAR drafts, AR verifies: exactly AR greedy)
     beam: int = 5  # AR
     iterations: int = 10  # NAR refinement passes T
     length_beam: int = 3  # NAR length candidates l
@@ -525,7 +588,7 @@ class DecodeConfig:
         _check_number("--max-tokens", self.max_tokens, 1, 2**31 - 1)
 
 
-DECODE_MODES = ("ar", "nar")
+DECODE_MODES = ("ar", "nar", "speculative")
 MAX_BEAM = 128  # --beam, --length-beam: the cost grows linearly; past this it is minutes per sentence
 MAX_ITERATIONS = 1000  # --iterations: Mask-Predict converges in a few passes
 MAX_LEN_A = 1000.0  # outputs are capped at the model's max_positions anyway; this keeps a*|x| finite
@@ -542,3 +605,14 @@ def _check_number(option: str, value: Any, low: float, high: float, integer: boo
         low, high = (f"{b:g}" if isinstance(b, float) else str(b) for b in (low, high))
         bounds = f"of at least {low}" if float(high) >= 2**31 - 1 else f"between {low} and {high}"
         raise JanusError(f"{option} {value!r}: must be {kind} {bounds}")
+
+
+def decode_config(**values: Any) -> DecodeConfig:
+    """A checked DecodeConfig from keyword options (the CLI's, the server's, the Python API's): an unknown
+    option is a clear error, and DecodeConfig.__post_init__ checks every value's range."""
+    unknown = unknown_keys(DecodeConfig, values)
+    if unknown:
+        raise JanusError(f"unknown decoding option(s): {', '.join(unknown)}")
+    if values.get("length_offsets") is not None:
+        values["length_offsets"] = tuple(int(v) for v in values["length_offsets"])
+    return DecodeConfig(**values)

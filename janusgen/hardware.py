@@ -147,3 +147,38 @@ def resolve_precision(
     return choose_precision(
         requested, detect_hardware(device), probe=lambda: bf16_matmul_speedup(rows, d_model, ffn_dim)
     )
+
+
+# -------------------------------------------------------------------------------------------- devices
+
+
+def pick_device(preference: str, local_rank: int = 0) -> torch.device:
+    """The device `--device` names: cpu, cuda (GPU `local_rank`), or auto (cuda when there is one)."""
+    if preference == "cpu":
+        return torch.device("cpu")
+    if preference in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if preference == "cuda":
+        raise JanusError("--device cuda: no CUDA device is available")
+    if preference != "auto":
+        raise JanusError(f"--device {preference!r}: choose auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+def check_device(name: str | torch.device) -> torch.device:
+    """`pick_device`, also accepting `cuda:N` (decoding): the device, or a JanusError naming --device
+    when it does not exist on this machine (instead of torch's error when the model is moved there)."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name in ("auto", "cpu", "cuda"):
+        return pick_device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type != "cuda" or device.index is None:
+        raise JanusError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
+    pick_device("cuda")  # no CUDA at all: the same error as `janus train`
+    if device.index >= torch.cuda.device_count():
+        raise JanusError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device

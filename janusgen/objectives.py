@@ -1,5 +1,5 @@
 """The training losses: label-smoothed cross-entropy, the length loss, symmetric KL, and the JANUS
-objective that combines them (JANUS_METHOD.md):
+objective that combines them (docs/method.md, "The loss" and "Curriculum"):
 
     L = w_ar L_AR + w_nar L_NAR + w_aux L_AUX + w_len L_len
         + w1 KL*(AR, NAR) + w2 KL*(NAR, AUX) + w3 KL*(AR, AUX)
@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from janusgen.config import ObjectiveConfig
-from janusgen.data.masking import inner_lengths, span_mask, uniform_mask
-from janusgen.model.layout import ar_view, masked_ranks, masked_view
+from janusgen.data.masking import inner_lengths, masked_ranks, span_mask, uniform_mask
+from janusgen.model.layout import masked_view
 from janusgen.model.transformer import Encoded, JanusTransformer
 
 # The vocabulary-sized terms dominate a JANUS step on CPU when written as plain tensor expressions
@@ -148,7 +149,10 @@ class LossOutput:
 
 
 class JanusObjective:
-    """Computes the weighted loss of one batch; owns the generator that samples the masks."""
+    """Computes the weighted loss of one batch; owns the generator that samples the masks. It tells the
+    trainer what it computes (`term_names`) and which parts of the model it trains (`freeze_untrained`)."""
+
+    TERMS = ("ar", "nar", "aux", "length", "kl_ar_nar", "kl_nar_aux", "kl_ar_aux")  # every term, log order
 
     def __init__(self, cfg: ObjectiveConfig, seed: int = 0) -> None:
         self.cfg = cfg
@@ -158,6 +162,38 @@ class JanusObjective:
         self.needs_aux = cfg.aux_weight > 0 or cfg.kl_nar_aux > 0 or cfg.kl_ar_aux > 0
         self.kl_scale = 1.0
         self.joint = True  # False during the AR-only curriculum phase
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def term_names(self) -> tuple[str, ...]:
+        """The terms a call computes (and `LossOutput.terms` holds) outside the AR-only phase, in TERMS
+        order: a view's cross-entropy whenever the view is computed, a KL or L_len when weighted."""
+        cfg = self.cfg
+        computed = {
+            "ar": self.needs_ar,
+            "nar": self.needs_nar,
+            "aux": self.needs_aux,
+            "length": cfg.length_weight > 0,
+            "kl_ar_nar": cfg.kl_ar_nar > 0,
+            "kl_nar_aux": cfg.kl_nar_aux > 0,
+            "kl_ar_aux": cfg.kl_ar_aux > 0,
+        }
+        return tuple(name for name in self.TERMS if computed[name])
+
+    def untrained_modules(self, model: JanusTransformer) -> list[nn.Module]:
+        """The parts of `model` no term gives a gradient: the length classifier without L_len."""
+        if self.cfg.length_weight > 0:
+            return []
+        return [model.length_head, model.source_length_embed]
+
+    def freeze_untrained(self, model: JanusTransformer) -> None:
+        """Turn off the gradients of `untrained_modules`, before the optimizer is built: they stay out of
+        it, and DistributedDataParallel (which waits for a gradient of every trainable parameter) too."""
+        for module in self.untrained_modules(model):
+            module.requires_grad_(False)
 
     def sample_mask(self, tgt: torch.Tensor, pad_id: int) -> torch.Tensor:
         if self.cfg.masking == "span":
@@ -177,9 +213,7 @@ class JanusObjective:
         needs_nar, needs_aux = self.needs_nar and self.joint, self.needs_aux and self.joint
         ar_logits = None
         if self.needs_ar:
-            view = ar_view(tgt, mcfg.pad_id, mcfg.mask_id)
-            hidden = model.decode(view, enc)
-            ar_logits = model.logits(hidden[:, view.num_content :])  # (B, T-1, V): predicts tgt[:, 1:]
+            ar_logits = model.ar_logits(tgt, enc)  # (B, T-1, V): predicts tgt[:, 1:]
             terms["ar"] = label_smoothed_ce(ar_logits, tgt[:, 1:], target_valid, eps)
 
         if needs_nar or needs_aux:

@@ -8,6 +8,7 @@ import pytest
 from janusgen import bench
 from janusgen.bench import Budget, cpu_budget, gpu_budget, run_quality_bench, run_speed_bench, settings_for
 from janusgen.config import TrainConfig, model_preset, objective_preset
+from janusgen.decoding.settings import label
 from janusgen.errors import JanusError
 
 
@@ -42,8 +43,8 @@ def test_quality_bench_trains_equal_budgets_and_evaluates_every_setting(quality_
     assert set(report["systems"]) == {"ar", "cmlm", "janus"}
     for system, entry in report["systems"].items():
         assert entry["training"]["step"] == 6  # the same number of updates for every system
-        settings = [r["setting"] for r in entry["results"]]
-        assert settings == [bench.describe(cfg) for cfg in settings_for(system)]
+        assert [r["id"] for r in entry["results"]] == list(settings_for(system))
+        assert [r["setting"] for r in entry["results"]] == [label(sid) for sid in settings_for(system)]
         assert all(r["sentences"] == 12 for r in entry["results"])
         assert (out / "outputs" / f"{system}.ar_beam_5.txt").is_file() == (system != "cmlm")
     assert "NAR T=10 l=3 +rerank" in [r["setting"] for r in report["systems"]["janus"]["results"]]
@@ -93,6 +94,10 @@ def test_compare_tests_each_common_setting_of_two_benches(quality_run, tmp_path)
     changed.write_text("".join("the\n" for _ in range(12)), encoding="utf-8")
     ablation = json.loads((out / bench.QUALITY).read_text())
     ablation["systems"]["janus"]["results"] = ablation["systems"]["janus"]["results"][:6]  # no rerank
+    # a report of an older version: absolute paths, results named by their label only
+    ablation["data"] = str((out / ablation["data"]).resolve())
+    for r in ablation["systems"]["janus"]["results"]:
+        del r["id"]
     (other / bench.QUALITY).write_text(json.dumps(ablation))
 
     tests = {t.system: t for t in bench.compare_benches(other, out, "janus", samples=50)}
@@ -120,8 +125,8 @@ def test_speed_bench_times_every_setting_against_ar_beam_5(quality_run):
     out, report = quality_run
     speed = run_speed_bench(out, sentences=5, batch_size=2, device="cpu")
     rows = speed["rows"]
-    expected = [(s, bench.describe(cfg)) for s in report["systems"] for cfg in settings_for(s)]
-    assert [(r["system"], r["setting"]) for r in rows] == expected
+    expected = [(s, sid, label(sid)) for s in report["systems"] for sid in settings_for(s)]
+    assert [(r["system"], r["id"], r["setting"]) for r in rows] == expected
     assert speed["baseline"] == "janus AR beam 5"
     base = next(r for r in rows if (r["system"], r["setting"]) == ("janus", "AR beam 5"))
     assert base["latency_speedup"] == 1.0 and base["throughput_speedup"] == 1.0
@@ -129,6 +134,27 @@ def test_speed_bench_times_every_setting_against_ar_beam_5(quality_run):
     quality_bleu = {r["setting"]: r["bleu"] for r in report["systems"]["cmlm"]["results"]}
     assert all(r["bleu"] == quality_bleu[r["setting"]] for r in rows if r["system"] == "cmlm")
     assert "| janus | AR beam 5 |" in bench.format_speed(speed)
+
+
+def test_a_bench_folder_reads_back_after_a_move(quality_run, monkeypatch):
+    """Reports store paths relative to the bench folder: a moved (or copied) folder reads its own runs."""
+    out, report = quality_run
+    assert not Path(report["data"]).is_absolute()
+    assert {entry["checkpoint"] for entry in report["systems"].values()} == {
+        f"{s}/last" for s in bench.SYSTEMS
+    }
+    moved = out.parent / f"{out.name}_moved"  # at the same depth, so the data's relative path holds
+    shutil.copytree(out, moved)
+    loaded = []
+    load = bench.Translator.load
+    monkeypatch.setattr(
+        bench.Translator, "load", lambda path, **kw: loaded.append(Path(path)) or load(path, **kw)
+    )
+    speed = run_speed_bench(moved, sentences=2, batch_size=2, device="cpu")
+    assert speed["baseline"] == "janus AR beam 5"
+    assert loaded == [moved / system / "last" for system in report["systems"]]
+    tests = bench.compare_benches(moved, out, "ar", samples=50)
+    assert [t.delta for t in tests] == [0.0, 0.0]
 
 
 def test_speed_bench_needs_a_quality_run(tmp_path):

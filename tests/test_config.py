@@ -154,7 +154,7 @@ def test_the_cli_refuses_bad_values_before_training(toy_data, tmp_path, capsys, 
 def test_a_checkpoint_with_a_huge_model_is_refused_before_allocating(toy_data, tmp_path):
     import shutil
 
-    from janusgen.training.checkpoint import CHECKSUMS_FILE, load_model
+    from janusgen.checkpoint import CHECKSUMS_FILE, load_model
     from janusgen.training.trainer import train
 
     cfg = TrainConfig(

@@ -2,9 +2,13 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from janusgen.config import ObjectiveConfig, model_preset, objective_preset
+from janusgen.data import masking
 from janusgen.data.masking import inner_lengths, span_mask, uniform_mask
+from janusgen.decoding.mask_predict import nar_view
+from janusgen.model.layout import masked_view
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective, label_smoothed_ce, symmetric_kl
 
@@ -115,17 +119,36 @@ def test_span_mask_ratio_and_never_special():
     src, tgt = _pairs([1, 2, 5, 10, 30, 0], 50, 0)
     g = torch.Generator().manual_seed(0)
     n = inner_lengths(tgt, PAD)
-    spans = []
     for _ in range(50):
         m = span_mask(tgt, PAD, ratio=0.7, span_lambda=2.0, generator=g)
         assert not m[:, 0].any()
         assert not (m & (tgt == PAD)).any() and not (m & (tgt == EOS)).any()
         expected = torch.where(n > 0, (0.7 * n.float()).round().long().clamp(min=1), 0)
         assert torch.equal(m.sum(1), expected)
-        row = m[4].int().tolist()
-        spans += [len(s) for s in "".join(map(str, row)).split("0") if s]
-    # Poisson(2) spans clipped to >= 1, merged when adjacent: clearly longer than single tokens
-    assert sum(spans) / len(spans) > 2.0
+
+
+def _mean_run_length(mask: torch.Tensor) -> float:
+    """Masked tokens per maximal run of consecutive masked positions, over the whole batch."""
+    starts = mask & ~torch.cat([torch.zeros_like(mask[:, :1]), mask[:, :-1]], dim=1)
+    return float(mask.sum() / starts.sum())
+
+
+def test_span_mask_masks_runs_whose_length_follows_lambda():
+    """At a low ratio (10 of 40 tokens, 30 observed tokens to put spans between), Poisson(λ) spans give
+    runs of about λ tokens; the same number of positions drawn uniformly gives runs of ~1.3, whatever λ.
+    Either a uniform placement or a λ that is not used fails this test."""
+    _, tgt = _pairs([40] * 64, 50, 0)
+    n = inner_lengths(tgt, PAD)
+    g = torch.Generator().manual_seed(0)
+    runs = {
+        lam: _mean_run_length(torch.cat([span_mask(tgt, PAD, 0.25, lam, g) for _ in range(10)]))
+        for lam in (1.0, 3.0, 8.0)
+    }
+    k = torch.full_like(n, 10)
+    uniform = torch.cat([masking.row_ranks(masking._inner_scores(tgt, n, g)) < k[:, None] for _ in range(10)])
+    assert int(uniform[0].sum()) == 10 and _mean_run_length(uniform) < 1.6
+    assert runs[3.0] > 2.3  # E max(Poisson(3), 1) = 3.05, the last span of a sentence cut at k
+    assert runs[8.0] > runs[3.0] + 1.5 and runs[1.0] < runs[3.0] - 0.8
 
 
 def test_uniform_mask_counts_cover_one_to_n():
@@ -176,6 +199,75 @@ def test_loss_is_the_weighted_sum_of_its_terms():
         + 3 * t["kl_ar_aux"]
     )
     assert torch.allclose(out.loss.detach(), expected)
+
+
+def test_each_term_is_its_distribution_at_the_right_tokens():
+    """Every term against a reference built another way: P_AR of s_p from a pass over the prefix
+    s_0 .. s_{p-1} alone, P_NAR from the decoder's content-only view (decoding's), P_AUX from the query
+    row of each masked token in left-to-right order. Pins the alignment the KL terms rely on (the AR
+    row for position m - 1 predicts s_m), the targets of each cross-entropy and the length targets."""
+    torch.manual_seed(0)
+    model = JanusTransformer(dataclasses.replace(model_preset("tiny"), vocab_size=30)).eval()
+    torch.nn.init.normal_(model.relative_bias.weight)  # positions matter: an off-by-one cannot cancel
+    src, tgt = _pairs([3, 5, 8], 30, 0)
+    cfg = objective_preset("janus")
+    objective = JanusObjective(cfg)
+    objective.reseed(11)
+    with torch.no_grad():
+        out = objective(model, src, tgt)
+        objective.reseed(11)
+        masked = objective.sample_mask(tgt, PAD)  # the mask the call above drew
+        enc = model.encode(src)
+        mask_id = model.cfg.mask_id
+        nar_hidden = model.decode(nar_view(tgt.masked_fill(masked, mask_id), PAD), enc)
+        view = masked_view(tgt, masked, PAD, mask_id)
+        aux_hidden = model.decode(view, enc)[:, view.num_content :]
+        ar_all, ar_m, nar_m, aux_m, targets_all, targets_m = [], [], [], [], [], []
+        for b in range(tgt.shape[0]):
+            one = enc.index_select(torch.tensor([b]))
+            n = int(inner_lengths(tgt[b : b + 1], PAD))
+            positions = [int(p) for p in masked[b].nonzero()]
+            for p in range(1, n + 2):  # s_1 .. s_n, EOS
+                logits = model.ar_logits(tgt[b : b + 1, : p + 1], one)[0, -1]  # sees s_0 .. s_{p-1}
+                ar_all.append(logits)
+                targets_all.append(tgt[b, p])
+                if p in positions:
+                    ar_m.append(logits)
+                    nar_m.append(model.logits(nar_hidden[b, p]))
+                    aux_m.append(model.logits(aux_hidden[b, positions.index(p)]))
+                    targets_m.append(tgt[b, p])
+        ar_all, ar_m, nar_m, aux_m = (torch.stack(x) for x in (ar_all, ar_m, nar_m, aux_m))
+        targets_all, targets_m = torch.stack(targets_all), torch.stack(targets_m)
+        lengths = inner_lengths(tgt, PAD)
+    eps = cfg.label_smoothing
+    expected = {
+        "ar": _plain_ce(ar_all, targets_all, eps).mean(),
+        "nar": _plain_ce(nar_m, targets_m, eps).mean(),
+        "aux": _plain_ce(aux_m, targets_m, eps).mean(),
+        "length": F.cross_entropy(model.length_logits(enc).detach(), lengths),
+        "kl_ar_nar": _plain_kl(ar_m, nar_m).mean(),
+        "kl_nar_aux": _plain_kl(nar_m, aux_m).mean(),
+        "kl_ar_aux": _plain_kl(ar_m, aux_m).mean(),
+    }
+    assert set(out.terms) == set(expected) == set(objective.term_names)
+    for name, value in expected.items():
+        assert torch.allclose(out.terms[name], value, atol=1e-5), name
+    weights = {"ar": 1.0, "nar": 0.5, "aux": 0.5, "length": 0.1, "kl_ar_nar": 1.0, "kl_nar_aux": 1.0}
+    total = sum(weights.get(name, 3.0) * value for name, value in expected.items())
+    assert torch.allclose(out.loss, total, atol=1e-5)
+
+
+def test_objective_tells_its_terms_and_what_it_does_not_train():
+    model = JanusTransformer(dataclasses.replace(model_preset("tiny"), vocab_size=30))
+    assert JanusObjective(objective_preset("janus")).term_names == JanusObjective.TERMS
+    assert JanusObjective(objective_preset("cmlm")).term_names == ("nar", "length")
+    ar = JanusObjective(objective_preset("ar"))
+    assert ar.term_names == ("ar",) and ar.name == "ar"
+    assert ar.untrained_modules(model) == [model.length_head, model.source_length_embed]
+    assert JanusObjective(objective_preset("cmlm")).untrained_modules(model) == []
+    ar.freeze_untrained(model)
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(name.startswith(("length_head", "source_length_embed")) for name in frozen)
 
 
 @pytest.mark.parametrize(

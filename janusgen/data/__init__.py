@@ -1,1 +1,1 @@
-"""Data: corpus sources, the SentencePiece tokenizer, binarized token arrays, `janus data prepare`."""
+"""Data: corpus sources, tokenizers, binarized token arrays, `janus data prepare`, masking, batching."""

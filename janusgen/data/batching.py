@@ -3,18 +3,24 @@ a budget of `max_tokens` padded tokens (batch size x longest side, counted on bo
 
 The batch list of an epoch depends only on (seed, epoch), never on the number of ranks, so a run can
 resume mid-epoch with a different number of DDP ranks: the sampler remembers how many batches of the
-global list were consumed and each rank takes every `world_size`-th batch from there.
+global list were consumed and each rank takes every `world_size`-th batch from there. `PairBatches`
+puts it together for a split of a prepared dataset: the pairs that fit the model, sampled and padded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from janusgen.errors import JanusError
+
+if TYPE_CHECKING:
+    from janusgen.config import ModelConfig
+    from janusgen.data.dataset import PairDataset
 
 
 def pack_by_tokens(
@@ -191,3 +197,48 @@ def pad_sequences(
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     flat = np.concatenate(seqs).astype(np.int64) if len(seqs) else np.zeros(0, np.int64)
     return pad_flat(flat, lengths, pad_id, prefix, suffix)
+
+
+class PairBatches:
+    """A split's pairs that fit the model, batched by token budget, as padded tensors: rank `rank` of
+    `world_size` takes every `world_size`-th batch of the epoch's global list (TokenBudgetSampler)."""
+
+    def __init__(
+        self,
+        dataset: PairDataset,
+        model_cfg: ModelConfig,
+        max_tokens: int,
+        seed: int,
+        shuffle: bool,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.dataset = dataset
+        # source: tokens + EOS; target: BOS + tokens + EOS; the length classifier caps n
+        max_src = model_cfg.max_positions - 1
+        max_tgt = min(model_cfg.max_positions - 2, model_cfg.max_target_length)
+        self.kept, self.dropped = dataset.filter_by_length(max_src, max_tgt)
+        if len(self.kept) == 0:
+            raise JanusError(
+                f"{dataset.data_dir}: no pair of split '{dataset.split}' fits the model's maximum "
+                f"length ({model_cfg.max_positions} positions)"
+            )
+        self.sampler = TokenBudgetSampler(
+            dataset.src_lengths[self.kept] + 1,
+            dataset.tgt_lengths[self.kept] + 2,
+            max_tokens,
+            seed=seed,
+            shuffle=shuffle,
+            rank=rank,
+            world_size=world_size,
+        )
+        self.pad_id, self.bos_id, self.eos_id = model_cfg.pad_id, model_cfg.bos_id, model_cfg.eos_id
+
+    def collate(self, positions: np.ndarray) -> Batch:
+        """The batch of the kept pairs at `positions` (a sampler's indices)."""
+        indices = self.kept[positions]
+        src = pad_flat(*self.dataset.src.gather(indices), pad_id=self.pad_id, suffix=self.eos_id)
+        tgt = pad_flat(
+            *self.dataset.tgt.gather(indices), pad_id=self.pad_id, prefix=self.bos_id, suffix=self.eos_id
+        )
+        return Batch(src, tgt)

@@ -16,9 +16,8 @@ import numpy as np
 
 from janusgen.errors import DataError
 
-FORMAT_VERSION = 1  # bump when the layout or meta.json changes incompatibly
+DATA_FORMAT_VERSION = 1  # of a prepared data folder: bump when its layout or meta.json changes incompatibly
 META_FILE = "meta.json"
-SPM_FILE = "spm.model"
 
 TRAIN = "train"
 

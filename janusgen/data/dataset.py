@@ -8,8 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from janusgen.data.binarized import FORMAT_VERSION, META_FILE, BinarizedArray, bin_path, idx_path, text_file
-from janusgen.data.tokenizer import Tokenizer
+from janusgen.data.binarized import (
+    DATA_FORMAT_VERSION,
+    META_FILE,
+    BinarizedArray,
+    bin_path,
+    idx_path,
+    text_file,
+)
+from janusgen.data.tokenizer import TextTokenizer, load_tokenizer
 from janusgen.errors import DataError, JanusError
 from janusgen.fileio import read_json, sha256_file
 
@@ -29,10 +36,10 @@ def read_meta(data_dir: Path) -> dict[str, Any]:
     missing = [k for k in _REQUIRED_KEYS if k not in meta] if isinstance(meta, dict) else list(_REQUIRED_KEYS)
     if missing:
         raise JanusError(f"{path}: not a janusgen data description (missing {', '.join(missing)})")
-    if meta["format_version"] != FORMAT_VERSION:
+    if meta["format_version"] != DATA_FORMAT_VERSION:
         raise JanusError(
             f"{path}: format_version {meta['format_version']} is not supported (this janusgen reads "
-            f"{FORMAT_VERSION}); run `janus data prepare` again"
+            f"{DATA_FORMAT_VERSION}); run `janus data prepare` again"
         )
     _check_inside(data_dir, meta["tokenizer"], path, "tokenizer")
     return meta
@@ -79,9 +86,9 @@ class PairDataset:
         return cls(data_dir, split, meta)
 
     @cached_property
-    def tokenizer(self) -> Tokenizer:
+    def tokenizer(self) -> TextTokenizer:
         _check_inside(self.data_dir, self.meta["tokenizer"], self.data_dir / META_FILE, "tokenizer")
-        return Tokenizer.from_file(self.data_dir / self.meta["tokenizer"])
+        return load_tokenizer(self.data_dir / self.meta["tokenizer"])
 
     def verify(self) -> None:
         """Check this split's token files against the sha256 values that meta.json records and every

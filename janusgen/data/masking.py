@@ -3,9 +3,14 @@
 Both distributions choose among the inner positions 1 .. n of `tgt` = BOS s_1 .. s_n EOS (pad):
 - `span_mask`: JANUS default, a fixed ratio of the inner tokens in spans with Poisson(lam) lengths;
 - `uniform_mask`: CMLM / Mask-Predict, k ~ Uniform{1..n} positions chosen uniformly.
+
+And in what order: `masked_ranks` (the prediction order of the masked tokens, which the views follow),
+`lowest_scores_mask` (the tokens Mask-Predict re-masks), both through the one ranking helper `row_ranks`.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -21,7 +26,7 @@ def uniform_mask(tgt: torch.Tensor, pad_id: int, generator: torch.Generator | No
     n = inner_lengths(tgt, pad_id)
     k = (torch.rand(b, generator=generator) * n.cpu().float()).long().to(tgt.device) + 1
     k = torch.minimum(k, n)
-    return _lowest_scores(_inner_scores(tgt, n, generator), k)
+    return row_ranks(_inner_scores(tgt, n, generator)) < k[:, None]
 
 
 def span_mask(
@@ -73,7 +78,34 @@ def _inner_scores(tgt: torch.Tensor, n: torch.Tensor, generator: torch.Generator
     return scores.masked_fill(~inner, 2.0)
 
 
-def _lowest_scores(scores: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Boolean (B, T): True at the k[b] lowest scores of each row."""
-    rank = scores.argsort(dim=1).argsort(dim=1)
-    return rank < k[:, None]
+# ------------------------------------------------------------------------------------------ ordering
+
+
+def row_ranks(keys: torch.Tensor, stable: bool = False) -> torch.Tensor:
+    """(N, L) the rank of each entry within its row, 0 for the lowest key: one sort and one scatter (the
+    inverse of the sorting permutation), no loop. With `stable`, equal keys rank left to right."""
+    order = keys.argsort(dim=1, stable=stable)  # (N, L) entries from lowest to highest key
+    ranks = torch.arange(order.shape[1], device=order.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, ranks)
+
+
+def lowest_scores_mask(scores: torch.Tensor, allowed: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """(N, L) bool: in each row i, the counts[i] `allowed` entries with the lowest scores (ties: the
+    leftmost first). Mask-Predict re-masks its least confident tokens with this."""
+    key = scores.masked_fill(~allowed, math.inf)
+    return row_ranks(key, stable=True) < counts[:, None]
+
+
+def masked_ranks(
+    masked: torch.Tensor, random_order: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Rank j of each masked position in the prediction order (left to right by default, or a random
+    permutation per sentence, XLNet style); -1 where not masked. The views (model.layout) place the
+    ground truth G_j and the query Q_j of the masked tokens in this order."""
+    if random_order:
+        keys = torch.rand(masked.shape, generator=generator, device="cpu").to(masked.device)
+        keys = keys.masked_fill(~masked, 2.0)
+        rank = row_ranks(keys)
+    else:
+        rank = masked.long().cumsum(dim=1) - 1
+    return rank.masked_fill(~masked, -1)

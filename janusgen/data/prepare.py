@@ -1,6 +1,7 @@
 """`janus data prepare`: train the joint vocabulary on a corpus and write memory-mapped token arrays.
 
-The output folder holds `spm.model`, `{split}.src.bin/.idx` and `{split}.tgt.bin/.idx` per split
+The output folder holds the tokenizer (`spm.model`, or with --tokenizer a pre-trained `tokenizer.json`),
+`{split}.src.bin/.idx` and `{split}.tgt.bin/.idx` per split
 (see `binarized`), the kept pairs' text of every split but train in `{split}.src.txt` / `{split}.tgt.txt`
 (the exact sources and references that evaluation uses), and `meta.json` (statistics, the source,
 the config and a sha256 of every file).
@@ -23,16 +24,15 @@ from tqdm import tqdm
 
 from janusgen.config import PrepareConfig, to_dict
 from janusgen.data.binarized import (
-    FORMAT_VERSION,
+    DATA_FORMAT_VERSION,
     META_FILE,
-    SPM_FILE,
     TRAIN,
     BinarizedWriter,
     dtype_for_vocab,
     text_file,
 )
 from janusgen.data.sources import PairSource
-from janusgen.data.tokenizer import SPECIAL_IDS, Tokenizer
+from janusgen.data.tokenizer import TextTokenizer, Tokenizer
 from janusgen.errors import DataError, JanusError
 from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
 
@@ -54,8 +54,13 @@ def prepare(source: PairSource, out_dir: Path, cfg: PrepareConfig, overwrite: bo
     source.require_splits(splits)
     check_output(out_dir, overwrite)
 
+    pretrained = None
+    if cfg.tokenizer is not None:  # load it before anything is written: a bad name fails at once
+        from janusgen.data.hf_tokenizer import HFTokenizer
+
+        pretrained = HFTokenizer.from_pretrained(cfg.tokenizer)
     with atomic_directory(out_dir) as tmp:
-        tokenizer = Tokenizer.train(
+        tokenizer: TextTokenizer = pretrained or Tokenizer.train(
             _train_sentences(source),
             vocab_size=cfg.vocab_size,
             model_type=cfg.model_type,
@@ -64,17 +69,17 @@ def prepare(source: PairSource, out_dir: Path, cfg: PrepareConfig, overwrite: bo
             seed=cfg.seed,
             num_threads=cfg.spm_threads,
         )
-        tokenizer.save(tmp / SPM_FILE)
+        tokenizer.save(tmp / tokenizer.file_name)
         dtype = dtype_for_vocab(tokenizer.vocab_size)
         stats = {split: _binarize(source, split, tokenizer, tmp, dtype, cfg) for split in splits}
         meta = {
-            "format_version": FORMAT_VERSION,
+            "format_version": DATA_FORMAT_VERSION,
             "src": source.src,
             "tgt": source.tgt,
             "vocab_size": tokenizer.vocab_size,
             "dtype": dtype,
-            "special_ids": dict(SPECIAL_IDS),
-            "tokenizer": SPM_FILE,
+            "special_ids": {n: getattr(tokenizer, f"{n}_id") for n in ("pad", "unk", "bos", "eos", "mask")},
+            "tokenizer": tokenizer.file_name,
             "splits": stats,
             "source": source.describe(),
             "config": {**to_dict(cfg), "splits": list(splits)},  # a list, as JSON reads it back
@@ -142,7 +147,7 @@ def _train_sentences(source: PairSource) -> Iterator[str]:
 
 
 def _binarize(
-    source: PairSource, split: str, tokenizer: Tokenizer, folder: Path, dtype: str, cfg: PrepareConfig
+    source: PairSource, split: str, tokenizer: TextTokenizer, folder: Path, dtype: str, cfg: PrepareConfig
 ) -> dict[str, Any]:
     """Encode `split` chunk by chunk into `{split}.src` / `{split}.tgt` arrays; return its statistics."""
     dropped = 0
@@ -189,7 +194,7 @@ def _side_stats(side: str, lengths: np.ndarray) -> dict[str, Any]:
     }
 
 
-def format_report(meta: dict[str, Any]) -> str:
+def format_prepare_report(meta: dict[str, Any]) -> str:
     """A short table of what `prepare` wrote: per split pairs, mean and max tokens, dropped pairs."""
     run = meta.get("run", {})
     where = f" into {run['out']}" if "out" in run else ""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,95 @@ class JsonlSource(_FolderSource):
             yield _row_pair(row, self.src, self.tgt, f"{path}:{lineno}")
 
 
+# ------------------------------------------------------------------------------- generation tasks
+
+
+@dataclass(frozen=True)
+class Task:
+    """A GLGE-style generation task read from a Hugging Face dataset: which columns a row needs and how
+    they become one (source, target) pair. `src` / `tgt` name the two sides in meta.json."""
+
+    name: str
+    hub: str  # the dataset on the hub, for `--hf-dataset` (a local save_to_disk copy has the same columns)
+    hub_config: str | None
+    columns: tuple[str, ...]
+    src: str
+    tgt: str
+    pair: Callable[[dict[str, Any]], tuple[Any, Any]]
+    metric: str  # what `janus evaluate --metric auto` scores it with
+
+
+SEP = " [SEP] "  # between the parts of a composed source (answer / passage, persona / dialogue turns)
+
+
+def _squad_qg(row: dict[str, Any]) -> tuple[Any, Any]:
+    """SQuAD 1.1 question generation (GLGE): answer [SEP] passage -> question."""
+    answers = row["answers"]
+    texts = answers.get("text") if isinstance(answers, dict) else None
+    answer = texts[0] if texts else ""
+    return f"{answer}{SEP}{row['context']}", row["question"]
+
+
+def _personachat(row: dict[str, Any]) -> tuple[Any, Any]:
+    """PersonaChat (GLGE): persona sentences [SEP] dialogue history -> the gold response, which is the
+    last of `candidates`."""
+    persona = " ".join(row["personality"] or [])
+    return persona + SEP + SEP.join(row["history"] or []), (row["candidates"] or [""])[-1]
+
+
+TASKS = {
+    t.name: t
+    for t in (
+        Task(
+            "xsum",
+            "EdinburghNLP/xsum",
+            None,
+            ("document", "summary"),
+            "document",
+            "summary",
+            lambda r: (r["document"], r["summary"]),
+            "rouge",
+        ),
+        Task(
+            "cnn_dailymail",
+            "abisee/cnn_dailymail",
+            "3.0.0",
+            ("article", "highlights"),
+            "article",
+            "highlights",
+            lambda r: (r["article"], r["highlights"]),
+            "rouge",
+        ),
+        Task(
+            "squad_qg",
+            "rajpurkar/squad",
+            None,
+            ("context", "question", "answers"),
+            "passage",
+            "question",
+            _squad_qg,
+            "rouge",
+        ),
+        Task(
+            "personachat",
+            "bavard/personachat_truecased",
+            None,
+            ("personality", "history", "candidates"),
+            "dialogue",
+            "response",
+            _personachat,
+            "rouge",
+        ),
+    )
+}
+
+
+def task(name: str) -> Task:
+    if name not in TASKS:
+        raise JanusError(f"--task {name!r}: choose one of {', '.join(TASKS)}")
+    return TASKS[name]
+
+
 # ---------------------------------------------------------------------------------- Hugging Face
 
 
@@ -204,11 +294,12 @@ class HuggingFaceSource(PairSource):
     table in batches, never as a whole column.
     """
 
-    def __init__(self, name: str, config: str | None, src: str, tgt: str) -> None:
+    def __init__(self, name: str, config: str | None, src: str, tgt: str, task: Task | None = None) -> None:
         self.name = name
         self.config = config
         self.src = src
         self.tgt = tgt
+        self.task = task  # a generation task: its columns and row -> pair rule instead of src / tgt columns
         self.local = Path(name).is_dir()
         self._splits: Any = None  # the DatasetDict, loaded on first use
 
@@ -251,6 +342,9 @@ class HuggingFaceSource(PairSource):
         hf_split = self._hf_split(split)
         table = self._dataset_dict()[hf_split]
         columns = table.column_names
+        if self.task is not None:
+            yield from self._task_pairs(table, hf_split)
+            return
         if self.src in columns and self.tgt in columns:
             wanted = [self.src, self.tgt]
         elif "translation" in columns:
@@ -273,15 +367,38 @@ class HuggingFaceSource(PairSource):
                 yield _row_pair(row, self.src, self.tgt, where)
                 row_index += 1
 
+    def _task_pairs(self, table: Any, hf_split: str) -> Iterator[tuple[str, str]]:
+        task = self.task
+        assert task is not None
+        absent = [c for c in task.columns if c not in table.column_names]
+        if absent:
+            raise DataError(
+                f"Hugging Face dataset {self.name}, split '{hf_split}': task {task.name} needs column(s) "
+                f"{', '.join(absent)} (columns: {', '.join(table.column_names)})"
+            )
+        row_index = 0
+        for batch in table.select_columns(list(task.columns)).iter(batch_size=_HF_BATCH):
+            for values in zip(*(batch[c] for c in task.columns), strict=True):
+                where = f"Hugging Face dataset {self.name}, split '{hf_split}', row index {row_index}"
+                try:
+                    src, tgt = task.pair(dict(zip(task.columns, values, strict=True)))
+                except (KeyError, TypeError, IndexError, AttributeError) as e:
+                    raise DataError(f"{where}: not a {task.name} row ({type(e).__name__}: {e})") from None
+                yield _row_pair({"src": src, "tgt": tgt}, "src", "tgt", where)
+                row_index += 1
+
     def describe(self) -> dict[str, Any]:
         name = str(Path(self.name).resolve()) if self.local else self.name
-        return {
+        out = {
             "format": "huggingface",
             "name": name,
             "config": self.config,
             "src": self.src,
             "tgt": self.tgt,
         }
+        if self.task is not None:
+            out["task"] = self.task.name
+        return out
 
 
 # ------------------------------------------------------------------------------------------ factory
@@ -294,8 +411,9 @@ def open_source(
     jsonl: Path | None = None,
     hf_dataset: str | None = None,
     hf_config: str | None = None,
-    src: str,
-    tgt: str,
+    src: str | None,
+    tgt: str | None,
+    task_name: str | None = None,
 ) -> PairSource:
     """The source named by exactly one of `text`, `tsv`, `jsonl` (folders) or `hf_dataset`."""
     given = sum(x is not None for x in (text, tsv, jsonl, hf_dataset))
@@ -303,6 +421,13 @@ def open_source(
         raise JanusError(f"give exactly one of --text, --tsv, --jsonl, --hf-dataset (got {given})")
     if hf_config is not None and hf_dataset is None:
         raise JanusError("--hf-config only applies to --hf-dataset")
+    if task_name is not None:
+        if hf_dataset is None:
+            raise JanusError("--task only applies to --hf-dataset")
+        t = task(task_name)
+        return HuggingFaceSource(str(hf_dataset), hf_config, src or t.src, tgt or t.tgt, t)
+    if src is None or tgt is None:
+        raise JanusError("give --src and --tgt (or --task with --hf-dataset)")
     if text is not None:
         return TextFilesSource(text, src, tgt)
     if tsv is not None:

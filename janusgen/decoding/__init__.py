@@ -1,20 +1,25 @@
 """Decoding in both modes: AR greedy / beam search with a key/value cache, and NAR Mask-Predict with a
-length beam and optional self-reranking by the AR view."""
+length beam and optional self-reranking by the AR view, and lossless self-speculative decoding (NAR
+drafts, AR verifies)."""
 
-from janusgen.decoding.api import decode_ar, decode_nar
+from janusgen.decoding.api import decode_ar, decode_nar, decode_speculative
 from janusgen.decoding.common import Decoded, Hypotheses, teacher_forced_log_probs
 from janusgen.decoding.mask_predict import MaskSchedule, linear_schedule, mask_predict
 from janusgen.decoding.search import beam_search, greedy_search
+from janusgen.decoding.speculative import SpeculativeStats, speculative_search
 
 __all__ = [
     "Decoded",
     "Hypotheses",
     "MaskSchedule",
+    "SpeculativeStats",
     "beam_search",
     "decode_ar",
     "decode_nar",
+    "decode_speculative",
     "greedy_search",
     "linear_schedule",
     "mask_predict",
+    "speculative_search",
     "teacher_forced_log_probs",
 ]

@@ -6,20 +6,24 @@ from collections.abc import Sequence
 
 import torch
 
-from janusgen.decoding.common import MAX_LEN_A, MAX_LEN_B, Decoded, check_inputs, max_output_lengths
+from janusgen.config import DecodeConfig
+from janusgen.decoding.common import Decoded, check_inputs, max_output_lengths
 from janusgen.decoding.mask_predict import MaskSchedule, linear_schedule, mask_predict
 from janusgen.decoding.search import beam_search, greedy_search
+from janusgen.decoding.speculative import SpeculativeStats, speculative_search
 from janusgen.model.transformer import JanusTransformer
+
+_D = DecodeConfig()  # the defaults live in config.py
 
 
 @torch.inference_mode()
 def decode_ar(
     model: JanusTransformer,
     src: torch.Tensor,
-    beam: int = 5,
-    max_len_a: float = MAX_LEN_A,
-    max_len_b: int = MAX_LEN_B,
-    length_penalty: float = 1.0,
+    beam: int = _D.beam,
+    max_len_a: float = _D.max_len_a,
+    max_len_b: int = _D.max_len_b,
+    length_penalty: float = _D.length_penalty,
 ) -> Decoded:
     """Autoregressive decoding of `src` (B, S) (ids + EOS, right-padded): beam search, or greedy for
     beam = 1. At most ⌊a·|x| + b⌋ output tokens per sentence. Scores: `log_probs` sums the log-probs of
@@ -38,14 +42,14 @@ def decode_ar(
 def decode_nar(
     model: JanusTransformer,
     src: torch.Tensor,
-    iterations: int = 10,
-    length_beam: int = 3,
+    iterations: int = _D.iterations,
+    length_beam: int = _D.length_beam,
     length_offsets: Sequence[int] | None = None,
     rerank: bool = False,
     schedule: MaskSchedule = linear_schedule,
-    max_len_a: float = MAX_LEN_A,
-    max_len_b: int = MAX_LEN_B,
-    length_penalty: float = 1.0,
+    max_len_a: float = _D.max_len_a,
+    max_len_b: int = _D.max_len_b,
+    length_penalty: float = _D.length_penalty,
 ) -> Decoded:
     """Mask-Predict decoding of `src` (B, S) with `iterations` refinement passes and a length beam: the
     top-`length_beam` predicted lengths, or, given `length_offsets`, the predicted length plus each
@@ -60,3 +64,21 @@ def decode_nar(
         model, enc, max_len, iterations, length_beam, length_offsets, rerank, schedule, length_penalty
     )
     return Decoded.of(hyps)
+
+
+@torch.inference_mode()
+def decode_speculative(
+    model: JanusTransformer,
+    src: torch.Tensor,
+    max_len_a: float = _D.max_len_a,
+    max_len_b: int = _D.max_len_b,
+    length_penalty: float = _D.length_penalty,
+) -> Decoded:
+    """Self-speculative decoding of `src` (B, S): the NAR view drafts, the AR view verifies. The outputs
+    and scores are those of `decode_ar(..., beam=1)`; `stats` counts the rounds and emitted tokens."""
+    src = check_inputs(model, src)
+    if src.shape[0] == 0:
+        return Decoded([], [], [], SpeculativeStats())
+    enc = model.encode(src)
+    max_len = max_output_lengths(model, src, max_len_a, max_len_b)
+    return Decoded.of(*speculative_search(model, enc, max_len, length_penalty))

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from janusgen.model.layout import ar_view
 from janusgen.model.transformer import Encoded, JanusTransformer
 
-# Default output length limit a·|x| + b: room for translations somewhat longer than their source.
-MAX_LEN_A = 1.2
-MAX_LEN_B = 10
+if TYPE_CHECKING:
+    from janusgen.decoding.speculative import SpeculativeStats
 
 
 @dataclass
@@ -36,10 +35,11 @@ class Decoded:
     tokens: list[list[int]]
     log_probs: list[float]
     scores: list[float]
+    stats: SpeculativeStats | None = None  # speculative decoding: rounds and emitted tokens
 
     @staticmethod
-    def of(hyps: Hypotheses) -> Decoded:
-        return Decoded(hyps.token_lists(), hyps.log_prob.tolist(), hyps.score.tolist())
+    def of(hyps: Hypotheses, stats: SpeculativeStats | None = None) -> Decoded:
+        return Decoded(hyps.token_lists(), hyps.log_prob.tolist(), hyps.score.tolist(), stats)
 
 
 def check_inputs(model: JanusTransformer, src: torch.Tensor) -> torch.Tensor:
@@ -85,9 +85,7 @@ def teacher_forced_log_probs(model: JanusTransformer, enc: Encoded, tgt: torch.T
     """Log-probs P_AR(s_p | s_<p, x) of targets `tgt` (B, T) = BOS s_1 .. s_n EOS (right-padded),
     all positions in ONE parallel pass of the AR view: (B, T - 1), aligned with tgt[:, 1:], 0 at padding."""
     cfg = model.cfg
-    view = ar_view(tgt, cfg.pad_id, cfg.mask_id)
-    hidden = model.decode(view, enc)
-    logits = model.logits(hidden[:, view.num_content :]).float()  # (B, T-1, V)
+    logits = model.ar_logits(tgt, enc).float()  # (B, T-1, V)
     # log p = logit - logsumexp: no second (B, T-1, V) tensor for the log-softmax
     picked = logits.gather(-1, tgt[:, 1:, None]).squeeze(-1) - logits.logsumexp(dim=-1)  # (B, T-1)
     return picked.masked_fill(tgt[:, 1:] == cfg.pad_id, 0.0)

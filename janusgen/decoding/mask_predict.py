@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from janusgen.data.masking import lowest_scores_mask
 from janusgen.decoding.common import (
     Hypotheses,
     banned_tokens,
@@ -43,16 +44,6 @@ def nar_view(tgt: torch.Tensor, pad_id: int) -> DecoderView:
     positions = torch.arange(length, device=tgt.device).expand(b, length)
     visible = (tgt != pad_id)[:, None, :]  # (B, 1, L): broadcast over rows
     return DecoderView(tgt, positions, visible, length)
-
-
-def lowest_scores_mask(scores: torch.Tensor, allowed: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """(N, L) bool: in each row i, the counts[i] `allowed` entries with the lowest scores (ties: the
-    leftmost first). Loop-free: rank every entry by a stable sort and compare the rank with the count."""
-    key = scores.masked_fill(~allowed, math.inf)
-    order = key.argsort(dim=1, stable=True)  # (N, L) entries from lowest to highest score
-    ranks = torch.arange(order.shape[1], device=order.device).expand_as(order)
-    rank = torch.empty_like(order).scatter_(1, order, ranks)  # (N, L) rank of each entry
-    return rank < counts[:, None]
 
 
 def length_candidates(

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 
 from janusgen.decoding.common import Hypotheses, banned_tokens, length_normalized
-from janusgen.model.layout import DecoderView
 from janusgen.model.transformer import DecoderCache, Encoded, JanusTransformer
 
 
@@ -59,15 +58,9 @@ class _Search:
         last = torch.full((enc.states.shape[0],), cfg.bos_id, device=device)  # (rows,) token at position t
         positions = torch.arange(self.steps + 1, device=device)
         for t in range(self.steps):
-            rows = last.shape[0]
-            view = DecoderView(
-                torch.stack([last, torch.full_like(last, cfg.mask_id)], dim=1),  # (rows, 2)
-                positions[t : t + 2].expand(rows, 2),
-                None,
-                1,
-            )
-            hidden = self.model.decode(view, enc, cache)  # (rows, 2, d): content row, query row
-            logp = F.log_softmax(self.model.logits(hidden[:, 1]).float(), dim=-1)  # (rows, V)
+            view = self.model.ar_step_view(last, positions[t : t + 2])
+            hidden = self.model.decode(view, enc, cache)  # (rows, 2 or 1, d): content row, query row
+            logp = F.log_softmax(self.model.logits(self.model.ar_rows(view, hidden)[:, 0]).float(), dim=-1)
             at_limit = (self.limit == t).repeat_interleave(w)[:, None]  # (rows, 1)
             logp = logp + torch.where(at_limit, self.only_eos, self.ban)
             last, origin, done = self.advance(logp, t)

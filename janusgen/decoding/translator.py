@@ -11,7 +11,6 @@ truncated with a warning.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -22,16 +21,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from janusgen.config import DecodeConfig
+from janusgen.checkpoint import load_model
+from janusgen.config import DecodeConfig, decode_config
 from janusgen.data.batching import pack_by_tokens, pad_sequences
-from janusgen.data.tokenizer import Tokenizer
-from janusgen.decoding.api import decode_ar, decode_nar
+from janusgen.data.tokenizer import TextTokenizer
+from janusgen.decoding.api import decode_ar, decode_nar, decode_speculative
+from janusgen.decoding.common import Decoded
+from janusgen.decoding.speculative import SpeculativeStats
 from janusgen.errors import JanusError
-from janusgen.hardware import resolve_precision
+from janusgen.hardware import check_device, resolve_precision
 from janusgen.model.transformer import JanusTransformer
-from janusgen.training.checkpoint import load_model
-from janusgen.training.distributed import check_device
 
+_D = DecodeConfig()  # the defaults live in config.py
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -44,7 +45,7 @@ class Generation:
 
 class Translator:
     def __init__(
-        self, model: JanusTransformer, tokenizer: Tokenizer, config: dict[str, Any] | None = None
+        self, model: JanusTransformer, tokenizer: TextTokenizer, config: dict[str, Any] | None = None
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -67,25 +68,32 @@ class Translator:
     def generate(
         self,
         texts: list[str],
-        mode: str = "ar",
-        beam: int = 5,
-        iterations: int = 10,
-        length_beam: int = 3,
-        rerank: bool = False,
+        mode: str = _D.mode,
+        beam: int = _D.beam,
+        iterations: int = _D.iterations,
+        length_beam: int = _D.length_beam,
+        rerank: bool = _D.rerank,
         return_scores: bool = False,
+        stats: SpeculativeStats | None = None,
         **options: Any,
     ) -> list[str] | list[tuple[str, float]]:
-        """Generate one output per input text. `options`: any other DecodeConfig field
-        (length_penalty, max_len_a, max_len_b, length_offsets, max_tokens)."""
+        """Generate one output per input text. mode: "ar" (beam search; beam 1 = greedy), "nar"
+        (Mask-Predict) or "speculative" (the NAR view drafts, the AR view verifies: exactly the AR
+        greedy output, faster where the two views agree; `stats`, if given, accumulates its rounds
+        and tokens). `options`: any other DecodeConfig field (length_penalty, max_len_a, max_len_b,
+        length_offsets, max_tokens)."""
         cfg = decode_config(
             mode=mode, beam=beam, iterations=iterations, length_beam=length_beam, rerank=rerank, **options
         )
-        results = self.generate_batch(texts, cfg)
+        results = self.generate_batch(texts, cfg, stats)
         if return_scores:
             return [(r.text, r.score) for r in results]
         return [r.text for r in results]
 
-    def generate_batch(self, texts: list[str], cfg: DecodeConfig) -> list[Generation]:
+    def generate_batch(
+        self, texts: list[str], cfg: DecodeConfig, stats: SpeculativeStats | None = None
+    ) -> list[Generation]:
+        """One Generation per text, in input order; `stats` accumulates speculative decoding's counts."""
         ids = self.tokenizer.encode([t.strip() for t in texts])
         limit = self.model.cfg.max_positions - 1  # room for EOS
         too_long = [i for i, seq in enumerate(ids) if len(seq) > limit]
@@ -101,25 +109,33 @@ class Translator:
         if len(nonempty) == 0:
             return results
         cost = np.array([len(ids[i]) + 1 for i in nonempty], dtype=np.int64)
-        order = np.argsort(-cost, kind="stable")[::-1]  # ascending, stable: equal lengths keep input order
+        # ascending cost; equal costs come in reverse input order (a stable descending sort, reversed).
+        # Outputs go back to input order below; the order only decides which inputs share a batch.
+        order = np.argsort(-cost, kind="stable")[::-1]
         for batch in pack_by_tokens(order, cost, max(cfg.max_tokens, int(cost.max()))):
             rows = nonempty[batch]
             src = pad_sequences([ids[i] for i in rows], self.tokenizer.pad_id, suffix=self.tokenizer.eos_id)
             decoded = self._decode(src.to(self.device), cfg)
+            if stats is not None and decoded.stats is not None:
+                stats.add(decoded.stats)
             texts_out = self.tokenizer.decode(decoded.tokens)
             for i, text, score, toks in zip(rows, texts_out, decoded.scores, decoded.tokens, strict=True):
                 results[i] = Generation(text, float(score), len(toks))
         return results
 
     def generate_stream(
-        self, lines: Iterable[str], cfg: DecodeConfig, chunk_lines: int = 512
+        self,
+        lines: Iterable[str],
+        cfg: DecodeConfig,
+        chunk_lines: int = 512,
+        stats: SpeculativeStats | None = None,
     ) -> Iterator[Generation]:
         """Outputs for a stream of lines, in order, reading `chunk_lines` at a time (bounded memory)."""
         it = iter(lines)
         while chunk := list(islice(it, chunk_lines)):
-            yield from self.generate_batch([line.rstrip("\n") for line in chunk], cfg)
+            yield from self.generate_batch([line.rstrip("\n") for line in chunk], cfg, stats)
 
-    def _decode(self, src: torch.Tensor, cfg: DecodeConfig):
+    def _decode(self, src: torch.Tensor, cfg: DecodeConfig) -> Decoded:
         common = {
             "max_len_a": cfg.max_len_a,
             "max_len_b": cfg.max_len_b,
@@ -127,6 +143,8 @@ class Translator:
         }
         if cfg.mode == "ar":
             return decode_ar(self.model, src, beam=cfg.beam, **common)
+        if cfg.mode == "speculative":
+            return decode_speculative(self.model, src, **common)
         return decode_nar(
             self.model,
             src,
@@ -136,14 +154,3 @@ class Translator:
             rerank=cfg.rerank,
             **common,
         )
-
-
-def decode_config(**values: Any) -> DecodeConfig:
-    """A checked DecodeConfig: unknown options and out-of-range values are clear errors."""
-    names = {f.name for f in dataclasses.fields(DecodeConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise JanusError(f"unknown decoding option(s): {', '.join(unknown)}")
-    if values.get("length_offsets") is not None:
-        values["length_offsets"] = tuple(int(v) for v in values["length_offsets"])
-    return DecodeConfig(**values)  # DecodeConfig.__post_init__ checks every value's range

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 
 from janusgen.config import DecodeConfig
+from janusgen.decoding.settings import describe
+from janusgen.decoding.speculative import SpeculativeStats
 from janusgen.decoding.translator import Translator
-from janusgen.evaluation.metrics import bleu, chrf
+from janusgen.evaluation.metrics import bleu, chrf, rouge
 
 
 @dataclass(frozen=True)
@@ -24,30 +26,35 @@ class EvalResult:
     tgt_tokens_per_s: float  # generated tokens (EOS excluded) per second
     bleu_signature: str
     chrf_signature: str
+    # speculative decoding only: tokens emitted per draft-and-verify round, rounds per sentence
+    tokens_per_round: float | None = None
+    rounds_per_sentence: float | None = None
+    # with `rouge`: ROUGE-1/2/L F1 x100 (summarisation, question generation, dialogue)
+    rouge1: float | None = None
+    rouge2: float | None = None
+    rougeL: float | None = None  # noqa: N815 (the metric's own name)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def describe(cfg: DecodeConfig) -> str:
-    """A short name for a decoding setting, e.g. "AR beam 5" or "NAR T=10 l=3 +rerank"."""
-    if cfg.mode == "ar":
-        return "AR greedy" if cfg.beam == 1 else f"AR beam {cfg.beam}"
-    lengths = f"l={cfg.length_beam}" if cfg.length_offsets is None else f"offsets={list(cfg.length_offsets)}"
-    return f"NAR T={cfg.iterations} {lengths}" + (" +rerank" if cfg.rerank else "")
-
-
 def evaluate(
-    translator: Translator, sources: list[str], references: list[str], cfg: DecodeConfig
+    translator: Translator,
+    sources: list[str],
+    references: list[str],
+    cfg: DecodeConfig,
+    with_rouge: bool = False,
 ) -> tuple[EvalResult, list[str]]:
-    """Translate `sources` with `cfg`, score against `references`; returns the result and the outputs.
+    """Translate `sources` with `cfg`, score against `references` (BLEU, chrF, and with `with_rouge`
+    ROUGE-1/2/L); returns the result and the outputs.
     The time covers tokenisation, batching, decoding and detokenisation (what a user waits for)."""
     if len(sources) != len(references):
         raise ValueError(f"{len(sources)} sources but {len(references)} references")
     if translator.device.type == "cuda":
         torch.cuda.synchronize()
+    stats = SpeculativeStats() if cfg.mode == "speculative" else None
     start = time.perf_counter()
-    outputs = translator.generate_batch(sources, cfg)
+    outputs = translator.generate_batch(sources, cfg, stats)
     if translator.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -64,7 +71,12 @@ def evaluate(
         round(tokens / seconds, 1),
         b.signature,
         c.signature,
+        None if stats is None else round(stats.tokens_per_round, 3),
+        None if stats is None else round(stats.rounds_per_sentence, 3),
     )
+    if with_rouge:
+        r = rouge(hyps, references)
+        result = replace(result, **{name: round(score.score, 2) for name, score in r.items()})
     return result, hyps
 
 
@@ -82,6 +94,17 @@ def format_table(results: list[EvalResult], baseline: str | None = None) -> str:
         if base:
             row += f"{base.seconds / r.seconds:>8.2f}x"
         lines.append(row)
+    for r in results:
+        if r.tokens_per_round is not None:
+            lines.append(
+                f"{r.setting}: {r.tokens_per_round:.2f} tokens per round (accepted draft tokens + AR's "
+                f"own), {r.rounds_per_sentence:.2f} rounds per sentence"
+            )
+    for r in results:
+        if r.rouge1 is not None:
+            lines.append(
+                f"{r.setting}: ROUGE-1 {r.rouge1:.2f}  ROUGE-2 {r.rouge2:.2f}  ROUGE-L {r.rougeL:.2f}"
+            )
     if results:
         lines.append(f"BLEU: {results[0].bleu_signature}")
         lines.append(f"chrF: {results[0].chrf_signature}")

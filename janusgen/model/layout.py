@@ -3,7 +3,7 @@
 The decoder runs over one sequence of "rows": the content stream first (`num_content` rows), then the
 query stream. Keys and values come from the content rows only, so a view is fully described by the
 row tokens, their positions and a boolean visibility matrix rows x content (True = may attend).
-See JANUS_METHOD.md: the AR view is causal; the NAR/AUX view holds the observed tokens (O), the
+See docs/method.md, "The views": the AR view is causal; the NAR/AUX view holds the observed tokens (O), the
 [MASK] placeholders (P) and the ground truth of the masked tokens (G) in the content stream, and one
 query row per masked token.
 
@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from janusgen.data.masking import masked_ranks
 
 # segment codes
 O, P, G, Q, PAD = 0, 1, 2, 3, 4
@@ -41,13 +43,6 @@ class MaskedView(DecoderView):
     def placeholder_rows(self) -> torch.Tensor:
         """Row index of P_j: the placeholder sits at its own position in the content stream."""
         return self.masked_positions
-
-    @property
-    def query_rows(self) -> torch.Tensor:
-        k = self.masked_positions.shape[1]
-        return (self.num_content + torch.arange(k, device=self.tokens.device)).expand_as(
-            self.masked_positions
-        )
 
 
 def ar_view(tgt: torch.Tensor, pad_id: int, mask_id: int) -> DecoderView:
@@ -79,20 +74,6 @@ def content_only_ar_view(tgt: torch.Tensor, pad_id: int) -> DecoderView:
     visible = (pos[None, :] <= pos[:, None])[None] & (content != pad_id)[:, None, :]
     visible[:, :, 0] = True
     return DecoderView(content, pos[None].expand(b, -1), visible, t - 1)
-
-
-def masked_ranks(
-    masked: torch.Tensor, random_order: bool = False, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Rank j of each masked position in the prediction order (left to right by default, or a random
-    permutation per sentence, XLNet style); -1 where not masked."""
-    if random_order:
-        keys = torch.rand(masked.shape, generator=generator, device="cpu").to(masked.device)
-        keys = keys.masked_fill(~masked, 2.0)
-        rank = keys.argsort(dim=1).argsort(dim=1)
-    else:
-        rank = masked.long().cumsum(dim=1) - 1
-    return rank.masked_fill(~masked, -1)
 
 
 def masked_view(

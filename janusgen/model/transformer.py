@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from janusgen.config import ModelConfig
-from janusgen.model.layout import DecoderView
+from janusgen.model.layout import DecoderView, ar_view, content_only_ar_view
 
 
 @dataclass
@@ -208,13 +208,17 @@ class JanusTransformer(nn.Module):
         nn.init.normal_(self.embed.weight, std=d**-0.5)
         with torch.no_grad():
             self.embed.weight[cfg.pad_id].zero_()
+        # BART keeps rows 0, 1 unused (offset 2); a source_bos BOS takes one position more than the data
+        table = cfg.max_positions + cfg.position_offset + int(cfg.source_bos)
         if cfg.learned_positions:
-            self.enc_positions: nn.Module = nn.Embedding(cfg.max_positions, d)
-            self.dec_positions: nn.Module = nn.Embedding(cfg.max_positions, d)
+            self.enc_positions: nn.Module = nn.Embedding(table, d)
+            self.dec_positions: nn.Module = nn.Embedding(table, d)
             nn.init.normal_(self.enc_positions.weight, std=d**-0.5)
             nn.init.normal_(self.dec_positions.weight, std=d**-0.5)
         else:
-            self.enc_positions = self.dec_positions = SinusoidalPositions(cfg.max_positions, d)
+            self.enc_positions = self.dec_positions = SinusoidalPositions(table, d)
+        self.enc_embed_norm = nn.LayerNorm(d) if cfg.embedding_norm else nn.Identity()
+        self.dec_embed_norm = nn.LayerNorm(d) if cfg.embedding_norm else nn.Identity()
         self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
         self.encoder_norm = nn.LayerNorm(d) if cfg.pre_norm else nn.Identity()
@@ -234,14 +238,22 @@ class JanusTransformer(nn.Module):
         self.source_length_embed = nn.Embedding(cfg.max_positions + 1, d)
         self.length_head = nn.Linear(d, cfg.max_target_length + 1)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.embed_scale = math.sqrt(d)
+        self.embed_scale = math.sqrt(d) if cfg.scale_embedding else 1.0
+        if not cfg.tie_output:
+            self.output_projection = nn.Linear(d, cfg.vocab_size, bias=False)
+            nn.init.normal_(self.output_projection.weight, std=d**-0.5)
+        if cfg.logits_bias:  # not trained (as in BART), but saved with the weights
+            self.register_buffer("final_logits_bias", torch.zeros(cfg.vocab_size))
 
     # -------------------------------------------------------------------------------------- encoder
     def encode(self, src: torch.Tensor) -> Encoded:
-        """src: (B, S) token ids + EOS, right-padded."""
+        """src: (B, S) token ids + EOS, right-padded (with source_bos, BOS is put in front here)."""
+        if self.cfg.source_bos:
+            src = torch.cat([src.new_full((src.shape[0], 1), self.cfg.bos_id), src], dim=1)
         valid = src != self.cfg.pad_id
-        positions = torch.arange(src.shape[1], device=src.device)[None]
-        x = self.dropout(self.embed(src) * self.embed_scale + self.enc_positions(positions))
+        positions = torch.arange(src.shape[1], device=src.device)[None] + self.cfg.position_offset
+        x = self.embed(src) * self.embed_scale + self.enc_positions(positions)
+        x = self.dropout(self.enc_embed_norm(x))
         visible = valid[:, None, None, :]  # (B, 1, 1, S): every row sees every real token
         for layer in self.encoder_layers:
             x = layer(x, visible)
@@ -252,7 +264,7 @@ class JanusTransformer(nn.Module):
         # Stop-gradient: the length loss through mean-pooled states pushes every encoder state the same
         # way; with it, the AR view reached 1.3 instead of 3.5 BLEU after 250 updates (BENCHMARKS.md).
         w = enc.valid.to(enc.states.dtype)[:, :, None]
-        source_length = enc.valid.sum(1)
+        source_length = enc.valid.sum(1).clamp(max=self.cfg.max_positions)  # source_bos can add one
         pooled = (enc.states.detach() * w).sum(1) / source_length.clamp(min=1)[:, None].to(w.dtype)
         return self.length_head(pooled + self.source_length_embed(source_length))
 
@@ -260,7 +272,9 @@ class JanusTransformer(nn.Module):
     def decode(self, view: DecoderView, enc: Encoded, cache: DecoderCache | None = None) -> torch.Tensor:
         """Hidden states (B, R, d) of every row of `view`. With a cache, `view.visible` covers the
         cached content entries followed by the new ones, and the new content is appended."""
-        x = self.dropout(self.embed(view.tokens) * self.embed_scale + self.dec_positions(view.positions))
+        positions = view.positions + self.cfg.position_offset
+        x = self.embed(view.tokens) * self.embed_scale + self.dec_positions(positions)
+        x = self.dropout(self.dec_embed_norm(x))
         content_positions = view.positions[:, : view.num_content]
         if cache is not None:
             if not cache.layers:
@@ -291,8 +305,40 @@ class JanusTransformer(nn.Module):
         return bias
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Tied output projection: (..., d) -> (..., vocab)."""
-        return F.linear(hidden, self.embed.weight)
+        """Output projection (tied to the embeddings unless tie_output is off): (..., d) -> (..., vocab)."""
+        weight = self.embed.weight if self.cfg.tie_output else self.output_projection.weight
+        out = F.linear(hidden, weight)
+        return out + self.final_logits_bias.to(out.dtype) if self.cfg.logits_bias else out
+
+    # ------------------------------------------------------------------------------------- AR view
+    def ar_view(self, tgt: torch.Tensor) -> DecoderView:
+        """The teacher-forced AR view of targets `tgt` (B, T): with ar_stream "query" the JANUS view
+        (content rows, then one query row per target position), with "content" a plain causal decoder.
+        Either way its last T - 1 rows predict tgt[:, 1:] (see `ar_rows`)."""
+        if self.cfg.ar_stream == "content":
+            return content_only_ar_view(tgt, self.cfg.pad_id)
+        return ar_view(tgt, self.cfg.pad_id, self.cfg.mask_id)
+
+    @staticmethod
+    def ar_rows(view: DecoderView, hidden: torch.Tensor) -> torch.Tensor:
+        """The rows of `hidden` (B, R, d) of an `ar_view` that predict tgt[:, 1:]: (B, T - 1, d). The
+        query stream's rows follow the T - 1 content rows; a content-only view has no others."""
+        return hidden[:, hidden.shape[1] - view.num_content :]
+
+    def ar_step_view(self, last: torch.Tensor, positions: torch.Tensor) -> DecoderView:
+        """One incremental AR step (with a cache): `last` (rows,) the token at positions[0] = t as one
+        content row, and with the query stream [MASK] at positions[1] = t + 1. `ar_rows(view, hidden)`
+        is then the one row that predicts the token at t + 1."""
+        rows = last.shape[0]
+        if self.cfg.ar_stream == "content":
+            return DecoderView(last[:, None], positions[:1].expand(rows, 1), None, 1)
+        tokens = torch.stack([last, torch.full_like(last, self.cfg.mask_id)], dim=1)  # (rows, 2)
+        return DecoderView(tokens, positions[:2].expand(rows, 2), None, 1)
+
+    def ar_logits(self, tgt: torch.Tensor, enc: Encoded) -> torch.Tensor:
+        """(B, T - 1, V) teacher-forced P_AR logits of `tgt`, aligned with tgt[:, 1:], in one pass."""
+        view = self.ar_view(tgt)
+        return self.logits(self.ar_rows(view, self.decode(view, enc)))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,1 +1,3 @@
-"""Training: the loop (trainer), optimizer and schedule, checkpoints, distributed setup, logging."""
+"""Training: the loop (trainer), optimizer and schedule, distributed setup, logging.
+
+Checkpoints live in janusgen.checkpoint, below both training and decoding."""

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from janusgen import checkpoint as ckpt
 from janusgen.config import (
     PRECISIONS,
     ModelConfig,
@@ -31,14 +32,13 @@ from janusgen.config import (
     from_dict,
     to_dict,
 )
-from janusgen.data.batching import Batch, SampledBatch, TokenBudgetSampler, pad_flat
+from janusgen.data.batching import PairBatches, SampledBatch
 from janusgen.data.dataset import PairDataset
-from janusgen.data.tokenizer import Tokenizer
+from janusgen.data.tokenizer import TOKENIZER_FILES, TextTokenizer, load_tokenizer, tokenizer_file
 from janusgen.errors import JanusError
 from janusgen.hardware import resolve_precision
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective, LossOutput
-from janusgen.training import checkpoint as ckpt
 from janusgen.training.distributed import (
     DistributedContext,
     all_reduce_sum,
@@ -68,49 +68,9 @@ RUN_FILES = ("last", "best", "checkpoints", "log.jsonl", "tensorboard")
 # Below this many updates a run has not left the unigram plateau (BENCHMARKS.md): say so
 MIN_LEARNING_UPDATES = 300
 PROJECT_AFTER_UPDATES = 10  # updates timed before projecting how many the time budget allows
-NEAR_ZERO_BLEU = 1.0
-
-
-class PairBatches:
-    """A split's pairs that fit the model, batched by token budget, as padded tensors."""
-
-    def __init__(
-        self,
-        dataset: PairDataset,
-        model_cfg: ModelConfig,
-        max_tokens: int,
-        seed: int,
-        shuffle: bool,
-        ctx: DistributedContext,
-    ) -> None:
-        self.dataset = dataset
-        # source: tokens + EOS; target: BOS + tokens + EOS; the length classifier caps n
-        max_src = model_cfg.max_positions - 1
-        max_tgt = min(model_cfg.max_positions - 2, model_cfg.max_target_length)
-        self.kept, self.dropped = dataset.filter_by_length(max_src, max_tgt)
-        if len(self.kept) == 0:
-            raise JanusError(
-                f"{dataset.data_dir}: no pair of split '{dataset.split}' fits the model's maximum "
-                f"length ({model_cfg.max_positions} positions)"
-            )
-        self.sampler = TokenBudgetSampler(
-            dataset.src_lengths[self.kept] + 1,
-            dataset.tgt_lengths[self.kept] + 2,
-            max_tokens,
-            seed=seed,
-            shuffle=shuffle,
-            rank=ctx.rank,
-            world_size=ctx.world_size,
-        )
-        self.pad_id, self.bos_id, self.eos_id = model_cfg.pad_id, model_cfg.bos_id, model_cfg.eos_id
-
-    def collate(self, positions: np.ndarray) -> Batch:
-        indices = self.kept[positions]
-        src = pad_flat(*self.dataset.src.gather(indices), pad_id=self.pad_id, suffix=self.eos_id)
-        tgt = pad_flat(
-            *self.dataset.tgt.gather(indices), pad_id=self.pad_id, prefix=self.bos_id, suffix=self.eos_id
-        )
-        return Batch(src, tgt)
+# quick validation BLEU below which a model has not learned yet; one-pass NAR with one length scores far
+# below Mask-Predict's T=10 (0.64 one-pass went with 7.0 at T=10, l=3 in the AVX2 demo: BENCHMARKS.md)
+NEAR_ZERO_BLEU = {"bleu_ar": 1.0, "bleu_nar": 0.25}
 
 
 class ObjectiveModule(nn.Module):
@@ -140,7 +100,7 @@ class Trainer:
         objective: JanusObjective,
         train_data: PairBatches,
         valid_data: PairBatches,
-        tokenizer: Tokenizer,
+        tokenizer: TextTokenizer,
         cfg: TrainConfig,
         ctx: DistributedContext,
         out: Path,
@@ -156,11 +116,7 @@ class Trainer:
         self.out = out
         self.run_config = run_config
         self.state = TrainerState()
-        if objective.cfg.length_weight <= 0:
-            # DDP waits for a gradient of every trainable parameter; without L_len the length classifier
-            # gets none (and has nothing to learn)
-            for module in (model.length_head, model.source_length_embed):
-                module.requires_grad_(False)
+        objective.freeze_untrained(model)  # before the optimizer and DDP see the parameters
         self.optimizer = build_optimizer(model, cfg)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         module = ObjectiveModule(model, objective)
@@ -205,9 +161,9 @@ class Trainer:
                 f"the run made only {self.state.step} updates: too few to learn (see the projection above); "
                 "its outputs will be near empty"
             )
-        for name in ("bleu_ar", "bleu_nar"):
+        for name, floor in NEAR_ZERO_BLEU.items():
             value = self.last_valid.get(name)
-            if value is not None and value < NEAR_ZERO_BLEU:
+            if value is not None and value < floor:
                 self.warn(
                     f"validation {name} is {value:.2f} after {self.state.step} updates: the model has not "
                     "learned to translate yet. Train longer (--time-budget / --max-updates, or --resume)"
@@ -282,7 +238,7 @@ class Trainer:
         if ctx.is_main:
             print(
                 f"janus: {self.model.num_parameters() / 1e6:.2f}M parameters, "
-                f"objective {self.objective.cfg.name}, {len(self.train_data.kept)} training pairs "
+                f"objective {self.objective.name}, {len(self.train_data.kept)} training pairs "
                 f"({self.train_data.dropped} longer than the model's "
                 f"maximum left out), {ctx.world_size} rank(s) on {ctx.device}",
                 file=sys.stderr,
@@ -366,7 +322,7 @@ class Trainer:
         """Loss of every term over the valid split (fixed masks), and a quick BLEU of greedy AR and
         one-pass NAR decoding on the first `valid_bleu_sentences` pairs."""
         self.model.eval()
-        names = ("loss", "ar", "nar", "aux", "length", "kl_ar_nar", "kl_nar_aux", "kl_ar_aux")
+        names = ("loss", *self.objective.term_names)
         sums = torch.zeros(len(names) + 1, dtype=torch.float64)
         # the same batches and masks at every validation, whatever came before (resume included):
         # the sampler is never advanced, and the seeds come from a stream no training batch uses
@@ -459,8 +415,9 @@ class Trainer:
 
 
 def _resumable(path: Path) -> bool:
-    files = (ckpt.MODEL_FILE, ckpt.CONFIG_FILE, ckpt.SPM_FILE, ckpt.STATE_JSON, ckpt.STATE_TENSORS)
-    return path.is_dir() and all((path / f).is_file() for f in files)
+    files = (ckpt.MODEL_FILE, ckpt.CONFIG_FILE, ckpt.STATE_JSON, ckpt.STATE_TENSORS)
+    has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
+    return path.is_dir() and has_tokenizer and all((path / f).is_file() for f in files)
 
 
 def resume_point(out: Path) -> Path | None:
@@ -485,6 +442,20 @@ def remove_run(out: Path) -> None:
             shutil.rmtree(hidden, ignore_errors=True)
 
 
+def _initialise_from(model: JanusTransformer, path: Path, tokenizer: TextTokenizer, data: Path) -> None:
+    """Load the weights of checkpoint `path` into `model` (fine-tuning a converted pre-trained model)."""
+    pretrained, saved_tokenizer, _ = ckpt.load_model(path)
+    if saved_tokenizer.model_bytes != tokenizer.model_bytes:
+        raise JanusError(
+            f"--init-from {path}: its tokenizer is not the one of {data}; prepare the data with "
+            f"`janus data prepare --tokenizer {path / saved_tokenizer.file_name}`"
+        )
+    try:
+        model.load_state_dict(pretrained.state_dict())
+    except RuntimeError as e:
+        raise JanusError(f"--init-from {path}: its weights do not fit the model config ({e})") from e
+
+
 def train(
     data: Path,
     out: Path,
@@ -496,6 +467,7 @@ def train(
     resume_overrides: dict[str, Any] | None = None,
     dist_timeout_s: float = 600.0,
     overwrite: bool = False,
+    init_from: Path | None = None,
 ) -> dict[str, Any]:
     """Train a model on the prepared data folder `data`, writing checkpoints and logs to `out`.
 
@@ -504,7 +476,9 @@ def train(
     `out/last`, except the options in RESUMABLE, which `resume_overrides` may change.
     Under torchrun, a collective that waits longer than `dist_timeout_s` (a dead or stuck rank)
     fails the job instead of hanging it. A fresh run refuses an `out` that holds another run unless
-    `overwrite`, which deletes that run's files (RUN_FILES) and nothing else.
+    `overwrite`, which deletes that run's files (RUN_FILES) and nothing else. A fresh run with
+    `init_from` (a checkpoint, e.g. from `janus convert`) starts from its weights; `model_cfg` must then
+    describe the same architecture and the data must use the same tokenizer.
     """
     out = Path(out)
     last = out / "last"
@@ -532,7 +506,7 @@ def train(
                 barrier(ctx)
             last = found
             config = ckpt.read_config(last)
-            saved_tokenizer = Tokenizer.from_file(last / ckpt.SPM_FILE)
+            saved_tokenizer = load_tokenizer(tokenizer_file(last))
             if saved_tokenizer.model_bytes != tokenizer.model_bytes:
                 raise JanusError(
                     f"the vocabulary of {data} does not match the checkpoint {last}: resume with the "
@@ -577,11 +551,11 @@ def train(
         torch.manual_seed(train_cfg.seed)
         model = JanusTransformer(model_cfg)
         objective = JanusObjective(objective_cfg, seed=train_cfg.seed)
-        if objective_cfg.length_weight == 0:
-            model.length_head.requires_grad_(False)  # untrained: keep it out of the optimizer and of DDP
         if resume:
             trained, _, _ = ckpt.load_model(last)
             model.load_state_dict(trained.state_dict())
+        elif init_from is not None:
+            _initialise_from(model, Path(init_from), tokenizer, data)
         model.to(ctx.device)
         run_config = {
             "precision": precision.to_dict(),
@@ -594,11 +568,17 @@ def train(
                 "tgt": train_set.meta["tgt"],
             },
         }
+        if init_from is not None:
+            run_config["init_from"] = str(Path(init_from).resolve())
         trainer = Trainer(
             model,
             objective,
-            PairBatches(train_set, model_cfg, train_cfg.max_tokens, train_cfg.seed, True, ctx),
-            PairBatches(valid_set, model_cfg, train_cfg.max_tokens, train_cfg.seed, False, ctx),
+            PairBatches(
+                train_set, model_cfg, train_cfg.max_tokens, train_cfg.seed, True, ctx.rank, ctx.world_size
+            ),
+            PairBatches(
+                valid_set, model_cfg, train_cfg.max_tokens, train_cfg.seed, False, ctx.rank, ctx.world_size
+            ),
             tokenizer,
             train_cfg,
             ctx,

@@ -135,3 +135,31 @@ def test_batch_seed_depends_on_identity_not_on_rank_layout():
         assert by_position[b.position].seed(1) == b.seed(1)
         assert np.array_equal(by_position[b.position].indices, b.indices)
     assert len({b.seed(1) for b in single}) == len(single)
+
+
+def test_pair_batches_keep_what_fits_collate_bos_eos_and_shard_by_rank(toy_data):
+    import dataclasses
+
+    from janusgen.config import model_preset
+    from janusgen.data.batching import PairBatches
+    from janusgen.data.dataset import PairDataset
+
+    dataset = PairDataset.open(toy_data, "train")
+    cfg = dataclasses.replace(model_preset("tiny"), vocab_size=dataset.tokenizer.vocab_size)
+    longest = int(dataset.tgt_lengths.max())
+    short = dataclasses.replace(cfg, max_target_length=longest - 1)  # the longest targets no longer fit
+    batches = PairBatches(dataset, short, 256, seed=0, shuffle=True)
+    assert batches.dropped == int((dataset.tgt_lengths > longest - 1).sum()) > 0
+    assert len(batches.kept) + batches.dropped == len(dataset)
+    sampled = next(iter(batches.sampler))
+    batch = batches.collate(sampled.indices)
+    rows = batches.kept[sampled.indices]
+    assert (batch.tgt[:, 0] == cfg.bos_id).all()
+    for row, i in enumerate(rows):
+        n_src, n_tgt = int(dataset.src_lengths[i]), int(dataset.tgt_lengths[i])
+        assert batch.src[row, :n_src].tolist() == dataset.src[int(i)].tolist()
+        assert batch.src[row, n_src] == cfg.eos_id and batch.tgt[row, n_tgt + 1] == cfg.eos_id
+        assert batch.tgt[row, 1 : n_tgt + 1].tolist() == dataset.tgt[int(i)].tolist()
+    ranks = [PairBatches(dataset, cfg, 256, 0, True, rank=r, world_size=2).sampler for r in (0, 1)]
+    epoch = [np.concatenate([b.indices for b in s.epoch_batches()]) for s in ranks]
+    assert not set(epoch[0].tolist()) & set(epoch[1].tolist())  # each rank its own batches

@@ -16,7 +16,7 @@ from janusgen.data.bible import (
     build_bible_corpus,
     clean_osis,
     drop_subscriptions,
-    format_report,
+    format_bible_report,
     locate_modules,
     misnumbered,
     restore_opening_case,
@@ -292,7 +292,7 @@ def test_manifest_records_provenance_counts_and_hashes(tmp_path):
         assert bible.sha256_file(tmp_path / "c" / name) == digest
     train = manifest["splits"]["train"]
     assert set(train["mean_words"]) == {"sparv", "web"}
-    report = format_report(manifest)
+    report = format_bible_report(manifest)
     assert "sparv (es, spaRV1909eb) -> web (en, engWEB2015eb)" in report
     for word in ("train", "valid", "test", "only_in_target 1", "empty_source 1"):
         assert word in report

@@ -9,7 +9,7 @@ from janusgen.cli import main
 from janusgen.config import SPECIAL_PIECE_COUNT, PrepareConfig
 from janusgen.data import prepare as prepare_module
 from janusgen.data.dataset import PairDataset, read_meta
-from janusgen.data.prepare import format_report, prepare
+from janusgen.data.prepare import format_prepare_report, prepare
 from janusgen.data.sources import TextFilesSource, open_source
 from janusgen.data.tokenizer import SPECIAL_PIECES, Tokenizer
 from janusgen.errors import DataError, JanusError
@@ -82,7 +82,7 @@ def test_empty_pairs_are_dropped_and_counted(tmp_path, pairs, write_text, small_
     tok = data.tokenizer
     kept = [p for i, p in enumerate(train) if i not in (5, 9)]
     assert [a.tolist() for a, _ in (data[i] for i in range(len(data)))] == tok.encode([s for s, _ in kept])
-    train_row = format_report(meta).splitlines()[3].split()
+    train_row = format_prepare_report(meta).splitlines()[3].split()
     assert train_row[:2] == ["train", "298"] and train_row[-1] == "2"
 
 
@@ -331,7 +331,7 @@ def test_cli_bible_refuses_its_prepare_folder_before_building(text_dir, tmp_path
 
 def test_report_without_run_information(text_dir, tmp_path, small_config):
     prepare(TextFilesSource(text_dir, "es", "en"), tmp_path / "out", small_config())
-    report = format_report(read_meta(tmp_path / "out"))
+    report = format_prepare_report(read_meta(tmp_path / "out"))
     lines = report.splitlines()
     assert lines[0] == "prepared es->en"
     assert [line.split()[0] for line in lines[3:]] == ["train", "valid", "test"]

@@ -1,4 +1,4 @@
-"""The views of JANUS_METHOD.md, checked against a slow reference and by perturbing the model's inputs."""
+"""The views of docs/method.md, checked against a slow reference and by perturbing the model's inputs."""
 
 import dataclasses
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from janusgen.config import model_preset
-from janusgen.data.masking import span_mask
-from janusgen.model.layout import ar_view, masked_ranks, masked_view
+from janusgen.data.masking import masked_ranks, span_mask
+from janusgen.model.layout import ar_view, masked_view
 from janusgen.model.transformer import JanusTransformer
 
 PAD, BOS, EOS, MASK = 0, 2, 3, 4
@@ -90,11 +90,18 @@ def test_masked_view_matches_the_slow_reference(random_order):
                 continue
             got = {content_names[c] for c in range(view.num_content) if view.visible[b, r, c]}
             assert got == expected[row], (b, row)
-        # tokens and positions of every part
+        # tokens and positions of every part: O and P at their own positions, G_j and Q_j at m_j
+        seq_len = view.num_content - view.masked_positions.shape[1]
+        assert torch.equal(view.positions[b, :length], torch.arange(length))  # O and P rows
+        for q in range(length):
+            if not masked[b, q]:
+                assert view.tokens[b, q] == tgt[b, q]  # O
         for j, m in enumerate(order):
             assert view.masked_positions[b, j] == m
             assert view.tokens[b, m] == MASK  # P_j
-            assert view.tokens[b, view.num_content - view.masked_positions.shape[1] + j] == tgt[b, m]  # G_j
+            assert view.tokens[b, seq_len + j] == tgt[b, m]  # G_j
+            assert view.positions[b, seq_len + j] == m  # G_j
+            assert view.tokens[b, view.num_content + j] == MASK  # Q_j
             assert view.positions[b, view.num_content + j] == m  # Q_j
         assert view.masked_valid[b].sum() == len(order)
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 import janusgen.fileio
+from janusgen.checkpoint import CHECKSUMS_FILE, MODEL_FILE, load_model, load_trainer_state
 from janusgen.cli import main
 from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.errors import JanusError
 from janusgen.fileio import sha256_file
-from janusgen.training.checkpoint import CHECKSUMS_FILE, MODEL_FILE, load_model, load_trainer_state
 from janusgen.training.trainer import resume_point, train
 
 QUICK = TrainConfig(

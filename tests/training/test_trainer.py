@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from janusgen.checkpoint import average_checkpoints, load_model, read_config
 from janusgen.cli import main
 from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.errors import JanusError
-from janusgen.training.checkpoint import average_checkpoints, load_model, read_config
 from janusgen.training.trainer import train
 
 FAST = TrainConfig(

@@ -2,11 +2,12 @@
 
     model.safetensors          weights
     config.json                format version, package version, model / objective / train configs, data info
-    spm.model                  the SentencePiece vocabulary
+    spm.model                  the SentencePiece vocabulary (or tokenizer.json: a pre-trained HF tokenizer)
     trainer_state.json         step, sampler position, best score, optimizer hyper-parameters  (resume only)
-    trainer_state.safetensors  optimizer moments and RNG states                                 (resume only)
+    trainer_state.safetensors  optimizer moments                                                 (resume only)
     checksums.json             sha256 of every other file, written last; checked on load
 
+No RNG state is saved: masks and dropout are reseeded per batch from (seed, epoch, batch).
 Only safetensors and JSON are read back: loading never unpickles anything. Folders are written
 atomically (temporary folder, then rename), so a killed run leaves the previous checkpoint intact.
 """
@@ -24,15 +25,14 @@ from safetensors.torch import load_file, save_file
 
 import janusgen
 from janusgen.config import ModelConfig, from_dict
-from janusgen.data.tokenizer import Tokenizer
+from janusgen.data.tokenizer import TOKENIZER_FILES, TextTokenizer, load_tokenizer, tokenizer_file
 from janusgen.errors import JanusError
 from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
 from janusgen.model.transformer import JanusTransformer
 
-FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 1  # of a checkpoint folder: bump when its layout changes incompatibly
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-SPM_FILE = "spm.model"
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 CHECKSUMS_FILE = "checksums.json"
@@ -41,7 +41,7 @@ CHECKSUMS_FILE = "checksums.json"
 def save_checkpoint(
     path: Path,
     model: JanusTransformer,
-    tokenizer: Tokenizer,
+    tokenizer: TextTokenizer,
     config: dict[str, Any],
     trainer_state: dict[str, Any] | None = None,
     state_tensors: dict[str, torch.Tensor] | None = None,
@@ -52,9 +52,9 @@ def save_checkpoint(
         save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         write_json(
             tmp / CONFIG_FILE,
-            {"format_version": FORMAT_VERSION, "janusgen_version": janusgen.__version__, **config},
+            {"format_version": CHECKPOINT_FORMAT_VERSION, "janusgen_version": janusgen.__version__, **config},
         )
-        tokenizer.save(tmp / SPM_FILE)
+        tokenizer.save(tmp / tokenizer.file_name)
         if trainer_state is not None:
             write_json(tmp / STATE_JSON, trainer_state)
             save_file(
@@ -100,35 +100,37 @@ def read_config(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_dir():
         raise JanusError(f"checkpoint {path} does not exist or is not a folder")
-    missing = [f for f in (MODEL_FILE, CONFIG_FILE, SPM_FILE) if not (path / f).is_file()]
+    missing = [f for f in (MODEL_FILE, CONFIG_FILE) if not (path / f).is_file()]
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        missing.append(" or ".join(TOKENIZER_FILES))
     if missing:
         raise JanusError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
     verify_files(path, (CONFIG_FILE,))
     config = read_json(path / CONFIG_FILE)
     version = config.get("format_version") if isinstance(config, dict) else None
-    if version != FORMAT_VERSION:
+    if version != CHECKPOINT_FORMAT_VERSION:
         raise JanusError(
             f"{path / CONFIG_FILE}: checkpoint format {version!r} was written by another version "
-            f"of janusgen (this one reads format {FORMAT_VERSION})"
+            f"of janusgen (this one reads format {CHECKPOINT_FORMAT_VERSION})"
         )
     return config
 
 
 def load_model(
     path: Path, device: str | torch.device = "cpu"
-) -> tuple[JanusTransformer, Tokenizer, dict[str, Any]]:
+) -> tuple[JanusTransformer, TextTokenizer, dict[str, Any]]:
     """Model (in eval mode), tokenizer and config of a checkpoint folder."""
     path = Path(path)
     config = read_config(path)
     model_cfg = from_dict(ModelConfig, config["model"], where=str(path / CONFIG_FILE))
-    verify_files(path, (MODEL_FILE, SPM_FILE))
+    verify_files(path, (MODEL_FILE, tokenizer_file(path).name))
     weights = load_tensors(path / MODEL_FILE)
     model = JanusTransformer(model_cfg)
     try:
         model.load_state_dict(weights)
     except (RuntimeError, OSError, ValueError) as e:
         raise JanusError(f"{path / MODEL_FILE}: weights do not match the config ({e})") from e
-    tokenizer = Tokenizer.from_file(path / SPM_FILE)
+    tokenizer = load_tokenizer(tokenizer_file(path))
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise JanusError(
             f"{path}: tokenizer has {tokenizer.vocab_size} pieces but the model {model_cfg.vocab_size}"

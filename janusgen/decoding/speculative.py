@@ -1,0 +1,186 @@
+"""Lossless self-speculative decoding: the NAR view drafts, the AR view verifies, the output is AR greedy.
+
+One model holds both distributions, so no second drafting model is needed. Each round, for every
+unfinished sentence with accepted prefix s_0 .. s_t (s_0 = BOS):
+
+1. Draft, one pass of the NAR view (no content cache: its rows see each other both ways): content
+   s_0 .. s_t observed, [MASK] at t+1 .. n, EOS at n+1, where n is the predicted length (at least
+   t + 1, at most the sentence's limit). The draft is the argmax of P_NAR at each placeholder, then EOS.
+2. Verify, one pass of the AR view over the content-stream cache, which holds s_0 .. s_{t-1}: content
+   rows s_t, d_{t+1} .. d_e at positions t .. e (causal), query rows at t+1 .. e+1 (with
+   `ar_stream` "content", the content rows themselves predict). The row for position p gives a_p, AR
+   greedy's choice given the prefix and the draft before p (same bans and length limit as
+   `greedy_search`).
+3. Accept a_{t+1} .. a_{t+j+1}, where j counts the leading draft tokens with d_p = a_p: each of them
+   is conditioned only on accepted tokens, so they are exactly what greedy decoding would choose, and
+   every round gains at least one token. The cache keeps the entries of s_t and the accepted draft
+   tokens and drops the rest (rolled back), in one gather per layer.
+
+Sentences advance by different amounts: every per-sentence quantity (t, n, the draft length, j) is a
+tensor, rows are padded to the longest draft of the round, and the visibility masks hide the padding
+and each row's stale cache entries. The only Python loop is over rounds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from janusgen.decoding.common import Hypotheses, banned_tokens, length_normalized
+from janusgen.decoding.mask_predict import length_candidates, nar_view
+from janusgen.model.layout import DecoderView
+from janusgen.model.transformer import DecoderCache, Encoded, JanusTransformer
+
+
+@dataclass
+class SpeculativeStats:
+    """Counts of a speculative decoding run (add runs together with `add`)."""
+
+    sentences: int = 0
+    rounds: int = 0  # draft-and-verify rounds, summed over sentences
+    tokens: int = 0  # tokens emitted, EOS included, summed over sentences
+
+    def add(self, other: SpeculativeStats) -> None:
+        self.sentences += other.sentences
+        self.rounds += other.rounds
+        self.tokens += other.tokens
+
+    @property
+    def tokens_per_round(self) -> float:
+        """Mean tokens a round emits: the accepted draft tokens plus AR's own next token."""
+        return self.tokens / self.rounds if self.rounds else 0.0
+
+    @property
+    def accepted_draft_per_round(self) -> float:
+        """Mean draft tokens AR agreed with per round (tokens_per_round - 1)."""
+        return (self.tokens - self.rounds) / self.rounds if self.rounds else 0.0
+
+    @property
+    def rounds_per_sentence(self) -> float:
+        return self.rounds / self.sentences if self.sentences else 0.0
+
+
+def _compact(cache: DecoderCache, rows: torch.Tensor, index: torch.Tensor, drop_rows: bool) -> None:
+    """Keep, for each kept row `rows` (A',), the content entries `index` (A', C') of the cache, in place;
+    with `drop_rows` the encoder keys/values also keep only `rows`."""
+    for layer in cache.layers:
+        _, heads, _, head_dim = layer.self_k.shape
+        gather = index[:, None, :, None].expand(-1, heads, -1, head_dim)  # (A', heads, C', head_dim)
+        layer.self_k = layer.self_k[rows].gather(2, gather)
+        layer.self_v = layer.self_v[rows].gather(2, gather)
+        if drop_rows:
+            layer.cross_k, layer.cross_v = layer.cross_k[rows], layer.cross_v[rows]
+    cache.positions = cache.positions[rows].gather(1, index)
+
+
+@torch.inference_mode()
+def speculative_search(
+    model: JanusTransformer, enc: Encoded, max_len: torch.Tensor, length_penalty: float = 1.0
+) -> tuple[Hypotheses, SpeculativeStats]:
+    """Self-speculative decoding of encoded sources; `max_len` (B,) caps each output's length. The
+    outputs are those of `greedy_search(model, enc, max_len, length_penalty)`, with the same scores."""
+    cfg = model.cfg
+    device = enc.states.device
+    b = max_len.shape[0]
+    steps = int(max_len.max()) + 1 if b else 0  # the longest output, plus its EOS
+    seq = torch.full((b, steps + 1), cfg.pad_id, device=device)  # (B, 1 + steps) BOS, outputs, EOS
+    seq[:, 0] = cfg.bos_id
+    log_prob = torch.zeros(b, device=device)
+    rounds = torch.zeros(b, dtype=torch.long, device=device)
+    if b == 0:
+        return Hypotheses(seq[:, 1:], rounds, log_prob, log_prob), SpeculativeStats()
+
+    ar_ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.mask_id)
+    only_eos = torch.full_like(ar_ban, -math.inf)
+    only_eos[cfg.eos_id] = 0.0
+    nar_ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.eos_id, cfg.mask_id)
+
+    alive = torch.arange(b, device=device)  # (A,) batch index of each unfinished sentence
+    limit = max_len.clone()  # (A,) most output tokens
+    predicted = length_candidates(model, enc, max_len, length_beam=1)[:, 0]  # (A,) predicted n
+    t = torch.zeros(b, dtype=torch.long, device=device)  # (A,) accepted output tokens = position of s_t
+    cache = DecoderCache()  # content entries s_0 .. s_{t-1} of each row (first t entries), encoder k/v
+    while alive.numel():
+        a = alive.numel()
+        # ---- draft: one NAR pass over prefix, placeholders and EOS
+        n = torch.maximum(predicted, t + 1).minimum(limit)  # (A,) last placeholder position
+        width = int(n.max()) + 2
+        pos = torch.arange(width, device=device)[None]  # (1, W)
+        prefix = seq[alive, :width]  # (A, W); entries after t are not used
+        placeholder = (pos > t[:, None]) & (pos <= n[:, None])  # (A, W)
+        tokens = torch.where(pos <= t[:, None], prefix, cfg.pad_id)
+        tokens = tokens.masked_fill(placeholder, cfg.mask_id).masked_fill(pos == n[:, None] + 1, cfg.eos_id)
+        if placeholder.any():
+            draft_cache = DecoderCache() if not cache.layers else cache.encoder_only()
+            hidden = model.decode(nar_view(tokens, cfg.pad_id), enc, draft_cache)  # (A, W, d)
+            if not cache.layers:  # the first round's pass computed the encoder keys/values: keep them
+                cache = draft_cache.encoder_only()
+            tokens[placeholder] = (model.logits(hidden[placeholder]).float() + nar_ban).argmax(dim=-1)
+
+        # ---- verify: one AR pass, content rows s_t, d_{t+1} .. d_e, query rows t+1 .. e+1
+        k = (torch.minimum(n + 1, limit) - t).clamp(min=0)  # (A,) draft tokens d_{t+1} .. d_{t+k}
+        r = int(k.max()) + 1  # content rows (and query rows) of the widest sentence
+        i = torch.arange(r, device=device)[None]  # (1, R)
+        used = i <= k[:, None]  # (A, R) rows holding s_t or a draft token
+        content = tokens.gather(1, (t[:, None] + i).clamp(max=width - 1)).masked_fill(~used, cfg.pad_id)
+        content_pos = torch.where(used, t[:, None] + i, t[:, None])  # padding rows: any legal position
+        query_pos = content_pos + 1
+        cached = cache.positions.shape[1] if cache.positions is not None else 0
+        old = torch.arange(cached, device=device)[None, None, :] < t[:, None, None]  # (A, 1, C)
+        causal = (i <= i.T)[None]  # (1, R, R): new row i sees new entries <= i
+        visible = torch.cat([old.expand(a, r, cached), causal.expand(a, r, r)], dim=2)  # (A, R, C + R)
+        if cfg.ar_stream == "content":  # a plain causal decoder: content row i predicts position t+i+1
+            view = DecoderView(content, content_pos, visible, r)
+        else:
+            view = DecoderView(
+                torch.cat([content, torch.full_like(content, cfg.mask_id)], dim=1),  # (A, 2R)
+                torch.cat([content_pos, query_pos], dim=1),
+                torch.cat([visible, visible], dim=1),  # a query row sees what its content row sees
+                r,
+            )
+        hidden = model.decode(view, enc, cache)  # (A, 2R or R, d); the cache grows by R entries
+        logp = F.log_softmax(model.logits(model.ar_rows(view, hidden)).float(), dim=-1)  # (A, R, V)
+        at_limit = (query_pos == limit[:, None] + 1)[:, :, None]
+        best, choice = (logp + torch.where(at_limit, only_eos, ar_ban)).max(dim=-1)  # (A, R): a_{t+1+i}
+
+        # ---- accept: the leading agreements, AR's next token, cut after an EOS
+        agree = (choice[:, :-1] == content[:, 1:]) & used[:, 1:]  # (A, R - 1)
+        accepted = agree.long().cumprod(dim=1).sum(dim=1)  # (A,) j
+        emitted = i < accepted[:, None] + 1  # (A, R) a_{t+1} .. a_{t+j+1}
+        eos = emitted & (choice == cfg.eos_id)
+        done = eos.any(dim=1)
+        emitted = emitted & (eos.long().cumsum(dim=1) - eos.long() == 0)  # nothing after the EOS
+        count = emitted.sum(dim=1)  # (A,)
+        row, col = emitted.nonzero(as_tuple=True)
+        seq[alive[row], t[row] + 1 + col] = choice[row, col]
+        log_prob.index_add_(0, alive, (best * emitted).sum(dim=1))
+        rounds[alive] += 1
+
+        # ---- roll the cache back to s_0 .. s_{t+j} and drop finished sentences
+        t = t + count
+        kept = (~done).nonzero().squeeze(1)  # (A',)
+        if kept.numel() == 0:
+            break
+        entries = int(t[kept].max())
+        c = torch.arange(entries, device=device)[None]  # (1, C')
+        t_old = (t - count)[kept, None]
+        index = torch.where(c < t_old, c, cached + c - t_old).clamp(max=cached + r - 1)  # (A', C')
+        _compact(cache, kept, index, drop_rows=kept.numel() < a)
+        if kept.numel() < a:
+            alive, limit, predicted, t = alive[kept], limit[kept], predicted[kept], t[kept]
+            enc = enc.index_select(kept)
+
+    out = seq[:, 1:]
+    is_eos = out == cfg.eos_id  # every sentence has exactly one EOS (forced at its limit)
+    lengths = is_eos.int().argmax(dim=1)
+    hyps = Hypotheses(
+        out.masked_fill(is_eos, cfg.pad_id),
+        lengths,
+        log_prob,
+        length_normalized(log_prob, lengths + 1, length_penalty),
+    )
+    stats = SpeculativeStats(b, int(rounds.sum()), int((lengths + 1).sum()))
+    return hyps, stats

@@ -1,0 +1,178 @@
+"""BART-JANUS: a pre-trained Hugging Face `BartForConditionalGeneration` as a JANUS model.
+
+BART is a post-norm encoder-decoder with learned positions (offset 2), a LayerNorm on the embeddings,
+GELU, tied embeddings and a fixed final logits bias; ModelConfig has an option for each, so a converted
+BART is our JanusTransformer with BART's weights, name for name (`weight_names`). The decoder's weights
+serve both streams unchanged: the query stream reads BART's `<mask>` embedding plus the position.
+
+What reproduces BART exactly is the content stream: a causal decoder over the real tokens. A converted
+model therefore takes P_AR from the content stream (`ar_stream="content"`), so that before any
+fine-tuning its AR view IS the pre-trained model (same logits, same greedy and beam outputs), and JANUS
+fine-tuning adds the NAR (placeholder rows) and AUX (query rows) views on top. The length classifier is
+the only new part; it keeps its fresh initialisation.
+
+Needs the `hf` extra (`pip install 'janusgen[hf]'`): `transformers` is imported only here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from janusgen.config import ModelConfig, to_dict
+from janusgen.errors import JanusError
+from janusgen.model.transformer import JanusTransformer
+
+BART_POSITION_OFFSET = 2  # BartLearnedPositionalEmbedding: position p reads row p + 2
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise JanusError(
+            "converting a Hugging Face model needs transformers: pip install 'janusgen[hf]'"
+        ) from None
+    return transformers
+
+
+def model_config(hf: Any, tokenizer: Any, max_target_length: int | None = None) -> ModelConfig:
+    """The ModelConfig that is exactly the BART of HF config `hf`, with `tokenizer`'s special ids."""
+    if getattr(hf, "model_type", "bart") != "bart":
+        raise JanusError(f"only BART models convert (this one is {hf.model_type!r})")
+    pairs = {
+        "heads": (hf.encoder_attention_heads, hf.decoder_attention_heads),
+        "ffn_dim": (hf.encoder_ffn_dim, hf.decoder_ffn_dim),
+    }
+    for name, (enc, dec) in pairs.items():
+        if enc != dec:
+            raise JanusError(
+                f"the BART has {name} {enc} in the encoder but {dec} in the decoder (one value needed)"
+            )
+    if hf.activation_function not in ("gelu", "relu"):
+        raise JanusError(f"the BART's activation {hf.activation_function!r} is not gelu or relu")
+    if tokenizer.vocab_size != hf.vocab_size:
+        raise JanusError(f"the tokenizer has {tokenizer.vocab_size} tokens but the BART {hf.vocab_size}")
+    positions = hf.max_position_embeddings - 1  # the encoder's BOS (source_bos) takes the last one
+    return ModelConfig(
+        vocab_size=hf.vocab_size,
+        d_model=hf.d_model,
+        ffn_dim=hf.encoder_ffn_dim,
+        heads=hf.encoder_attention_heads,
+        encoder_layers=hf.encoder_layers,
+        decoder_layers=hf.decoder_layers,
+        dropout=float(hf.dropout),
+        attention_dropout=float(hf.attention_dropout),
+        activation_dropout=float(hf.activation_dropout),
+        activation=hf.activation_function,
+        pre_norm=False,
+        learned_positions=True,
+        relative_positions=0,
+        max_positions=positions,
+        max_target_length=max_target_length or positions - 2,
+        pad_id=tokenizer.pad_id,
+        unk_id=tokenizer.unk_id,
+        bos_id=tokenizer.bos_id,
+        eos_id=tokenizer.eos_id,
+        mask_id=tokenizer.mask_id,
+        position_offset=BART_POSITION_OFFSET,
+        embedding_norm=True,
+        scale_embedding=bool(hf.scale_embedding),
+        tie_output=bool(getattr(hf, "tie_word_embeddings", True)),
+        logits_bias=True,
+        source_bos=True,
+        ar_stream="content",
+    )
+
+
+def weight_names(cfg: ModelConfig) -> dict[str, str]:
+    """Our parameter name -> the HF BartForConditionalGeneration state_dict name."""
+    names = {
+        "embed.weight": "model.shared.weight",
+        "enc_positions.weight": "model.encoder.embed_positions.weight",
+        "dec_positions.weight": "model.decoder.embed_positions.weight",
+        "final_logits_bias": "final_logits_bias",
+    }
+    for ours, theirs in (("enc_embed_norm", "model.encoder"), ("dec_embed_norm", "model.decoder")):
+        for p in ("weight", "bias"):
+            names[f"{ours}.{p}"] = f"{theirs}.layernorm_embedding.{p}"
+    if not cfg.tie_output:
+        names["output_projection.weight"] = "lm_head.weight"
+    proj = ("q_proj", "k_proj", "v_proj", "out_proj")
+    for i in range(cfg.encoder_layers):
+        parts = {f"self_attn.{p}": f"self_attn.{p}" for p in proj}
+        parts |= {
+            "norm1": "self_attn_layer_norm",
+            "ffn.fc1": "fc1",
+            "ffn.fc2": "fc2",
+            "norm2": "final_layer_norm",
+        }
+        for ours, theirs in parts.items():
+            for p in ("weight", "bias"):
+                names[f"encoder_layers.{i}.{ours}.{p}"] = f"model.encoder.layers.{i}.{theirs}.{p}"
+    for i in range(cfg.decoder_layers):
+        parts = {f"self_attn.{p}": f"self_attn.{p}" for p in proj}
+        parts |= {f"cross_attn.{p}": f"encoder_attn.{p}" for p in proj}
+        parts |= {
+            "norm1": "self_attn_layer_norm",
+            "norm2": "encoder_attn_layer_norm",
+            "ffn.fc1": "fc1",
+            "ffn.fc2": "fc2",
+            "norm3": "final_layer_norm",
+        }
+        for ours, theirs in parts.items():
+            for p in ("weight", "bias"):
+                names[f"decoder_layers.{i}.{ours}.{p}"] = f"model.decoder.layers.{i}.{theirs}.{p}"
+    return names
+
+
+# parameters of ours that BART has no counterpart for: the length classifier, initialised fresh
+NEW_PARAMETERS = ("source_length_embed.weight", "length_head.weight", "length_head.bias")
+
+
+def from_hf(hf_model: Any, tokenizer: Any, max_target_length: int | None = None) -> JanusTransformer:
+    """A JanusTransformer holding the weights of `hf_model` (a BartForConditionalGeneration)."""
+    cfg = model_config(hf_model.config, tokenizer, max_target_length)
+    model = JanusTransformer(cfg)
+    theirs = hf_model.state_dict()
+    ours = model.state_dict()
+    names = weight_names(cfg)
+    unmapped = sorted(set(ours) - set(names) - set(NEW_PARAMETERS))
+    if unmapped:  # a model option added without a mapping: fail here, not with silently random weights
+        raise JanusError(f"no BART weight for {', '.join(unmapped)}")
+    for side in ("encoder", "decoder"):  # transformers 5 unties these too when tie_word_embeddings is off
+        if not torch.equal(theirs[f"model.{side}.embed_tokens.weight"], theirs["model.shared.weight"]):
+            raise JanusError(f"the BART's {side} has its own token embeddings; janusgen shares one matrix")
+    with torch.no_grad():
+        for name, hf_name in names.items():
+            value = theirs[hf_name].reshape(ours[name].shape)  # final_logits_bias: (1, V) -> (V,)
+            ours[name].copy_(value.to(ours[name].dtype))
+    return model.eval()
+
+
+def load_hf(name_or_dir: str) -> tuple[Any, Any]:
+    """(BartForConditionalGeneration in fp32, HFTokenizer) of a hub name or a local folder."""
+    from janusgen.data.hf_tokenizer import HFTokenizer
+
+    transformers = _transformers()
+    try:
+        hf_model = transformers.BartForConditionalGeneration.from_pretrained(str(name_or_dir)).float()
+    except (OSError, ValueError) as e:
+        raise JanusError(f"--hf {name_or_dir}: cannot load a BartForConditionalGeneration ({e})") from e
+    return hf_model.eval(), HFTokenizer.from_pretrained(name_or_dir)
+
+
+def convert(name_or_dir: str, out: Path, max_target_length: int | None = None) -> dict[str, Any]:
+    """`janus convert --hf`: write a self-contained janusgen checkpoint (weights, config, tokenizer)."""
+    from janusgen.checkpoint import save_checkpoint
+
+    hf_model, tokenizer = load_hf(name_or_dir)
+    model = from_hf(hf_model, tokenizer, max_target_length)
+    config = {
+        "model": to_dict(model.cfg),
+        "converted_from": {"hf": str(name_or_dir), "class": "BartForConditionalGeneration"},
+    }
+    save_checkpoint(Path(out), model, tokenizer, config)
+    return {"out": str(out), "parameters": model.num_parameters(), "vocab_size": model.cfg.vocab_size}

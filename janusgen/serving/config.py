@@ -1,0 +1,66 @@
+"""The settings of `janus serve`, checked where they are built (a bad value is one clear error)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from janusgen.errors import JanusError
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"  # loopback by default: exposing the service is an explicit choice
+    port: int = 8000
+    max_wait_ms: float = 5.0  # how long to gather overlapping requests into one batch
+    max_batch_tokens: int = 6000  # source tokens per batch (EOS counted)
+    max_batch_texts: int = 256  # texts per batch; 1 turns micro-batching off
+    max_queue: int = 512  # texts admitted and not yet answered; beyond it: 503
+    max_texts: int = 64  # texts per request
+    max_chars: int = 2000  # characters per text
+    max_body_bytes: int = 1_000_000
+    max_beam: int = 16  # beam and length_beam a request may ask for
+    max_iterations: int = 50  # NAR iterations a request may ask for
+    request_timeout_s: float = 120.0  # a request still waiting after this is answered 503
+    graceful_timeout_s: float = 30.0  # on shutdown, in-flight requests get this long to finish
+
+    # the options `janus serve` exposes, with their help text (host and port are added by the CLI)
+    OPTION_HELP: ClassVar[dict[str, str]] = {
+        "max_wait_ms": "gather overlapping requests for up to this many ms into one batch",
+        "max_batch_tokens": "source tokens per batch",
+        "max_batch_texts": "texts per batch; 1 turns micro-batching off",
+        "max_queue": "texts waiting or decoding at most; more is answered 503",
+        "max_texts": "texts per request",
+        "max_chars": "characters per text",
+        "max_body_bytes": "request body size",
+        "max_beam": "largest beam / length_beam a request may ask for",
+        "max_iterations": "most NAR iterations a request may ask for",
+        "request_timeout_s": "a request not answered within this is answered 503",
+        "graceful_timeout_s": "on shutdown, time in-flight requests get to finish",
+    }
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise JanusError(f"--port {self.port}: must be between 0 and 65535")
+        if not 0 <= self.max_wait_ms <= 1000:
+            raise JanusError(f"--max-wait-ms {self.max_wait_ms}: must be between 0 and 1000")
+        for name in (
+            "max_batch_tokens",
+            "max_batch_texts",
+            "max_queue",
+            "max_texts",
+            "max_chars",
+            "max_body_bytes",
+            "max_beam",
+            "max_iterations",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise JanusError(f"--{name.replace('_', '-')} {value!r}: must be an integer of at least 1")
+        for name in ("request_timeout_s", "graceful_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise JanusError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
+        if self.max_texts > self.max_queue:
+            raise JanusError(
+                f"--max-texts {self.max_texts} exceeds --max-queue {self.max_queue}: no request could fit"
+            )

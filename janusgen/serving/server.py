@@ -1,0 +1,196 @@
+"""The HTTP service: POST /translate, GET /health, GET /metrics, on Starlette and uvicorn.
+
+    POST /translate  {"texts": ["En el principio ..."], "mode": "speculative"}
+                  -> {"translations": ["In the beginning ..."], "scores": [-0.41], "tokens": [9]}
+
+Settings are those of `janus generate` (mode, beam, iterations, length_beam, length_offsets, rerank,
+length_penalty, max_len_a, max_len_b), checked like the CLI's; a bad request is answered 400 with a
+message naming the field, an overloaded service 503 with Retry-After. The model is loaded once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from janusgen.config import DecodeConfig, decode_config
+from janusgen.decoding.translator import Translator
+from janusgen.errors import JanusError
+from janusgen.serving.batcher import MicroBatcher, Overloaded
+from janusgen.serving.config import ServeConfig
+from janusgen.serving.metrics import Metrics
+
+# the decoding settings a request may give (max_tokens is the service's: --max-batch-tokens)
+REQUEST_SETTINGS = (
+    "mode",
+    "beam",
+    "iterations",
+    "length_beam",
+    "length_offsets",
+    "rerank",
+    "length_penalty",
+    "max_len_a",
+    "max_len_b",
+)
+
+
+class BadRequest(Exception):
+    """A request the service will not decode: HTTP 400 with this message."""
+
+
+def parse_request(body: bytes, cfg: ServeConfig) -> tuple[list[str], DecodeConfig]:
+    """The texts and decoding settings of a /translate body; raises BadRequest naming the problem."""
+    if len(body) > cfg.max_body_bytes:
+        raise BadRequest(f"request body of {len(body)} bytes; at most {cfg.max_body_bytes}")
+    try:
+        request = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadRequest(f"the body is not JSON: {e}") from e
+    if not isinstance(request, dict):
+        raise BadRequest('the body must be a JSON object such as {"texts": ["..."]}')
+    unknown = sorted(set(request) - {"texts", *REQUEST_SETTINGS})
+    if unknown:
+        raise BadRequest(
+            f"unknown field(s): {', '.join(unknown)}; known: texts, {', '.join(REQUEST_SETTINGS)}"
+        )
+    texts = request.get("texts")
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise BadRequest('"texts" must be a list of strings')
+    if not 1 <= len(texts) <= cfg.max_texts:
+        raise BadRequest(f'"texts" holds {len(texts)} texts; give between 1 and {cfg.max_texts}')
+    long = [i for i, t in enumerate(texts) if len(t) > cfg.max_chars]
+    if long:
+        raise BadRequest(
+            f"text {long[0]} has {len(texts[long[0]])} characters; at most {cfg.max_chars} per text"
+        )
+    settings = {k: v for k, v in request.items() if k != "texts"}
+    for name, most in (
+        ("beam", cfg.max_beam),
+        ("length_beam", cfg.max_beam),
+        ("iterations", cfg.max_iterations),
+    ):
+        value = settings.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > most:
+            raise BadRequest(f'"{name}" {value}: this service allows at most {most}')
+    offsets = settings.get("length_offsets")
+    if offsets is not None and (
+        not isinstance(offsets, list)
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+    ):
+        raise BadRequest('"length_offsets" must be a list of integers')
+    try:
+        decode = decode_config(**settings, max_tokens=cfg.max_batch_tokens)
+    except (JanusError, TypeError) as e:  # messages name the option as the CLI spells it
+        raise BadRequest(str(e)) from e
+    return texts, decode
+
+
+def build_app(translator: Translator, cfg: ServeConfig) -> Starlette:
+    metrics = Metrics()
+    batcher = MicroBatcher(translator, cfg, metrics)
+
+    async def translate(request: Request) -> Response:
+        start = time.perf_counter()
+        status = 200
+        try:
+            if int(request.headers.get("content-length") or 0) > cfg.max_body_bytes:
+                raise BadRequest(f"request body over {cfg.max_body_bytes} bytes")
+            texts, decode = parse_request(await request.body(), cfg)
+            outputs = await batcher.submit(texts, decode)
+            return JSONResponse(
+                {
+                    "translations": [o.text for o in outputs],
+                    "scores": [o.score for o in outputs],
+                    "tokens": [o.tokens for o in outputs],
+                }
+            )
+        except BadRequest as e:
+            status = 400
+            return JSONResponse({"error": str(e)}, status_code=400)
+        except Overloaded as e:
+            status = 503
+            return JSONResponse({"error": str(e)}, status_code=503, headers={"Retry-After": "1"})
+        except Exception as e:  # a decoding failure: the worker goes on
+            status = 500
+            return JSONResponse({"error": f"internal error: {type(e).__name__}: {e}"}, status_code=500)
+        finally:
+            metrics.request(status, time.perf_counter() - start)
+
+    async def health(request: Request) -> Response:
+        body = {"status": "shutting down" if batcher.closing else "ok", "queued_texts": batcher.queued_texts}
+        return JSONResponse(body, status_code=503 if batcher.closing else 200)
+
+    async def prometheus(request: Request) -> Response:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        batcher.start()
+        yield
+        await batcher.close()  # uvicorn has let in-flight requests finish; finish what is queued
+
+    app = Starlette(
+        routes=[
+            Route("/translate", translate, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/metrics", prometheus, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.batcher, app.state.metrics = batcher, metrics
+    return app
+
+
+def _uvicorn_config(translator: Translator, cfg: ServeConfig, **options: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        build_app(translator, cfg),
+        host=cfg.host,
+        port=cfg.port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=int(cfg.graceful_timeout_s),
+        **options,
+    )
+
+
+def run_server(translator: Translator, cfg: ServeConfig) -> None:
+    """Serve until SIGINT / SIGTERM; then stop accepting, finish in-flight requests and return."""
+    print(
+        f"janus serve: listening on http://{cfg.host}:{cfg.port} (POST /translate, GET /health, GET /metrics)"
+    )
+    uvicorn.Server(_uvicorn_config(translator, cfg)).run()
+
+
+@contextlib.contextmanager
+def background_server(translator: Translator, cfg: ServeConfig) -> Iterator[str]:
+    """Run the service in a thread on a free loopback port (cfg.host, port 0 = any); yields its URL and
+    shuts it down gracefully on exit. For tests and benchmarks."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((cfg.host, cfg.port))
+    server = uvicorn.Server(_uvicorn_config(translator, cfg))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        host, port = sock.getsockname()[:2]
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=cfg.graceful_timeout_s + 10)
+        sock.close()
