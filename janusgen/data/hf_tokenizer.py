@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from janusgen.data.tokenizer import read_tokenizer_file
 from janusgen.errors import JanusError
 
 FILE_NAME = "tokenizer.json"
@@ -57,12 +58,7 @@ class HFTokenizer:
 
     @classmethod
     def from_file(cls, path: Path) -> HFTokenizer:
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise JanusError(f"cannot read tokenizer {path}: {e.strerror or e}") from e
-        return cls(data, where=str(path))
+        return cls(read_tokenizer_file(path, "tokenizer"), where=str(path))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path) -> HFTokenizer:

@@ -50,6 +50,14 @@ HF_FILE = "tokenizer.json"
 TOKENIZER_FILES = (SPM_FILE, HF_FILE)  # the names a stored tokenizer may have, by kind
 
 
+def read_tokenizer_file(path: Path, what: str) -> bytes:
+    """The bytes of a stored tokenizer, or an error naming the file."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise JanusError(f"cannot read {what} {path}: {e.strerror or e}") from e
+
+
 def load_tokenizer(path: Path) -> TextTokenizer:
     """The tokenizer stored in file `path` (spm.model or tokenizer.json), or in folder `path`."""
     path = Path(path)
@@ -158,12 +166,7 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: Path) -> Tokenizer:
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise JanusError(f"cannot read SentencePiece model {path}: {e.strerror or e}") from e
-        return cls(data, where=str(path))
+        return cls(read_tokenizer_file(path, "SentencePiece model"), where=str(path))
 
     @property
     def model_bytes(self) -> bytes:
