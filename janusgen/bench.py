@@ -76,7 +76,9 @@ def cpu_budget(updates: int, seed: int) -> Budget:
 
 
 def gpu_budget(updates: int, seed: int) -> Budget:
-    """The paper's IWSLT-size setting: `base` (6+6 layers, d512), 8k-token batches, dropout 0.3."""
+    """The paper's IWSLT setting: `paper-iwslt` (the authors' model exactly: 6+6 layers, d512, post-norm,
+    BERT init, dropout 0.3), 8k-token batches (theirs: 4,096 on each of 2 GPUs), and JANUS encoding the
+    source once per view as their release does (each view its own dropout)."""
     train_cfg = TrainConfig(
         max_updates=updates,
         max_tokens=8192,
@@ -88,13 +90,22 @@ def gpu_budget(updates: int, seed: int) -> Budget:
         log_every=100,
         keep_last=1,
     )
-    model = dataclasses.replace(model_preset("base"), dropout=0.3)
+    model = model_preset("paper-iwslt")
     objectives = {name: objective_preset(name) for name in SYSTEMS}
+    objectives["janus"] = dataclasses.replace(objectives["janus"], encode_per_view=True)
     return Budget("gpu", model, train_cfg, objectives)
 
 
-BUDGETS = {"cpu": cpu_budget, "gpu": gpu_budget}
-DEFAULT_UPDATES = {"cpu": 1500, "gpu": 50000}  # per system, when --updates is not given
+def cpu_long_budget(updates: int, seed: int) -> Budget:
+    """The cpu budget at 4x its updates (6,000 by default: about 2.5 hours per JANUS run on 2 cores), for
+    the question the short one cannot answer: does the AR gap close once NAR/AUX are good teachers? Every
+    finished step is kept, so it can be run an hour at a time: run the same command again to continue."""
+    return dataclasses.replace(cpu_budget(updates, seed), name="cpu-long")
+
+
+BUDGETS = {"cpu": cpu_budget, "cpu-long": cpu_long_budget, "gpu": gpu_budget}
+DEFAULT_UPDATES = {"cpu": 1500, "cpu-long": 6000, "gpu": 50000}  # per system, when --updates is not given
+EQUAL_TIME_MAX_UPDATES = 10_000_000  # with --time-budget the clock stops training, not the update count
 
 
 def settings_for(system: str) -> tuple[str, ...]:
@@ -157,6 +168,45 @@ def _say(text: str) -> None:
 # ------------------------------------------------------------------------------------------- quality
 
 
+def system_setup(
+    system: str, data: Path, budget: Budget, distilled: Path | None, time_budget_s: float | None
+) -> tuple[Path, TrainConfig]:
+    """The data and training options of one system: with `distilled` (a `janus distill` folder of `data`)
+    cmlm learns the teacher's outputs and janus its NAR/AUX views on them, its AR view on the references,
+    while ar stays on `data`; with `time_budget_s` every system trains for that long (equal time) instead
+    of for the budget's updates (equal updates)."""
+    cfg = budget.train
+    if time_budget_s is not None:
+        cfg = dataclasses.replace(cfg, max_updates=EQUAL_TIME_MAX_UPDATES, time_budget_s=time_budget_s)
+    if distilled is None or system == "ar":
+        return Path(data), cfg
+    if system == "janus":
+        objective = budget.objectives["janus"]
+        if objective.kl_ar_nar + objective.kl_ar_aux > 0:
+            raise JanusError(
+                "--distilled: janus's AR view learns the references and its NAR/AUX views the teacher's "
+                "outputs, so the KLs between them have no common target; add --janus-option kl_ar_nar=0 "
+                "--janus-option kl_ar_aux=0"
+            )
+        cfg = dataclasses.replace(cfg, ar_targets="references")
+    return Path(distilled), cfg
+
+
+def check_distilled(data: Path, distilled: Path) -> None:
+    """`distilled` must be a `janus distill` folder with the test split of `data` (the bench evaluates on
+    `data`'s)."""
+    from janusgen.fileio import sha256_file
+
+    meta = PairDataset.open(distilled, "test").meta
+    if "distillation" not in meta:
+        raise JanusError(f"--distilled {distilled}: not a folder written by `janus distill`")
+    for name in ("test.src.txt", "test.tgt.txt"):
+        if sha256_file(Path(distilled) / name) != sha256_file(Path(data) / name):
+            raise JanusError(
+                f"--distilled {distilled}: its {name} differs from {data}'s: distil --data {data}"
+            )
+
+
 def run_quality_bench(
     data: Path,
     out: Path,
@@ -165,16 +215,23 @@ def run_quality_bench(
     device: str = "auto",
     limit: int | None = None,
     bootstrap_samples: int = 1000,
+    distilled: Path | None = None,
+    time_budget_s: float | None = None,
 ) -> dict[str, Any]:
     """Train each system (or resume it), evaluate it on the test split, test the claims; writes
-    `out/quality.json`, the outputs under `out/outputs/` and the validation-BLEU plot."""
+    `out/quality.json`, the outputs under `out/outputs/` and the validation-BLEU plot. `distilled` and
+    `time_budget_s`: see `system_setup`."""
     out = Path(out)
+    if distilled is not None:
+        check_distilled(data, distilled)
     sources, references = PairDataset.open(data, "test").texts()
     if limit is not None:
         sources, references = sources[:limit], references[:limit]
     report: dict[str, Any] = {
         "budget": budget.name,
         "data": _stored_path(out, data),  # relative to out, as every path a report stores
+        "distilled": None if distilled is None else _stored_path(out, distilled),
+        "time_budget_s": time_budget_s,  # equal time; None: equal updates
         "test_sentences": len(sources),
         "model": dataclasses.asdict(budget.model),
         "train": dataclasses.asdict(budget.train),
@@ -185,17 +242,23 @@ def run_quality_bench(
     for system in systems:
         run = out / system
         summary_file = run / "summary.json"
-        _check_same_setup(run, budget, system)
+        system_data, train_cfg = system_setup(system, data, budget, distilled, time_budget_s)
+        _check_same_setup(run, budget, system, train_cfg)
         if summary_file.is_file():
             _say(f"== {system}: trained model already in {run}")
         else:
-            _say(f"== {system}: training {budget.train.max_updates} updates ({budget.name} budget)")
+            amount = (
+                f"{train_cfg.max_updates} updates"
+                if time_budget_s is None
+                else f"{time_budget_s / 60:.0f} minutes"
+            )
+            _say(f"== {system}: training {amount} ({budget.name} budget) on {system_data}")
             summary = train(
-                data,
+                system_data,
                 run,
                 budget.model,
                 budget.objectives[system],
-                budget.train,
+                train_cfg,
                 resume=resume_point(run) is not None,
                 overwrite=resume_point(run) is None,  # killed before its first checkpoint: afresh
                 device=device,
@@ -203,6 +266,8 @@ def run_quality_bench(
             summary_file.write_text(json.dumps(summary, indent=2) + "\n")
         translator = Translator.load(run / "last", device=str(pick_device(device)))
         entry = {
+            "data": _stored_path(out, system_data),
+            "ar_targets": train_cfg.ar_targets,
             "objective": dataclasses.asdict(budget.objectives[system]),
             "training": json.loads(summary_file.read_text()),
             "checkpoint": _stored_path(out, run / "last"),
@@ -221,15 +286,22 @@ def run_quality_bench(
     return report
 
 
-def _check_same_setup(run: Path, budget: Budget, system: str) -> None:
-    """Refuse to reuse (or resume) a run of `--out` trained with another model or objective: its numbers
-    would be reported under this bench's settings."""
+def _check_same_setup(run: Path, budget: Budget, system: str, train_cfg: TrainConfig) -> None:
+    """Refuse to reuse (or resume) a run of `--out` trained with another model, objective, update count,
+    time budget or AR targets: its numbers would be reported under this bench's settings."""
     config_file = run / "last" / CONFIG_FILE
     if not config_file.is_file():
         return
     saved = json.loads(config_file.read_text())
     model = dict(dataclasses.asdict(budget.model), vocab_size=saved["model"]["vocab_size"])  # from the data
     wanted = {"model": model, "objective": dataclasses.asdict(budget.objectives[system])}
+    saved_train = saved.get("train", {})
+    for key in ("time_budget_s", "max_updates", "ar_targets"):
+        if saved_train.get(key, getattr(TrainConfig(), key)) != getattr(train_cfg, key):
+            raise JanusError(
+                f"{config_file}: the {system} run there was trained with {key} "
+                f"{saved_train.get(key)!r}, this bench asks for {getattr(train_cfg, key)!r}; use a new --out"
+            )
     for part, cfg in wanted.items():
         if saved.get(part) != cfg:
             raise JanusError(

@@ -27,6 +27,7 @@ from janusgen.config import (
     RECIPES,
     BibleConfig,
     DecodeConfig,
+    DistillConfig,
     ModelConfig,
     ObjectiveConfig,
     PrepareConfig,
@@ -292,6 +293,12 @@ _TRAIN_OPTIONS = {  # option -> (TrainConfig field, type, help)
     "--valid-bleu-sentences": ("valid_bleu_sentences", int, "valid pairs for the quick BLEU (0: off)"),
     "--keep-last": ("keep_last", int, "step checkpoints to keep besides best and last"),
     "--best-metric": ("best_metric", str, f"what `best` means: {', '.join(BEST_METRICS)}"),
+    "--ar-targets": (
+        "ar_targets",
+        str,
+        "data: the AR view learns the data's targets; references: on data made by `janus distill`, the "
+        "original references it keeps (the NAR/AUX views learn the teacher's outputs)",
+    ),
 }
 
 
@@ -507,6 +514,59 @@ def _run_average(args: argparse.Namespace) -> int:
         raise JanusError("give checkpoint folders, or --run DIR --last N")
     average_checkpoints(paths, args.out)
     print(f"averaged {len(paths)} checkpoints into {args.out}")
+    return 0
+
+
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    d = DistillConfig()
+    dist = sub.add_parser(
+        "distill",
+        help="translate a prepared training split with a model's AR view (sequence-level distillation)",
+        description="Beam-translate the train split of --data with the AR view of --checkpoint (an ar or "
+        "janus model trained on this data folder's vocabulary) into a new prepared data folder: the "
+        "teacher's outputs as training targets, the original references kept beside them (train.ref.tgt) "
+        "and the valid and test splits unchanged. Finished shards are kept in OUT.partial, so a killed "
+        "run continues where it stopped when run again with the same options.",
+    )
+    dist.add_argument("--checkpoint", type=Path, required=True, help="teacher checkpoint folder")
+    dist.add_argument("--data", type=Path, required=True, help="prepared data folder to distil")
+    dist.add_argument("--out", type=Path, required=True, help="new prepared data folder")
+    dist.add_argument("--beam", type=int, default=d.beam, help="beam size (default %(default)s)")
+    dist.add_argument("--length-penalty", type=float, default=d.length_penalty, help="(default %(default)s)")
+    dist.add_argument("--max-len-a", type=float, default=d.max_len_a, help="(default %(default)s)")
+    dist.add_argument("--max-len-b", type=int, default=d.max_len_b, help="(default %(default)s)")
+    dist.add_argument(
+        "--max-tokens", type=int, default=d.max_tokens, help="source tokens per batch (default %(default)s)"
+    )
+    dist.add_argument(
+        "--shard-pairs",
+        type=int,
+        default=d.shard_pairs,
+        help="pairs per resumable shard (default %(default)s)",
+    )
+    dist.add_argument(
+        "--dtype", default=d.dtype, help="teacher precision: auto, float32 or bfloat16 (default %(default)s)"
+    )
+    dist.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
+    dist.add_argument("--overwrite", action="store_true", help="replace an --out that holds prepared data")
+    dist.set_defaults(func=_run_distill)
+
+
+def _run_distill(args: argparse.Namespace) -> int:
+    from janusgen.distill import distill, format_distill_report
+    from janusgen.hardware import pick_device
+
+    cfg = DistillConfig(
+        beam=args.beam,
+        length_penalty=args.length_penalty,
+        max_len_a=args.max_len_a,
+        max_len_b=args.max_len_b,
+        max_tokens=args.max_tokens,
+        shard_pairs=args.shard_pairs,
+        dtype=args.dtype,
+    )
+    meta = distill(args.checkpoint, args.data, args.out, cfg, str(pick_device(args.device)), args.overwrite)
+    print(format_distill_report(meta, args.out))
     return 0
 
 
@@ -903,12 +963,33 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     quality.add_argument("--out", type=Path, required=True, help="folder for the runs, outputs and reports")
     quality.add_argument(
         "--budget",
-        choices=("cpu", "gpu"),
+        choices=("cpu", "cpu-long", "gpu"),
         default="cpu",
-        help="cpu: the demo's small model for 2 CPU cores; gpu: `base`, the paper's IWSLT setting",
+        help="cpu: the demo's small model for 2 CPU cores; cpu-long: the same at 4x the updates (hours: "
+        "stop it any time and run the command again to continue); gpu: `paper-iwslt`, the paper's model",
     )
     quality.add_argument(
-        "--updates", type=int, default=None, help="updates per system (default: cpu 1500, gpu 50000)"
+        "--updates",
+        type=int,
+        default=None,
+        help="updates per system, the same for every system (default: cpu 1500, cpu-long 6000, gpu 50000)",
+    )
+    quality.add_argument(
+        "--time-budget",
+        type=parse_duration,
+        default=None,
+        metavar="DURATION",
+        help="equal time instead of equal updates: every system trains for this long (e.g. 30m); the "
+        "budget's warmup and curriculum are fractions of it",
+    )
+    quality.add_argument(
+        "--distilled",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a `janus distill` folder of --data: cmlm trains on it, janus its NAR/AUX views on it and "
+        "its AR view on the references (give --janus-option kl_ar_nar=0 --janus-option kl_ar_aux=0), ar "
+        "on --data",
     )
     quality.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
     quality.add_argument(
@@ -965,6 +1046,8 @@ def _run_bench_quality(args: argparse.Namespace) -> int:
     ablation = parse_assignments(args.janus_option, ObjectiveConfig, "--janus-option")
     janus = dataclasses.replace(budget.objectives["janus"], **ablation)
     budget = dataclasses.replace(budget, objectives={**budget.objectives, "janus": janus})
+    if args.time_budget is not None and args.updates is not None:
+        raise JanusError("--time-budget (equal time) and --updates (equal updates): give one")
     report = run_quality_bench(
         args.data,
         args.out,
@@ -973,6 +1056,8 @@ def _run_bench_quality(args: argparse.Namespace) -> int:
         device=args.device,
         limit=args.limit,
         bootstrap_samples=args.bootstrap_samples,
+        distilled=args.distilled,
+        time_budget_s=args.time_budget,
     )
     print(format_quality(report))
     return 0
@@ -1007,11 +1092,14 @@ def build_parser() -> argparse.ArgumentParser:
         "autoregressive and non-autoregressive decoding.",
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{demo,data,train,generate,evaluate,serve,average,bench}"
+        dest="command",
+        required=True,
+        metavar="{demo,data,train,distill,generate,evaluate,serve,average,convert,bench}",
     )
     _add_demo(sub)
     _add_data(sub)
     _add_train(sub)
+    _add_distill(sub)
     _add_generate(sub)
     _add_evaluate(sub)
     _add_serve(sub)

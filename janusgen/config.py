@@ -229,6 +229,9 @@ class ModelConfig:
     # Which stream gives P_AR: the query stream ([MASK] + position, docs/method.md) or the content
     # stream (a standard causal decoder: a pre-trained BART's decoder, whose logits it reproduces)
     ar_stream: str = "query"
+    # initialisation: "default" (PyTorch's per layer; embeddings N(0, 1/d)) or "bert" (every linear and
+    # embedding weight N(0, 0.02), biases 0: fairseq's --apply-bert-init, which the authors trained with)
+    init: str = "default"
 
     def __post_init__(self) -> None:
         s = "model"
@@ -252,6 +255,7 @@ class ModelConfig:
         for name in ("embedding_norm", "scale_embedding", "tie_output", "logits_bias", "source_bos"):
             _check_bool(self, s, name)
         _check_choice(self, s, "ar_stream", AR_STREAMS)
+        _check_choice(self, s, "init", INITS)
         seen: dict[int, str] = {}
         for name in ("pad_id", "unk_id", "bos_id", "eos_id", "mask_id"):
             _check_int(self, s, name, 0, self.vocab_size - 1)
@@ -281,6 +285,7 @@ class ModelConfig:
 
 ACTIVATIONS = ("relu", "gelu")
 AR_STREAMS = ("query", "content")
+INITS = ("default", "bert")
 MAX_D_MODEL = 16384
 MAX_LAYERS = 1000
 MAX_POSITIONS = 1 << 16
@@ -289,8 +294,11 @@ MAX_PARAMETERS = 20_000_000_000
 
 def model_preset(name: str) -> ModelConfig:
     """Named sizes: `tiny` (tests), `small` (~9M parameters with an 8k vocabulary, trains on 2 CPU
-    cores), `compact` (small with 3+2 layers, for slow CPUs), `base` (the IWSLT model of the paper),
-    `transformer-base` (Vaswani et al. base)."""
+    cores), `compact` (small with 3+2 layers, for slow CPUs), `base` (ours at the size of the paper's
+    IWSLT model: pre-norm, attention dropout 0.1, a relative-position bias in the decoder, PyTorch's
+    initialisation), `paper-iwslt` (the paper's IWSLT model exactly, as the authors' release trains it:
+    fairseq's transformer_iwslt_de_en, post-norm, attention dropout 0, learned absolute positions only,
+    BERT-style initialisation, dropout 0.3), `transformer-base` (Vaswani et al. base)."""
     presets = {
         "tiny": ModelConfig(
             d_model=32,
@@ -322,6 +330,15 @@ def model_preset(name: str) -> ModelConfig:
             attention_dropout=0.0,
         ),
         "base": ModelConfig(),
+        "paper-iwslt": ModelConfig(
+            dropout=0.3,
+            attention_dropout=0.0,
+            activation_dropout=0.0,
+            pre_norm=False,
+            learned_positions=True,
+            relative_positions=0,
+            init="bert",
+        ),
         "transformer-base": ModelConfig(ffn_dim=2048, heads=8, dropout=0.1),
     }
     if name not in presets:
@@ -329,7 +346,7 @@ def model_preset(name: str) -> ModelConfig:
     return presets[name]
 
 
-MODEL_PRESETS = ("tiny", "small", "compact", "base", "transformer-base")
+MODEL_PRESETS = ("tiny", "small", "compact", "base", "paper-iwslt", "transformer-base")
 
 
 # ------------------------------------------------------------------------------------------ objective
@@ -358,11 +375,21 @@ class ObjectiveConfig:
     # --max-updates), so that one recipe behaves alike on a slow and a fast machine.
     ar_only_fraction: float = 0.0
     kl_warmup_fraction: float = 0.0
-    masking: str = "span"  # span (JANUS: fixed ratio, Poisson span lengths) or uniform (CMLM)
+    # span (ours: exactly round(ratio * n) inner tokens, in Poisson spans), release (the authors' release:
+    # ceil(ratio * (n + 2)) positions in possibly overlapping Poisson spans, then BOS/EOS unmasked, which
+    # leaves about 0.56 of the inner tokens masked) or uniform (CMLM: k ~ U{1..n} single tokens)
+    masking: str = "span"
     mask_ratio: float = 0.7
     span_lambda: float = 2.0
     random_order: bool = False  # order of the masked tokens in the AUX/G streams: left to right or random
     encode_per_view: bool = False  # encode the source once per view (different dropout), as the authors did
+    # Which way the KLs with the AR view teach. The paper (and the authors' release) passes gradients
+    # through both sides, so a poor NAR/AUX view pulls the AR view towards it. "always": the AR side is
+    # a fixed teacher (KL*(AR, NAR) and KL*(AR, AUX) train only the NAR/AUX view); "until_close": so
+    # until, at a validation, the other view's cross-entropy on the masked tokens comes within
+    # `kl_teacher_margin` nats of the AR view's on the same tokens; from then on both sides, as the paper.
+    kl_ar_detach: str = "never"
+    kl_teacher_margin: float = 0.5
 
     def __post_init__(self) -> None:
         s = "objective"
@@ -399,10 +426,13 @@ class ObjectiveConfig:
         _check_float(self, s, "span_lambda", 0.0, 1000.0, lo_open=True)
         _check_bool(self, s, "random_order")
         _check_bool(self, s, "encode_per_view")
+        _check_choice(self, s, "kl_ar_detach", KL_AR_DETACH)
+        _check_float(self, s, "kl_teacher_margin", 0.0)
 
 
 OBJECTIVES = ("ar", "cmlm", "janus")
-MASKINGS = ("span", "uniform")
+MASKINGS = ("span", "release", "uniform")
+KL_AR_DETACH = ("never", "always", "until_close")
 
 
 def objective_preset(name: str) -> ObjectiveConfig:
@@ -462,6 +492,10 @@ class TrainConfig:
     valid_bleu_sentences: int = 200  # quick greedy-AR and one-pass-NAR BLEU on this many valid pairs (0: off)
     keep_last: int = 3  # step checkpoints kept besides `best` and `last`
     best_metric: str = "loss"  # loss (lower is better), bleu_ar or bleu_nar (higher is better)
+    # the targets the AR view learns from: the data's (`train.tgt`), or, on data written by
+    # `janus distill`, the original references it keeps (NAR/AUX on the teacher's outputs, AR on the
+    # human translations: distillation for the NAR view without the AR view learning the teacher's errors)
+    ar_targets: str = "data"
 
     def __post_init__(self) -> None:
         s = "train"
@@ -482,10 +516,12 @@ class TrainConfig:
         _check_int(self, s, "valid_bleu_sentences", 0)
         _check_int(self, s, "keep_last", 0)
         _check_choice(self, s, "best_metric", BEST_METRICS)
+        _check_choice(self, s, "ar_targets", AR_TARGETS)
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BEST_METRICS = ("loss", "bleu_ar", "bleu_nar")
+AR_TARGETS = ("data", "references")
 
 
 # -------------------------------------------------------------------------------------------- recipes
@@ -616,3 +652,44 @@ def decode_config(**values: Any) -> DecodeConfig:
     if values.get("length_offsets") is not None:
         values["length_offsets"] = tuple(int(v) for v in values["length_offsets"])
     return DecodeConfig(**values)
+
+
+# --------------------------------------------------------------------------------------- distillation
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """`janus distill`: a teacher's AR view translates a prepared training split (beam search)."""
+
+    beam: int = 5
+    length_penalty: float = 1.0
+    max_len_a: float = 1.2
+    max_len_b: int = 10
+    max_tokens: int = 6000  # source tokens per batch (padding counted)
+    shard_pairs: int = 2048  # pairs per resumable unit: a killed run redoes at most one shard
+    dtype: str = "auto"  # of the teacher: auto (the training rule for the hardware), float32, bfloat16
+
+    def __post_init__(self) -> None:
+        DecodeConfig(  # the decoding options, checked as the CLI spells them
+            beam=self.beam,
+            length_penalty=self.length_penalty,
+            max_len_a=self.max_len_a,
+            max_len_b=self.max_len_b,
+            max_tokens=self.max_tokens,
+        )
+        _check_number("--shard-pairs", self.shard_pairs, 1, 2**31 - 1)
+        if self.dtype not in DISTILL_DTYPES:
+            raise JanusError(f"--dtype {self.dtype!r}: choose {', '.join(DISTILL_DTYPES)}")
+
+    def decode(self) -> DecodeConfig:
+        return DecodeConfig(
+            mode="ar",
+            beam=self.beam,
+            length_penalty=self.length_penalty,
+            max_len_a=self.max_len_a,
+            max_len_b=self.max_len_b,
+            max_tokens=self.max_tokens,
+        )
+
+
+DISTILL_DTYPES = ("auto", "float32", "bfloat16")

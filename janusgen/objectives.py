@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from janusgen.config import ObjectiveConfig
-from janusgen.data.masking import inner_lengths, masked_ranks, span_mask, uniform_mask
+from janusgen.data.masking import inner_lengths, masked_ranks, release_mask, span_mask, uniform_mask
 from janusgen.model.layout import masked_view
 from janusgen.model.transformer import Encoded, JanusTransformer
 
@@ -108,9 +109,11 @@ class _SymmetricKL(torch.autograd.Function):
             d = la - lb
             p, q = la.exp_(), lb.exp_()
             half_g = 0.5 * grad_kl[sl, None]
-            grad_a[sl] = (p * (d - stats[2, sl, None] + 1.0) - q).mul_(half_g)
-            grad_b[sl] = (q * (1.0 - d - stats[3, sl, None]) - p).mul_(half_g)
-        return grad_a, grad_b
+            if ctx.needs_input_grad[0]:
+                grad_a[sl] = (p * (d - stats[2, sl, None] + 1.0) - q).mul_(half_g)
+            if ctx.needs_input_grad[1]:
+                grad_b[sl] = (q * (1.0 - d - stats[3, sl, None]) - p).mul_(half_g)
+        return (grad_a if ctx.needs_input_grad[0] else None), (grad_b if ctx.needs_input_grad[1] else None)
 
 
 def label_smoothed_ce(
@@ -125,7 +128,8 @@ def label_smoothed_ce(
 
 def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean over valid positions of ½ [KL(p‖q) + KL(q‖p)] = ½ Σ_v (p_v - q_v)(log p_v - log q_v),
-    in float32, with gradients through both sides. logits (..., V), valid (...)."""
+    in float32, with gradients through both sides (through one where the other is detached).
+    logits (..., V), valid (...)."""
     vocab = logits_p.shape[-1]
     per_row = _SymmetricKL.apply(logits_p.reshape(-1, vocab), logits_q.reshape(-1, vocab))
     return _masked_mean(per_row.view(valid.shape), valid)
@@ -153,6 +157,10 @@ class JanusObjective:
     trainer what it computes (`term_names`) and which parts of the model it trains (`freeze_untrained`)."""
 
     TERMS = ("ar", "nar", "aux", "length", "kl_ar_nar", "kl_nar_aux", "kl_ar_aux")  # every term, log order
+    # logged, never trained: the AR view's cross-entropy on the masked tokens, which `kl_ar_detach =
+    # until_close` compares the NAR and AUX views' with
+    DIAGNOSTICS = ("ar_masked",)
+    AR_KLS = {"kl_ar_nar": "nar", "kl_ar_aux": "aux"}  # each KL with the AR view -> the other view
 
     def __init__(self, cfg: ObjectiveConfig, seed: int = 0) -> None:
         self.cfg = cfg
@@ -162,6 +170,8 @@ class JanusObjective:
         self.needs_aux = cfg.aux_weight > 0 or cfg.kl_nar_aux > 0 or cfg.kl_ar_aux > 0
         self.kl_scale = 1.0
         self.joint = True  # False during the AR-only curriculum phase
+        # the KLs with the AR view whose AR side is a fixed teacher (gets no gradient) for now
+        self.ar_fixed = {name: cfg.kl_ar_detach != "never" for name in self.AR_KLS}
 
     @property
     def name(self) -> str:
@@ -180,8 +190,36 @@ class JanusObjective:
             "kl_ar_nar": cfg.kl_ar_nar > 0,
             "kl_nar_aux": cfg.kl_nar_aux > 0,
             "kl_ar_aux": cfg.kl_ar_aux > 0,
+            "ar_masked": self.watches_teachers,
         }
-        return tuple(name for name in self.TERMS if computed[name])
+        return tuple(name for name in (*self.TERMS, *self.DIAGNOSTICS) if computed[name])
+
+    @property
+    def watches_teachers(self) -> bool:
+        """Whether validations decide when the AR side of the KLs starts to learn from them."""
+        cfg = self.cfg
+        return cfg.kl_ar_detach == "until_close" and self.needs_ar and cfg.kl_ar_nar + cfg.kl_ar_aux > 0
+
+    def observe_validation(self, results: dict[str, float]) -> list[str]:
+        """`until_close`: open the AR side of each KL whose other view's validation cross-entropy on the
+        masked tokens is within `kl_teacher_margin` of the AR view's on the same tokens; returns the
+        KLs opened now. Validation results are the same on every rank, so every rank decides alike."""
+        if not self.watches_teachers or "ar_masked" not in results:
+            return []
+        opened = []
+        for name, view in self.AR_KLS.items():
+            close = results.get(view, float("inf")) <= results["ar_masked"] + self.cfg.kl_teacher_margin
+            if self.ar_fixed[name] and close:
+                self.ar_fixed[name] = False
+                opened.append(name)
+        return opened
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run must restore besides the schedule (which follows the update count)."""
+        return {"ar_fixed": dict(self.ar_fixed)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ar_fixed.update({k: bool(v) for k, v in state.get("ar_fixed", {}).items() if k in self.ar_fixed})
 
     def untrained_modules(self, model: JanusTransformer) -> list[nn.Module]:
         """The parts of `model` no term gives a gradient: the length classifier without L_len."""
@@ -198,47 +236,65 @@ class JanusObjective:
     def sample_mask(self, tgt: torch.Tensor, pad_id: int) -> torch.Tensor:
         if self.cfg.masking == "span":
             return span_mask(tgt, pad_id, self.cfg.mask_ratio, self.cfg.span_lambda, self.generator)
+        if self.cfg.masking == "release":
+            return release_mask(tgt, pad_id, self.cfg.mask_ratio, self.cfg.span_lambda, self.generator)
         if self.cfg.masking == "uniform":
             return uniform_mask(tgt, pad_id, self.generator)
         raise ValueError(f"unknown masking {self.cfg.masking!r}")
 
-    def __call__(self, model: JanusTransformer, src: torch.Tensor, tgt: torch.Tensor) -> LossOutput:
+    def __call__(
+        self,
+        model: JanusTransformer,
+        src: torch.Tensor,
+        tgt: torch.Tensor,
+        ar_tgt: torch.Tensor | None = None,
+    ) -> LossOutput:
+        """The loss of one batch. `ar_tgt`: other targets for the AR view (distilled data: the original
+        references; the NAR/AUX views learn `tgt`); the KLs with the AR view then have no common target
+        and are refused (the trainer checks that before training)."""
         cfg, mcfg = self.cfg, model.cfg
         eps = cfg.label_smoothing
         terms: dict[str, torch.Tensor] = {}
         enc = model.encode(src)
         target_valid = tgt[:, 1:] != mcfg.pad_id
         masked_tokens = 0
+        if ar_tgt is not None and (cfg.kl_ar_nar > 0 or cfg.kl_ar_aux > 0):
+            raise ValueError("the KLs with the AR view need the AR view on the same targets (ar_tgt=None)")
 
         needs_nar, needs_aux = self.needs_nar and self.joint, self.needs_aux and self.joint
         ar_logits = None
         if self.needs_ar:
-            ar_logits = model.ar_logits(tgt, enc)  # (B, T-1, V): predicts tgt[:, 1:]
-            terms["ar"] = label_smoothed_ce(ar_logits, tgt[:, 1:], target_valid, eps)
+            ar_seq = tgt if ar_tgt is None else ar_tgt
+            ar_logits = model.ar_logits(ar_seq, enc)  # (B, T-1, V): predicts ar_seq[:, 1:]
+            terms["ar"] = label_smoothed_ce(ar_logits, ar_seq[:, 1:], ar_seq[:, 1:] != mcfg.pad_id, eps)
 
         if needs_nar or needs_aux:
             enc_nar = model.encode(src) if cfg.encode_per_view and self.needs_ar else enc
             masked = self.sample_mask(tgt, mcfg.pad_id)
             rank = masked_ranks(masked, cfg.random_order, self.generator)
-            view = masked_view(tgt, masked, mcfg.pad_id, mcfg.mask_id, rank)
+            view = masked_view(tgt, masked, mcfg.pad_id, mcfg.mask_id, rank, query_stream=self.needs_aux)
             hidden = model.decode(view, enc_nar)
             targets, valid = view.masked_targets, view.masked_valid
             masked_tokens = int(valid.sum())
             index = view.placeholder_rows[:, :, None].expand(-1, -1, hidden.shape[-1])
             nar_logits = model.logits(hidden.gather(1, index))  # (B, K, V)
-            aux_logits = model.logits(hidden[:, view.num_content :])  # (B, K, V)
+            aux_logits = model.logits(hidden[:, view.num_content :]) if self.needs_aux else None  # (B, K, V)
             if needs_nar:
                 terms["nar"] = label_smoothed_ce(nar_logits, targets, valid, eps)
             if needs_aux:
                 terms["aux"] = label_smoothed_ce(aux_logits, targets, valid, eps)
-            if ar_logits is not None:
+            if ar_logits is not None and ar_tgt is None:
                 # P_AR at the masked positions: query row m_j - 1 of the AR view predicts s_{m_j}
                 at = (view.masked_positions - 1).clamp(min=0)[:, :, None].expand(-1, -1, ar_logits.shape[-1])
                 ar_at_masked = ar_logits.gather(1, at)
-                if cfg.kl_ar_nar > 0:
-                    terms["kl_ar_nar"] = symmetric_kl(ar_at_masked, nar_logits, valid)
-                if cfg.kl_ar_aux > 0:
-                    terms["kl_ar_aux"] = symmetric_kl(ar_at_masked, aux_logits, valid)
+                others = {"kl_ar_nar": nar_logits, "kl_ar_aux": aux_logits}
+                for name, other in others.items():
+                    if getattr(cfg, name) > 0:
+                        teacher = ar_at_masked.detach() if self.ar_fixed[name] else ar_at_masked
+                        terms[name] = symmetric_kl(teacher, other, valid)
+                if self.watches_teachers:
+                    with torch.no_grad():
+                        terms["ar_masked"] = label_smoothed_ce(ar_at_masked, targets, valid, eps)
             if cfg.kl_nar_aux > 0:
                 terms["kl_nar_aux"] = symmetric_kl(nar_logits, aux_logits, valid)
 
@@ -255,7 +311,7 @@ class JanusObjective:
             "kl_nar_aux": cfg.kl_nar_aux * self.kl_scale,
             "kl_ar_aux": cfg.kl_ar_aux * self.kl_scale,
         }
-        loss = sum(weights[name] * value for name, value in terms.items())
+        loss = sum(weights[name] * value for name, value in terms.items() if name in weights)
         return LossOutput(
             loss, {k: v.detach() for k, v in terms.items()}, int(target_valid.sum()), masked_tokens
         )

@@ -185,3 +185,44 @@ def test_bench_cli_names_the_option_at_fault(tmp_path, capsys):
     assert "--janus-option 'kl_weight=0': expected KEY=VALUE with KEY one of" in capsys.readouterr().err
     assert main(["bench", "compare", str(tmp_path / "b"), str(tmp_path)]) == 2
     assert f"{tmp_path / 'b' / 'quality.json'}: not found" in capsys.readouterr().err
+
+
+def test_system_setup_gives_equal_time_and_distilled_targets(tmp_path):
+    budget = cpu_budget(1500, 1)
+    data, distilled = tmp_path / "data", tmp_path / "distilled"
+    # equal updates: the budget's own options, everything on --data
+    for system in bench.SYSTEMS:
+        where, cfg = bench.system_setup(system, data, budget, None, None)
+        assert where == data and cfg == budget.train
+    # equal time: the clock stops every system, and the schedule fractions follow it
+    where, cfg = bench.system_setup("janus", data, budget, None, 1800.0)
+    assert cfg.time_budget_s == 1800.0 and cfg.max_updates == bench.EQUAL_TIME_MAX_UPDATES
+    assert cfg.warmup_fraction == budget.train.warmup_fraction
+    # distilled: ar on the data, cmlm on the teacher's outputs, janus's AR view on the references
+    no_ar_kl = dataclasses.replace(budget.objectives["janus"], kl_ar_nar=0.0, kl_ar_aux=0.0)
+    distil_budget = dataclasses.replace(budget, objectives={**budget.objectives, "janus": no_ar_kl})
+    assert bench.system_setup("ar", data, distil_budget, distilled, None) == (data, budget.train)
+    assert bench.system_setup("cmlm", data, distil_budget, distilled, None) == (distilled, budget.train)
+    where, cfg = bench.system_setup("janus", data, distil_budget, distilled, None)
+    assert where == distilled and cfg.ar_targets == "references"
+    with pytest.raises(JanusError, match="kl_ar_nar=0"):
+        bench.system_setup("janus", data, budget, distilled, None)
+    # the long budget is the short one at more updates
+    long = bench.BUDGETS["cpu-long"](bench.DEFAULT_UPDATES["cpu-long"], 1)
+    assert long.train.max_updates == 4 * bench.DEFAULT_UPDATES["cpu"]
+    assert long.model == budget.model and long.objectives == budget.objectives
+
+
+def test_a_bench_refuses_to_reuse_a_run_of_another_time_budget(quality_run, toy_data, tmp_path):
+    out, _ = quality_run
+    with pytest.raises(JanusError, match="time_budget_s"):
+        run_quality_bench(toy_data, out, _tiny_budget(), ("ar",), device="cpu", limit=12, time_budget_s=60.0)
+    with pytest.raises(JanusError, match="not a folder written by `janus distill`"):
+        run_quality_bench(toy_data, tmp_path, _tiny_budget(), ("ar",), device="cpu", distilled=toy_data)
+
+
+def test_the_gpu_budget_is_the_papers_model_and_encoding():
+    budget = gpu_budget(100, 1)
+    assert budget.model == model_preset("paper-iwslt")
+    assert not budget.model.pre_norm and budget.model.relative_positions == 0 and budget.model.init == "bert"
+    assert budget.objectives["janus"].encode_per_view

@@ -56,11 +56,13 @@ BAD_OBJECTIVE = [
     ({"label_smoothing": 1.0}, "label_smoothing=1.0: must be in [0, 1)"),
     ({"mask_ratio": 0}, "mask_ratio=0: must be in (0, 1]"),
     ({"mask_ratio": 1.5}, "mask_ratio=1.5"),
-    ({"masking": "random"}, "masking='random': choose one of span, uniform"),
+    ({"masking": "random"}, "masking='random': choose one of span, release, uniform"),
     ({"ar_only_updates": -1}, "ar_only_updates=-1: must be >= 0"),
     ({"kl_warmup_updates": -3}, "kl_warmup_updates=-3"),
     ({"ar_only_fraction": 1.5}, "ar_only_fraction=1.5"),
     ({"random_order": 1}, "random_order=1: must be true or false"),
+    ({"kl_ar_detach": "sometimes"}, "kl_ar_detach='sometimes': choose one of never, always, until_close"),
+    ({"kl_teacher_margin": -1.0}, "kl_teacher_margin"),
     ({"name": ""}, "name=''"),
 ]
 

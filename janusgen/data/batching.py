@@ -161,13 +161,16 @@ class TokenBudgetSampler:
 
 @dataclass
 class Batch:
-    """Padded token ids. src: (B, S) = tokens + EOS; tgt: (B, T) = BOS + tokens + EOS."""
+    """Padded token ids. src: (B, S) = tokens + EOS; tgt: (B, T) = BOS + tokens + EOS; ar_tgt: the
+    targets of the AR view where they differ from tgt (distilled data: the original references)."""
 
     src: torch.Tensor
     tgt: torch.Tensor
+    ar_tgt: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.src.to(device, non_blocking=True), self.tgt.to(device, non_blocking=True))
+        ar_tgt = None if self.ar_tgt is None else self.ar_tgt.to(device, non_blocking=True)
+        return Batch(self.src.to(device, non_blocking=True), self.tgt.to(device, non_blocking=True), ar_tgt)
 
 
 def pad_flat(
@@ -212,12 +215,25 @@ class PairBatches:
         shuffle: bool,
         rank: int = 0,
         world_size: int = 1,
+        ar_on_references: bool = False,
     ) -> None:
         self.dataset = dataset
+        if ar_on_references and dataset.references is None:
+            raise JanusError(
+                f"--ar-targets references: {dataset.data_dir} keeps no original references for split "
+                f"'{dataset.split}' (only data written by `janus distill` does); use --ar-targets data"
+            )
+        self.references = dataset.references if ar_on_references else None
         # source: tokens + EOS; target: BOS + tokens + EOS; the length classifier caps n
         max_src = model_cfg.max_positions - 1
         max_tgt = min(model_cfg.max_positions - 2, model_cfg.max_target_length)
         self.kept, self.dropped = dataset.filter_by_length(max_src, max_tgt)
+        tgt_lengths = dataset.tgt_lengths
+        if self.references is not None:  # both targets must fit; the batch pads to the longer one
+            fits = self.references.lengths[self.kept] <= max_tgt
+            self.dropped += int((~fits).sum())
+            self.kept = self.kept[fits]
+            tgt_lengths = np.maximum(tgt_lengths, self.references.lengths)
         if len(self.kept) == 0:
             raise JanusError(
                 f"{dataset.data_dir}: no pair of split '{dataset.split}' fits the model's maximum "
@@ -225,7 +241,7 @@ class PairBatches:
             )
         self.sampler = TokenBudgetSampler(
             dataset.src_lengths[self.kept] + 1,
-            dataset.tgt_lengths[self.kept] + 2,
+            tgt_lengths[self.kept] + 2,
             max_tokens,
             seed=seed,
             shuffle=shuffle,
@@ -241,4 +257,9 @@ class PairBatches:
         tgt = pad_flat(
             *self.dataset.tgt.gather(indices), pad_id=self.pad_id, prefix=self.bos_id, suffix=self.eos_id
         )
-        return Batch(src, tgt)
+        ar_tgt = None
+        if self.references is not None:
+            ar_tgt = pad_flat(
+                *self.references.gather(indices), pad_id=self.pad_id, prefix=self.bos_id, suffix=self.eos_id
+            )
+        return Batch(src, tgt, ar_tgt)

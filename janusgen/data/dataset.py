@@ -11,6 +11,7 @@ import numpy as np
 from janusgen.data.binarized import (
     DATA_FORMAT_VERSION,
     META_FILE,
+    TRAIN,
     BinarizedArray,
     bin_path,
     idx_path,
@@ -76,6 +77,16 @@ class PairDataset:
             )
         self.src_lengths: np.ndarray = self.src.lengths
         self.tgt_lengths: np.ndarray = self.tgt.lengths
+        # data written by `janus distill` keeps the original targets of its train split beside the teacher's
+        self.references: BinarizedArray | None = None
+        kept = (meta.get("distillation") or {}).get("references")
+        if split == TRAIN and kept:
+            self.references = BinarizedArray(self.data_dir / kept, meta["dtype"])
+            if len(self.references) != expected:
+                raise DataError(
+                    f"{self.data_dir}: {kept} has {len(self.references)} sequences but {META_FILE} says "
+                    f"{expected}; distil it again"
+                )
 
     @classmethod
     def open(cls, data_dir: Path, split: str) -> PairDataset:
@@ -97,7 +108,7 @@ class PairDataset:
         files = self.meta.get("files")
         files = files if isinstance(files, dict) else {}
         vocab_size = self.tokenizer.vocab_size
-        for array in (self.src, self.tgt):
+        for array in (self.src, self.tgt, *([self.references] if self.references is not None else [])):
             for path in (bin_path(array.prefix), idx_path(array.prefix)):
                 expected = files.get(path.name)
                 if expected is not None and sha256_file(path) != expected:

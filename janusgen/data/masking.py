@@ -1,7 +1,9 @@
 """Which target positions to mask, for a whole batch at once (no loop over sentences).
 
-Both distributions choose among the inner positions 1 .. n of `tgt` = BOS s_1 .. s_n EOS (pad):
+The distributions choose among the inner positions 1 .. n of `tgt` = BOS s_1 .. s_n EOS (pad):
 - `span_mask`: JANUS default, a fixed ratio of the inner tokens in spans with Poisson(lam) lengths;
+- `release_mask`: what the authors' release does (spans over the whole sequence, overlapping, ends
+  unmasked afterwards: fewer inner tokens masked, a varying number);
 - `uniform_mask`: CMLM / Mask-Predict, k ~ Uniform{1..n} positions chosen uniformly.
 
 And in what order: `masked_ranks` (the prediction order of the masked tokens, which the views follow),
@@ -67,6 +69,58 @@ def span_mask(
     cols = torch.where(valid, offset + 1, torch.full_like(offset, t))  # + 1 skips BOS; t is a dump column
     mask.scatter_(1, cols, True)
     return mask[:, :t].to(device)
+
+
+def release_mask(
+    tgt: torch.Tensor,
+    pad_id: int,
+    ratio: float = 0.7,
+    span_lambda: float = 2.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The masking of the authors' release, for a whole batch. (B, T) bool.
+
+    Over the whole sequence of L = n + 2 positions (BOS and EOS included) it aims at m = ceil(ratio * L)
+    masked positions: span lengths are drawn from Poisson(span_lambda) (zero allowed) until they add up
+    to m, the last one cut so that they add up to exactly m, and at most L spans are kept; each span
+    starts at a distinct random position (a span that would run past the end masks its start only), spans
+    may overlap, and BOS and EOS are unmasked at the end. Overlaps, zero-length spans and the two ends
+    leave about 0.56 of the inner tokens masked at ratio 0.7, and sometimes none of a short sentence.
+    """
+    b, t = tgt.shape
+    device = tgt.device
+    total = (tgt != pad_id).sum(dim=1).cpu()  # L per sentence
+    budget = torch.ceil(ratio * total.float()).long()  # m
+    most = int(budget.max()) if b else 0
+    if most == 0:
+        return torch.zeros_like(tgt, dtype=torch.bool)
+    # 2m + 8 draws reach a sum of m with overwhelming probability at any lambda >= 1 (mean 2m lambda)
+    draws = 2 * most + 8
+    lengths = torch.poisson(torch.full((b, draws), float(span_lambda)), generator=generator).long()
+    ends = lengths.cumsum(dim=1)
+    # the spans kept: up to the first whose end reaches m, and at most L of them
+    reached = (ends >= budget[:, None]).long().cumsum(dim=1)
+    j = torch.arange(draws)[None]
+    kept = ((reached == 0) | ((reached == 1) & (ends >= budget[:, None]))) & (j < total[:, None])
+    # the last kept span is cut so that the kept lengths add up to m
+    before = ends - lengths
+    lengths = torch.where(kept, torch.minimum(lengths, (budget[:, None] - before).clamp(min=0)), 0)
+    # distinct random starts among the L positions: the ranks of random scores
+    scores = torch.rand(b, t, generator=generator).masked_fill(torch.arange(t)[None] >= total[:, None], 2.0)
+    starts_all = scores.argsort(dim=1)  # (B, T) positions in random order, padding last
+    spans = min(draws, t)
+    starts = starts_all[:, :spans]
+    lengths, kept = lengths[:, :spans], kept[:, :spans]
+    # a span running past the end masks only its start
+    lengths = torch.where(starts + lengths > total[:, None], lengths.clamp(max=1), lengths)
+    # union of [start, start + length): +1 at each start, -1 at each end, a running sum > 0 is covered
+    cover = torch.zeros(b, t + 1, dtype=torch.long)
+    cover.scatter_add_(1, starts, (kept & (lengths > 0)).long())
+    cover.scatter_add_(1, (starts + lengths).clamp(max=t), -(kept & (lengths > 0)).long())
+    mask = cover.cumsum(dim=1)[:, :t] > 0
+    pos = torch.arange(t)[None]
+    mask &= (pos >= 1) & (pos < total[:, None] - 1)  # BOS, EOS and padding unmasked
+    return mask.to(device)
 
 
 def _inner_scores(tgt: torch.Tensor, n: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

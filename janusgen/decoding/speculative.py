@@ -6,6 +6,8 @@ unfinished sentence with accepted prefix s_0 .. s_t (s_0 = BOS):
 1. Draft, one pass of the NAR view (no content cache: its rows see each other both ways): content
    s_0 .. s_t observed, [MASK] at t+1 .. n, EOS at n+1, where n is the predicted length (at least
    t + 1, at most the sentence's limit). The draft is the argmax of P_NAR at each placeholder, then EOS.
+   It is kept for the next rounds and redrafted only where the last round accepted none of it or it is
+   used up: a pass saved per round where the rest of the draft still lines up.
 2. Verify, one pass of the AR view over the content-stream cache, which holds s_0 .. s_{t-1}: content
    rows s_t, d_{t+1} .. d_e at positions t .. e (causal), query rows at t+1 .. e+1 (with
    `ar_stream` "content", the content rows themselves predict). The row for position p gives a_p, AR
@@ -76,12 +78,26 @@ def _compact(cache: DecoderCache, rows: torch.Tensor, index: torch.Tensor, drop_
     cache.positions = cache.positions[rows].gather(1, index)
 
 
+def _encoder_rows(cache: DecoderCache, rows: torch.Tensor, alive: int) -> DecoderCache:
+    """The encoder keys/values of sentences `rows` (of the `alive` in the cache), for a draft pass."""
+    whole = cache.encoder_only()
+    if rows.numel() < alive:
+        for layer in whole.layers:
+            layer.cross_k, layer.cross_v = layer.cross_k[rows], layer.cross_v[rows]
+    return whole
+
+
 @torch.inference_mode()
 def speculative_search(
-    model: JanusTransformer, enc: Encoded, max_len: torch.Tensor, length_penalty: float = 1.0
+    model: JanusTransformer,
+    enc: Encoded,
+    max_len: torch.Tensor,
+    length_penalty: float = 1.0,
+    keep_draft: bool = True,
 ) -> tuple[Hypotheses, SpeculativeStats]:
     """Self-speculative decoding of encoded sources; `max_len` (B,) caps each output's length. The
-    outputs are those of `greedy_search(model, enc, max_len, length_penalty)`, with the same scores."""
+    outputs are those of `greedy_search(model, enc, max_len, length_penalty)`, with the same scores.
+    `keep_draft=False` drafts again every round instead of only where the draft stopped paying."""
     cfg = model.cfg
     device = enc.states.device
     b = max_len.shape[0]
@@ -103,29 +119,48 @@ def speculative_search(
     predicted = length_candidates(model, enc, max_len, length_beam=1)[:, 0]  # (A,) predicted n
     t = torch.zeros(b, dtype=torch.long, device=device)  # (A,) accepted output tokens = position of s_t
     cache = DecoderCache()  # content entries s_0 .. s_{t-1} of each row (first t entries), encoder k/v
+    # The draft of each sentence, position by position (BOS, d_1 .. d_n, EOS at n + 1), kept across
+    # rounds: a round whose AR view disagrees early still leaves the rest of the draft, which usually
+    # lines up again after a substituted word, so the NAR view drafts again only for the sentences
+    # whose last round accepted no draft token or that used up their draft (`redraft`).
+    draft = torch.full((b, steps + 2), cfg.pad_id, device=device)
+    n = torch.zeros(b, dtype=torch.long, device=device)  # (A,) last draft position of each sentence
+    redraft = torch.ones(b, dtype=torch.bool, device=device)
     while alive.numel():
         a = alive.numel()
-        # ---- draft: one NAR pass over prefix, placeholders and EOS
-        n = torch.maximum(predicted, t + 1).minimum(limit)  # (A,) last placeholder position
-        width = int(n.max()) + 2
-        pos = torch.arange(width, device=device)[None]  # (1, W)
-        prefix = seq[alive, :width]  # (A, W); entries after t are not used
-        placeholder = (pos > t[:, None]) & (pos <= n[:, None])  # (A, W)
-        tokens = torch.where(pos <= t[:, None], prefix, cfg.pad_id)
-        tokens = tokens.masked_fill(placeholder, cfg.mask_id).masked_fill(pos == n[:, None] + 1, cfg.eos_id)
-        if placeholder.any():
-            draft_cache = DecoderCache() if not cache.layers else cache.encoder_only()
-            hidden = model.decode(nar_view(tokens, cfg.pad_id), enc, draft_cache)  # (A, W, d)
-            if not cache.layers:  # the first round's pass computed the encoder keys/values: keep them
-                cache = draft_cache.encoder_only()
-            tokens[placeholder] = (model.logits(hidden[placeholder]).float() + nar_ban).argmax(dim=-1)
+        # ---- draft: one NAR pass over prefix, placeholders and EOS, for the sentences that need one
+        if redraft.any():
+            rows = redraft.nonzero().squeeze(1)
+            n_new = torch.maximum(predicted[rows], t[rows] + 1).minimum(limit[rows])
+            width = int(n_new.max()) + 2
+            pos = torch.arange(width, device=device)[None]  # (1, W)
+            t_rows = t[rows, None]
+            placeholder = (pos > t_rows) & (pos <= n_new[:, None])  # (D, W)
+            tokens = torch.where(pos <= t_rows, seq[alive[rows], :width], cfg.pad_id)
+            tokens = tokens.masked_fill(placeholder, cfg.mask_id).masked_fill(
+                pos == n_new[:, None] + 1, cfg.eos_id
+            )
+            if placeholder.any():
+                if not cache.layers:  # the first pass computes the encoder keys/values: keep them
+                    draft_cache = DecoderCache()
+                    hidden = model.decode(nar_view(tokens, cfg.pad_id), enc, draft_cache)
+                    cache = draft_cache.encoder_only()
+                else:
+                    draft_cache = _encoder_rows(cache, rows, a)
+                    hidden = model.decode(nar_view(tokens, cfg.pad_id), enc.index_select(rows), draft_cache)
+                tokens[placeholder] = (model.logits(hidden[placeholder]).float() + nar_ban).argmax(dim=-1)
+            draft[rows] = cfg.pad_id
+            draft[rows, :width] = tokens
+            n[rows] = n_new
 
         # ---- verify: one AR pass, content rows s_t, d_{t+1} .. d_e, query rows t+1 .. e+1
         k = (torch.minimum(n + 1, limit) - t).clamp(min=0)  # (A,) draft tokens d_{t+1} .. d_{t+k}
         r = int(k.max()) + 1  # content rows (and query rows) of the widest sentence
         i = torch.arange(r, device=device)[None]  # (1, R)
         used = i <= k[:, None]  # (A, R) rows holding s_t or a draft token
-        content = tokens.gather(1, (t[:, None] + i).clamp(max=width - 1)).masked_fill(~used, cfg.pad_id)
+        at = (t[:, None] + i).clamp(max=draft.shape[1] - 1)
+        content = torch.where(i == 0, seq[alive].gather(1, t[:, None]), draft.gather(1, at))
+        content = content.masked_fill(~used, cfg.pad_id)
         content_pos = torch.where(used, t[:, None] + i, t[:, None])  # padding rows: any legal position
         query_pos = content_pos + 1
         cached = cache.positions.shape[1] if cache.positions is not None else 0
@@ -161,6 +196,7 @@ def speculative_search(
 
         # ---- roll the cache back to s_0 .. s_{t+j} and drop finished sentences
         t = t + count
+        redraft = (accepted == 0) | (t >= n) | (not keep_draft)  # failed at once, or used up
         kept = (~done).nonzero().squeeze(1)  # (A',)
         if kept.numel() == 0:
             break
@@ -171,6 +207,7 @@ def speculative_search(
         _compact(cache, kept, index, drop_rows=kept.numel() < a)
         if kept.numel() < a:
             alive, limit, predicted, t = alive[kept], limit[kept], predicted[kept], t[kept]
+            draft, n, redraft = draft[kept], n[kept], redraft[kept]
             enc = enc.index_select(kept)
 
     out = seq[:, 1:]

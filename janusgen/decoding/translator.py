@@ -104,7 +104,20 @@ class Translator:
                 stacklevel=2,
             )
         ids = [np.asarray(seq[:limit], dtype=np.int64) for seq in ids]
-        results = [Generation("", 0.0, 0) for _ in ids]
+        decoded = self.decode_ids(ids, cfg, stats)
+        texts_out = self.tokenizer.decode([tokens for tokens, _ in decoded])
+        return [
+            Generation(text, score, len(tokens))
+            for text, (tokens, score) in zip(texts_out, decoded, strict=True)
+        ]
+
+    def decode_ids(
+        self, ids: list[np.ndarray], cfg: DecodeConfig, stats: SpeculativeStats | None = None
+    ) -> list[tuple[list[int], float]]:
+        """(output ids without BOS/EOS, score) per source (token ids without EOS, at most the model's
+        maximum), in input order; an empty source gives ([], 0.0). `janus distill` calls this directly:
+        the training split is stored as ids."""
+        results: list[tuple[list[int], float]] = [([], 0.0) for _ in ids]
         nonempty = np.array([i for i, seq in enumerate(ids) if len(seq)], dtype=np.int64)
         if len(nonempty) == 0:
             return results
@@ -118,9 +131,8 @@ class Translator:
             decoded = self._decode(src.to(self.device), cfg)
             if stats is not None and decoded.stats is not None:
                 stats.add(decoded.stats)
-            texts_out = self.tokenizer.decode(decoded.tokens)
-            for i, text, score, toks in zip(rows, texts_out, decoded.scores, decoded.tokens, strict=True):
-                results[i] = Generation(text, float(score), len(toks))
+            for i, score, toks in zip(rows, decoded.scores, decoded.tokens, strict=True):
+                results[i] = (toks, float(score))
         return results
 
     def generate_stream(

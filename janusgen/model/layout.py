@@ -77,12 +77,19 @@ def content_only_ar_view(tgt: torch.Tensor, pad_id: int) -> DecoderView:
 
 
 def masked_view(
-    tgt: torch.Tensor, masked: torch.Tensor, pad_id: int, mask_id: int, rank: torch.Tensor | None = None
+    tgt: torch.Tensor,
+    masked: torch.Tensor,
+    pad_id: int,
+    mask_id: int,
+    rank: torch.Tensor | None = None,
+    query_stream: bool = True,
 ) -> MaskedView:
     """NAR/AUX view of targets `tgt` (B, T) with masked set `masked` (B, T) bool (never BOS/EOS/pad).
 
     Content rows 0 .. T-1: the target with [MASK] at masked positions (O and P parts, at their own
     positions); content rows T .. T+K-1: G_j = s_{m_j} at position m_j. Query rows: [MASK] at m_j.
+    Without `query_stream` (a CMLM, which reads only P_NAR) the view is the O and P rows alone: they
+    never see G, so their outputs are the same and the decoder runs over T rows instead of T + 2K.
     """
     b, t = tgt.shape
     device = tgt.device
@@ -124,4 +131,6 @@ def masked_view(
     visible = sees_o | sees_p | sees_g
     # padded rows attend to the observed tokens only, so that attention stays finite
     visible = visible | ((rs == PAD) & sees_o)
+    if not query_stream:
+        tokens, positions, visible, k = tokens[:, :t], positions[:, :t], visible[:, :t, :t], 0
     return MaskedView(tokens, positions, visible, t + k, masked_positions, masked_targets, masked_valid)

@@ -244,6 +244,19 @@ class JanusTransformer(nn.Module):
             nn.init.normal_(self.output_projection.weight, std=d**-0.5)
         if cfg.logits_bias:  # not trained (as in BART), but saved with the weights
             self.register_buffer("final_logits_bias", torch.zeros(cfg.vocab_size))
+        if cfg.init == "bert":
+            self._bert_init()
+
+    def _bert_init(self) -> None:
+        """Every linear and embedding weight N(0, 0.02), biases 0, the padding row 0 (the authors'
+        --apply-bert-init); LayerNorms and the relative-position bias keep their start."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Embedding) and module is not self.relative_bias:
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        with torch.no_grad():
+            self.embed.weight[self.cfg.pad_id].zero_()
 
     # -------------------------------------------------------------------------------------- encoder
     def encode(self, src: torch.Tensor) -> Encoded:

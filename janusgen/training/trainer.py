@@ -81,8 +81,8 @@ class ObjectiveModule(nn.Module):
         self.model = model
         self.objective = objective
 
-    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> LossOutput:
-        return self.objective(self.model, src, tgt)
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor, ar_tgt: torch.Tensor | None = None) -> LossOutput:
+        return self.objective(self.model, src, tgt, ar_tgt)
 
 
 @dataclass
@@ -174,6 +174,7 @@ class Trainer:
         meta, tensors = ckpt.load_trainer_state(path)
         ckpt.restore_optimizer(self.optimizer, meta["optimizer"], tensors)
         self.train_data.sampler.load_state_dict(meta["sampler"])
+        self.objective.load_state_dict(meta.get("objective", {}))
         if self.scaler is not None and meta.get("scaler"):
             self.scaler.load_state_dict(meta["scaler"])
         self.state = TrainerState(meta["step"], meta["elapsed_s"], meta["best_value"], meta["best_step"])
@@ -207,7 +208,7 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.module.no_sync()
             with sync:
                 with self.autocast():
-                    out = self.module(batch.src, batch.tgt)
+                    out = self.module(batch.src, batch.tgt, batch.ar_tgt)
                 loss = out.loss / len(batches)
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             for name, value in out.terms.items():
@@ -372,6 +373,13 @@ class Trainer:
     def validate_and_save(self) -> None:
         results = self.validate()
         self.last_valid = results
+        for name in self.objective.observe_validation(results):
+            if self.ctx.is_main:
+                tqdm.write(
+                    f"step {self.state.step}: the AR view now also learns from {name} (the other view's "
+                    f"validation cross-entropy is within {self.objective.cfg.kl_teacher_margin} of its own)",
+                    file=sys.stderr,
+                )
         metric = self.cfg.best_metric
         value = results.get(metric)
         is_best = False
@@ -396,6 +404,7 @@ class Trainer:
             "best_value": self.state.best_value,
             "best_step": self.state.best_step,
             "sampler": self.train_data.sampler.state_dict(),
+            "objective": self.objective.state_dict(),
             "optimizer": opt_meta,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "world_size": self.ctx.world_size,
@@ -539,6 +548,12 @@ def train(
                 eos_id=tokenizer.eos_id,
                 mask_id=tokenizer.mask_id,
             )
+        if train_cfg.ar_targets == "references" and objective_cfg.kl_ar_nar + objective_cfg.kl_ar_aux > 0:
+            raise JanusError(
+                "--ar-targets references: the AR view then learns other targets than the NAR/AUX views, so "
+                "the KLs between them have nothing in common; add --objective-option kl_ar_nar=0 "
+                "--objective-option kl_ar_aux=0"
+            )
         precision = resolve_precision(train_cfg.precision, ctx.device, model_cfg.d_model, model_cfg.ffn_dim)
         if ctx.enabled:  # every rank trains in rank 0's choice (the CPU probe may differ by rank)
             chosen = PRECISIONS[int(broadcast_float(ctx, PRECISIONS.index(precision.precision)))]
@@ -574,7 +589,14 @@ def train(
             model,
             objective,
             PairBatches(
-                train_set, model_cfg, train_cfg.max_tokens, train_cfg.seed, True, ctx.rank, ctx.world_size
+                train_set,
+                model_cfg,
+                train_cfg.max_tokens,
+                train_cfg.seed,
+                True,
+                ctx.rank,
+                ctx.world_size,
+                ar_on_references=train_cfg.ar_targets == "references",
             ),
             PairBatches(
                 valid_set, model_cfg, train_cfg.max_tokens, train_cfg.seed, False, ctx.rank, ctx.world_size

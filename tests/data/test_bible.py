@@ -19,9 +19,12 @@ from janusgen.data.bible import (
     format_bible_report,
     locate_modules,
     misnumbered,
+    packages,
     restore_opening_case,
     split_of,
+    sword,
 )
+from janusgen.data.bible import build as bible_build
 from janusgen.errors import JanusError
 
 # ------------------------------------------------------------------------------------ fake modules
@@ -289,7 +292,7 @@ def test_manifest_records_provenance_counts_and_hashes(tmp_path):
     names = {f"{s}.{suffix}" for s in ("train", "valid", "test") for suffix in ("ref", "sparv", "web")}
     assert set(manifest["files"]) == names
     for name, digest in manifest["files"].items():
-        assert bible.sha256_file(tmp_path / "c" / name) == digest
+        assert bible_build.sha256_file(tmp_path / "c" / name) == digest
     train = manifest["splits"]["train"]
     assert set(train["mean_words"]) == {"sparv", "web"}
     report = format_bible_report(manifest)
@@ -309,7 +312,7 @@ def test_failed_build_leaves_nothing_trusted(tmp_path, monkeypatch):
     def broken(path):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(bible, "sha256_file", broken)
+    monkeypatch.setattr(bible_build, "sha256_file", broken)
     with pytest.raises(RuntimeError):
         build(tmp_path / "c")
     assert list(tmp_path.iterdir()) == []  # neither `c` nor a half-written temporary folder
@@ -317,7 +320,7 @@ def test_failed_build_leaves_nothing_trusted(tmp_path, monkeypatch):
     monkeypatch.undo()
     build(tmp_path / "c")
     before = read_files(tmp_path / "c")
-    monkeypatch.setattr(bible, "sha256_file", broken)
+    monkeypatch.setattr(bible_build, "sha256_file", broken)
     with pytest.raises(RuntimeError):
         build(tmp_path / "c", max_words=5)
     assert read_files(tmp_path / "c") == before  # the previous build is untouched
@@ -429,7 +432,7 @@ class FakePackaging:
 
 
 def test_fetch_unpacks_into_the_cache_and_reuses_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(bible, "_system_libraries", lambda: [])
+    monkeypatch.setattr(packages, "_system_libraries", lambda: [])
     fake = FakePackaging()
     monkeypatch.setattr(subprocess, "run", fake)
     found = locate_modules(TEXTS, cache_dir=tmp_path / "cache")
@@ -447,8 +450,8 @@ def test_fetch_unpacks_into_the_cache_and_reuses_it(tmp_path, monkeypatch):
 
 
 def test_a_fresh_machine_without_package_lists_updates_them_once(tmp_path, monkeypatch):
-    monkeypatch.setattr(bible, "_system_libraries", lambda: [])
-    monkeypatch.setattr(bible.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(packages, "_system_libraries", lambda: [])
+    monkeypatch.setattr(packages.os, "geteuid", lambda: 0)
     fake = FakePackaging(apt_returncode=100, failed_downloads=1)
     monkeypatch.setattr(subprocess, "run", fake)
     found = locate_modules(TEXTS, cache_dir=tmp_path / "cache")
@@ -457,7 +460,7 @@ def test_a_fresh_machine_without_package_lists_updates_them_once(tmp_path, monke
 
 
 def test_failed_fetch_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(bible, "_system_libraries", lambda: [])
+    monkeypatch.setattr(packages, "_system_libraries", lambda: [])
     monkeypatch.setattr(subprocess, "run", FakePackaging(apt_returncode=100))
     with pytest.raises(JanusError) as err:
         locate_modules(TEXTS, cache_dir=tmp_path / "cache")
@@ -477,7 +480,7 @@ def test_failed_fetch_says_what_to_install(tmp_path, monkeypatch):
 def test_installed_modules_are_used_first(tmp_path, monkeypatch):
     system = make_library(tmp_path / "usr-share-sword", "spaRV1909eb")
     home = make_library(tmp_path / "home-sword", "engWEB2015eb")
-    monkeypatch.setattr(bible, "_system_libraries", lambda: [(system, True), (home, False)])
+    monkeypatch.setattr(packages, "_system_libraries", lambda: [(system, True), (home, False)])
     fake = FakePackaging(installed={"sword-text-sparv": "1.2-3"})
     monkeypatch.setattr(subprocess, "run", fake)
     found = locate_modules(TEXTS, cache_dir=tmp_path / "cache")
@@ -488,9 +491,9 @@ def test_installed_modules_are_used_first(tmp_path, monkeypatch):
 
 def test_system_libraries_include_sword_path(monkeypatch, tmp_path):
     monkeypatch.setenv("SWORD_PATH", str(tmp_path))
-    assert (tmp_path, False) in bible._system_libraries()
+    assert (tmp_path, False) in packages._system_libraries()
     monkeypatch.delenv("SWORD_PATH")
-    assert [p for p, _ in bible._system_libraries()] == [Path("/usr/share/sword"), Path.home() / ".sword"]
+    assert [p for p, _ in packages._system_libraries()] == [Path("/usr/share/sword"), Path.home() / ".sword"]
 
 
 def test_reading_goes_verse_by_verse():
@@ -501,7 +504,7 @@ def test_reading_goes_verse_by_verse():
         get_structure=lambda: SimpleNamespace(get_books=lambda: {"ot": [book]}),
         get=lambda books, chapters, verses, clean: text.get((books[0], chapters[0], verses[0]), ""),
     )
-    verses = bible._read_verses(fake, desc="test")
+    verses = sword._read_verses(fake, desc="test")
     assert verses == {
         "Gen.1.1": "<w>In</w> the beginning",
         "Gen.1.2": "",

@@ -187,3 +187,25 @@ def test_ar_view_never_sees_the_future():
         moved = _changed_rows(model, view, enc, p, 0)[0]
         assert not moved[:p].any() and moved[p:n].all()  # content rows
         assert not moved[n : n + p].any() and moved[n + p :].all()  # query rows predicting s_{<=p} vs later
+
+
+def test_a_view_without_the_query_stream_gives_the_same_placeholder_outputs():
+    """A CMLM reads only P_NAR: the O and P rows alone (no G, no query rows) give the same outputs at the
+    placeholders as the full view, over a decoder T rows long instead of T + 2K."""
+    model = _model(layers=3)
+    tgt = _targets([9, 4, 6])
+    masked = span_mask(tgt, PAD, generator=torch.Generator().manual_seed(2))
+    full = masked_view(tgt, masked, PAD, MASK)
+    lean = masked_view(tgt, masked, PAD, MASK, query_stream=False)
+    assert lean.num_content == lean.tokens.shape[1] == tgt.shape[1]
+    assert full.tokens.shape[1] == tgt.shape[1] + 2 * int(masked.sum(1).max())
+    enc = _encoded(model, 3)
+    with torch.no_grad():
+        h_full, h_lean = model.decode(full, enc), model.decode(lean, enc)
+    index = full.placeholder_rows[:, :, None].expand(-1, -1, h_full.shape[-1])
+    valid = full.masked_valid[:, :, None]
+    at_full, at_lean = h_full.gather(1, index), h_lean.gather(1, index)
+    assert torch.allclose(at_full * valid, at_lean * valid, atol=1e-5)
+    # and the lean rows are the full view's first T rows, visibility included
+    t = tgt.shape[1]
+    assert torch.equal(lean.visible, full.visible[:, :t, :t])

@@ -1,0 +1,161 @@
+"""`janus distill`: a prepared dataset of the teacher's outputs, byte-identical across runs, resumable."""
+
+import filecmp
+import json
+import shutil
+
+import pytest
+
+import janusgen.distill as distill_module
+from janusgen.cli import main
+from janusgen.config import DistillConfig, TrainConfig, model_preset, objective_preset
+from janusgen.data.dataset import PairDataset
+from janusgen.distill import REFERENCES, distill, partial_dir
+from janusgen.errors import JanusError
+
+CFG = DistillConfig(beam=2, shard_pairs=128, dtype="float32")
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_distilled_data_is_a_prepared_folder_that_keeps_the_references(toy_data, toy_checkpoint, tmp_path):
+    out = tmp_path / "distilled"
+    meta = distill(toy_checkpoint, toy_data, out, CFG)
+    assert not partial_dir(out).exists()
+    train = PairDataset.open(out, "train")
+    train.verify()  # checksums of every file, token ids within the vocabulary
+    original = PairDataset.open(toy_data, "train")
+    assert len(train) == len(original) and train.references is not None
+    # sources, valid and test unchanged; the original targets kept as train.ref.tgt
+    for name in (
+        "train.src.bin",
+        "train.src.idx",
+        "valid.tgt.txt",
+        "test.src.txt",
+        "test.tgt.bin",
+        "spm.model",
+    ):
+        assert filecmp.cmp(toy_data / name, out / name, shallow=False), name
+    for suffix in (".bin", ".idx"):
+        assert filecmp.cmp(toy_data / f"train.tgt{suffix}", out / f"{REFERENCES}{suffix}", shallow=False)
+    # the targets are the teacher's: they differ from the references, and none is empty
+    assert (train.tgt_lengths > 0).all()
+    differ = sum(train.tgt[i].tolist() != original.tgt[i].tolist() for i in range(len(train)))
+    assert differ > 0  # a few-second toy teacher is not perfect
+    assert meta["distillation"]["options"]["beam"] == 2
+    assert json.loads((out / "meta.json").read_text())["distillation"]["references"] == REFERENCES
+
+
+def test_two_distillations_are_byte_identical_and_a_killed_one_resumes(
+    toy_data, toy_checkpoint, tmp_path, monkeypatch
+):
+    first, second = tmp_path / "a", tmp_path / "b"
+    distill(toy_checkpoint, toy_data, first, CFG)
+
+    written = []
+    real_write = distill_module._write_shard
+
+    def dies_after_two(prefix, outputs, dtype):
+        if len(written) == 2:
+            raise KeyboardInterrupt  # as a Ctrl-C or a kill between shards
+        real_write(prefix, outputs, dtype)
+        written.append(prefix)
+
+    monkeypatch.setattr(distill_module, "_write_shard", dies_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        distill(toy_checkpoint, toy_data, second, CFG)
+    assert not second.exists()
+    assert len(list(partial_dir(second).glob("shard_*.idx"))) == 2
+    # a shard cut short by the kill (a .tmp left behind) is redone, not read
+    (partial_dir(second) / "shard_00002.tmp.bin").write_bytes(b"\0\0")
+
+    resumed = []
+    monkeypatch.setattr(
+        distill_module, "_write_shard", lambda p, o, d: (resumed.append(p), real_write(p, o, d))
+    )
+    distill(toy_checkpoint, toy_data, second, CFG)
+    assert len(resumed) == -(-600 // 128) - 2  # only the missing shards were translated
+    assert _files(first) == _files(second)
+    for name in _files(first):
+        assert filecmp.cmp(first / name, second / name, shallow=False), name
+
+
+def test_distill_refuses_what_would_be_wrong(toy_data, toy_checkpoint, tmp_path):
+    # a teacher without an AR view
+    cmlm = tmp_path / "cmlm"
+    shutil.copytree(toy_checkpoint, cmlm)
+    config = json.loads((cmlm / "config.json").read_text())
+    config["objective"] = {**config["objective"], "name": "cmlm", "ar_weight": 0.0}
+    (cmlm / "config.json").write_text(json.dumps(config))
+    with pytest.raises(JanusError, match="trains no AR view"):
+        distill(cmlm, toy_data, tmp_path / "x", CFG)
+    # a teacher with another vocabulary
+    other = tmp_path / "other"
+    shutil.copytree(toy_checkpoint, other)
+    (other / "spm.model").write_bytes((other / "spm.model").read_bytes() + b"x")
+    with pytest.raises(JanusError, match="another vocabulary"):
+        distill(other, toy_data, tmp_path / "x", CFG)
+    # shards left by a run with other options are never mixed in
+    out = tmp_path / "y"
+    partial_dir(out).mkdir()
+    (partial_dir(out) / "plan.json").write_text(json.dumps({"teacher": "someone else"}))
+    with pytest.raises(JanusError, match="another teacher, data or options"):
+        distill(toy_checkpoint, toy_data, out, CFG)
+    # an existing prepared folder is replaced only with --overwrite
+    with pytest.raises(JanusError, match="--overwrite"):
+        distill(toy_checkpoint, toy_data, toy_data, CFG)
+    # bad options name the flag
+    with pytest.raises(JanusError, match="--beam"):
+        DistillConfig(beam=0)
+    with pytest.raises(JanusError, match="--shard-pairs"):
+        DistillConfig(shard_pairs=0)
+
+
+def test_training_on_distilled_data_with_the_ar_view_on_the_references(
+    toy_data, toy_checkpoint, tmp_path, capsys
+):
+    from janusgen.training.trainer import train
+
+    out = tmp_path / "distilled"
+    assert (
+        main(
+            [
+                "distill",
+                "--checkpoint",
+                str(toy_checkpoint),
+                "--data",
+                str(toy_data),
+                "--out",
+                str(out),
+                "--beam",
+                "1",
+                "--shard-pairs",
+                "256",
+                "--dtype",
+                "float32",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert "distilled 600 training pairs" in capsys.readouterr().out
+    model = model_preset("tiny")
+    no_ar_kl = objective_preset("janus").__class__(kl_ar_nar=0.0, kl_ar_aux=0.0)
+    cfg = TrainConfig(
+        max_updates=3,
+        max_tokens=512,
+        warmup_updates=1,
+        validate_every=3,
+        valid_bleu_sentences=0,
+        precision="fp32",
+        ar_targets="references",
+    )
+    summary = train(out, tmp_path / "run", model, no_ar_kl, cfg, device="cpu")
+    assert summary["step"] == 3
+    with pytest.raises(JanusError, match="kl_ar_nar=0"):
+        train(out, tmp_path / "run2", model, objective_preset("janus"), cfg, device="cpu")
+    with pytest.raises(JanusError, match="keeps no original references"):
+        train(toy_data, tmp_path / "run3", model, no_ar_kl, cfg, device="cpu")
