@@ -31,6 +31,7 @@ from janusgen.config import (
     ModelConfig,
     ObjectiveConfig,
     TrainConfig,
+    from_dict,
     model_preset,
     objective_preset,
 )
@@ -217,11 +218,20 @@ def run_quality_bench(
     bootstrap_samples: int = 1000,
     distilled: Path | None = None,
     time_budget_s: float | None = None,
+    only_settings: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Train each system (or resume it), evaluate it on the test split, test the claims; writes
     `out/quality.json`, the outputs under `out/outputs/` and the validation-BLEU plot. `distilled` and
-    `time_budget_s`: see `system_setup`."""
+    `time_budget_s`: see `system_setup`; `only_settings`: evaluate only these setting ids (of those each
+    system was trained for)."""
     out = Path(out)
+    if only_settings is not None:
+        known = {sid for system in SYSTEMS for sid in settings_for(system)}
+        unknown = sorted(set(only_settings) - known)
+        if unknown:
+            raise JanusError(
+                f"--settings {' '.join(unknown)}: unknown; choose from {', '.join(sorted(known))}"
+            )
     if distilled is not None:
         check_distilled(data, distilled)
     sources, references = PairDataset.open(data, "test").texts()
@@ -275,6 +285,8 @@ def run_quality_bench(
             "results": [],
         }
         for setting_id in settings_for(system):
+            if only_settings is not None and setting_id not in only_settings:
+                continue
             result, outputs = _evaluate_once(translator, sources, references, setting_id, out, system)
             _say(f"  {system} {result.setting}: BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}")
             entry["results"].append({"id": setting_id, **result.to_dict()})
@@ -293,6 +305,10 @@ def _check_same_setup(run: Path, budget: Budget, system: str, train_cfg: TrainCo
     if not config_file.is_file():
         return
     saved = json.loads(config_file.read_text())
+    where = str(config_file)
+    # read back through the config classes: a field added since the run was trained takes its default
+    saved["model"] = dataclasses.asdict(from_dict(ModelConfig, saved["model"], where=where))
+    saved["objective"] = dataclasses.asdict(from_dict(ObjectiveConfig, saved["objective"], where=where))
     model = dict(dataclasses.asdict(budget.model), vocab_size=saved["model"]["vocab_size"])  # from the data
     wanted = {"model": model, "objective": dataclasses.asdict(budget.objectives[system])}
     saved_train = saved.get("train", {})

@@ -991,6 +991,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "its AR view on the references (give --janus-option kl_ar_nar=0 --janus-option kl_ar_aux=0), ar "
         "on --data",
     )
+    quality.add_argument(
+        "--settings",
+        nargs="+",
+        default=None,
+        metavar="ID",
+        help="evaluate only these settings (ids such as ar_beam_5 nar_t_10_l_3; default: every setting "
+        "each system was trained for)",
+    )
     quality.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
     quality.add_argument(
         "--systems", nargs="+", choices=("ar", "cmlm", "janus"), default=["ar", "cmlm", "janus"]
@@ -1058,6 +1066,7 @@ def _run_bench_quality(args: argparse.Namespace) -> int:
         bootstrap_samples=args.bootstrap_samples,
         distilled=args.distilled,
         time_budget_s=args.time_budget,
+        only_settings=None if args.settings is None else tuple(args.settings),
     )
     print(format_quality(report))
     return 0

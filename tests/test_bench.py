@@ -226,3 +226,42 @@ def test_the_gpu_budget_is_the_papers_model_and_encoding():
     assert budget.model == model_preset("paper-iwslt")
     assert not budget.model.pre_norm and budget.model.relative_positions == 0 and budget.model.init == "bert"
     assert budget.objectives["janus"].encode_per_view
+
+
+def test_a_run_saved_before_a_config_field_existed_is_still_reused(quality_run, tmp_path):
+    """A field added to ModelConfig / ObjectiveConfig after a run was trained takes its default when the
+    bench compares setups: the run is the same, not "another configuration"."""
+    out, _ = quality_run
+    run = tmp_path / "ar"
+    shutil.copytree(out / "ar" / "last", run / "last")
+    config_file = run / "last" / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["model"]["init"], config["objective"]["kl_ar_detach"]
+    config_file.write_text(json.dumps(config))
+    budget = _tiny_budget()
+    bench._check_same_setup(run, budget, "ar", budget.train)  # no error
+    config["model"]["d_model"] = 48
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(JanusError, match="another model configuration"):
+        bench._check_same_setup(run, budget, "ar", budget.train)
+
+
+def test_only_the_settings_asked_for_are_evaluated(quality_run, toy_data):
+    out, _ = quality_run
+    budget = _tiny_budget()
+    report = run_quality_bench(
+        toy_data,
+        out,
+        budget,
+        ("ar", "janus"),
+        device="cpu",
+        limit=12,
+        bootstrap_samples=20,
+        only_settings=("ar_greedy", "nar_t_4_l_3"),
+    )
+    assert [r["id"] for r in report["systems"]["ar"]["results"]] == ["ar_greedy"]
+    assert [r["id"] for r in report["systems"]["janus"]["results"]] == ["ar_greedy", "nar_t_4_l_3"]
+    with pytest.raises(JanusError, match="--settings nar_t_3: unknown"):
+        run_quality_bench(toy_data, out, budget, ("ar",), device="cpu", limit=12, only_settings=("nar_t_3",))
+    # the full report again, for the other tests of this module
+    run_quality_bench(toy_data, out, budget, device="cpu", limit=12, bootstrap_samples=50)
