@@ -519,6 +519,7 @@ def _run_average(args: argparse.Namespace) -> int:
 
 def _add_distill(sub: argparse._SubParsersAction) -> None:
     d = DistillConfig()
+    dd = d.decode
     dist = sub.add_parser(
         "distill",
         help="translate a prepared training split with a model's AR view (sequence-level distillation)",
@@ -531,12 +532,12 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     dist.add_argument("--checkpoint", type=Path, required=True, help="teacher checkpoint folder")
     dist.add_argument("--data", type=Path, required=True, help="prepared data folder to distil")
     dist.add_argument("--out", type=Path, required=True, help="new prepared data folder")
-    dist.add_argument("--beam", type=int, default=d.beam, help="beam size (default %(default)s)")
-    dist.add_argument("--length-penalty", type=float, default=d.length_penalty, help="(default %(default)s)")
-    dist.add_argument("--max-len-a", type=float, default=d.max_len_a, help="(default %(default)s)")
-    dist.add_argument("--max-len-b", type=int, default=d.max_len_b, help="(default %(default)s)")
+    dist.add_argument("--beam", type=int, default=dd.beam, help="beam size (default %(default)s)")
+    dist.add_argument("--length-penalty", type=float, default=dd.length_penalty, help="(default %(default)s)")
+    dist.add_argument("--max-len-a", type=float, default=dd.max_len_a, help="(default %(default)s)")
+    dist.add_argument("--max-len-b", type=int, default=dd.max_len_b, help="(default %(default)s)")
     dist.add_argument(
-        "--max-tokens", type=int, default=d.max_tokens, help="source tokens per batch (default %(default)s)"
+        "--max-tokens", type=int, default=dd.max_tokens, help="source tokens per batch (default %(default)s)"
     )
     dist.add_argument(
         "--shard-pairs",
@@ -556,15 +557,15 @@ def _run_distill(args: argparse.Namespace) -> int:
     from janusgen.distill import distill, format_distill_report
     from janusgen.hardware import pick_device
 
-    cfg = DistillConfig(
+    decode = decode_config(
+        mode="ar",
         beam=args.beam,
         length_penalty=args.length_penalty,
         max_len_a=args.max_len_a,
         max_len_b=args.max_len_b,
         max_tokens=args.max_tokens,
-        shard_pairs=args.shard_pairs,
-        dtype=args.dtype,
     )
+    cfg = DistillConfig(decode=decode, shard_pairs=args.shard_pairs, dtype=args.dtype)
     meta = distill(args.checkpoint, args.data, args.out, cfg, str(pick_device(args.device)), args.overwrite)
     print(format_distill_report(meta, args.out))
     return 0

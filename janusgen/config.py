@@ -659,37 +659,18 @@ def decode_config(**values: Any) -> DecodeConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """`janus distill`: a teacher's AR view translates a prepared training split (beam search)."""
+    """`janus distill`: a teacher's AR view translates a prepared training split (`decode`: beam search)."""
 
-    beam: int = 5
-    length_penalty: float = 1.0
-    max_len_a: float = 1.2
-    max_len_b: int = 10
-    max_tokens: int = 6000  # source tokens per batch (padding counted)
+    decode: DecodeConfig = DecodeConfig(mode="ar", beam=5)
     shard_pairs: int = 2048  # pairs per resumable unit: a killed run redoes at most one shard
     dtype: str = "auto"  # of the teacher: auto (the training rule for the hardware), float32, bfloat16
 
     def __post_init__(self) -> None:
-        DecodeConfig(  # the decoding options, checked as the CLI spells them
-            beam=self.beam,
-            length_penalty=self.length_penalty,
-            max_len_a=self.max_len_a,
-            max_len_b=self.max_len_b,
-            max_tokens=self.max_tokens,
-        )
+        if self.decode.mode != "ar":
+            raise JanusError(f"distillation decodes with the AR view, not --mode {self.decode.mode}")
         _check_number("--shard-pairs", self.shard_pairs, 1, 2**31 - 1)
         if self.dtype not in DISTILL_DTYPES:
             raise JanusError(f"--dtype {self.dtype!r}: choose {', '.join(DISTILL_DTYPES)}")
-
-    def decode(self) -> DecodeConfig:
-        return DecodeConfig(
-            mode="ar",
-            beam=self.beam,
-            length_penalty=self.length_penalty,
-            max_len_a=self.max_len_a,
-            max_len_b=self.max_len_b,
-            max_tokens=self.max_tokens,
-        )
 
 
 DISTILL_DTYPES = ("auto", "float32", "bfloat16")

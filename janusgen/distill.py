@@ -69,7 +69,6 @@ def distill(
 
     order = np.argsort(train.src_lengths, kind="stable")  # similar lengths share a shard (little padding)
     shards = [order[s : s + cfg.shard_pairs] for s in range(0, len(order), cfg.shard_pairs)]
-    decode_cfg = cfg.decode()
     limit = translator.model.cfg.max_positions - 1
     with tqdm(total=len(order), desc="distill", unit=" pairs", file=sys.stderr, disable=None) as bar:
         for number, indices in enumerate(shards):
@@ -77,7 +76,7 @@ def distill(
             if not _shard_done(prefix, len(indices), train.meta["dtype"]):
                 flat, lengths = train.src.gather(indices)
                 sources = np.split(flat.astype(np.int64), np.cumsum(lengths)[:-1])
-                decoded = translator.decode_ids([s[:limit] for s in sources], decode_cfg)
+                decoded = translator.decode_ids([s[:limit] for s in sources], cfg.decode)
                 _write_shard(prefix, [tokens for tokens, _ in decoded], train.meta["dtype"])
             bar.update(len(indices))
 
@@ -204,7 +203,8 @@ def format_distill_report(meta: dict[str, Any], out: Path) -> str:
     train = meta["splits"][TRAIN]
     return (
         f"distilled {train['pairs']:,} training pairs into {out} with {d['teacher']} "
-        f"(beam {d['options']['beam']}, {d['dtype']}): mean target {train['tgt_mean_tokens']:.1f} tokens "
+        f"(beam {d['options']['decode']['beam']}, {d['dtype']}): "
+        f"mean target {train['tgt_mean_tokens']:.1f} tokens "
         f"(references {d['original_tgt_mean_tokens']:.1f}); {d['empty_outputs_kept_as_reference']} empty "
         f"outputs kept as the reference\n"
         f"train on it: janus train --data {out} ... (add --ar-targets references to keep the AR view on "

@@ -8,12 +8,12 @@ import pytest
 
 import janusgen.distill as distill_module
 from janusgen.cli import main
-from janusgen.config import DistillConfig, TrainConfig, model_preset, objective_preset
+from janusgen.config import DecodeConfig, DistillConfig, TrainConfig, model_preset, objective_preset
 from janusgen.data.dataset import PairDataset
 from janusgen.distill import REFERENCES, distill, partial_dir
 from janusgen.errors import JanusError
 
-CFG = DistillConfig(beam=2, shard_pairs=128, dtype="float32")
+CFG = DistillConfig(decode=DecodeConfig(beam=2), shard_pairs=128, dtype="float32")
 
 
 def _files(folder):
@@ -44,7 +44,7 @@ def test_distilled_data_is_a_prepared_folder_that_keeps_the_references(toy_data,
     assert (train.tgt_lengths > 0).all()
     differ = sum(train.tgt[i].tolist() != original.tgt[i].tolist() for i in range(len(train)))
     assert differ > 0  # a few-second toy teacher is not perfect
-    assert meta["distillation"]["options"]["beam"] == 2
+    assert meta["distillation"]["options"]["decode"]["beam"] == 2
     assert json.loads((out / "meta.json").read_text())["distillation"]["references"] == REFERENCES
 
 
@@ -108,7 +108,9 @@ def test_distill_refuses_what_would_be_wrong(toy_data, toy_checkpoint, tmp_path)
         distill(toy_checkpoint, toy_data, toy_data, CFG)
     # bad options name the flag
     with pytest.raises(JanusError, match="--beam"):
-        DistillConfig(beam=0)
+        DistillConfig(decode=DecodeConfig(beam=0))
+    with pytest.raises(JanusError, match="AR view"):
+        DistillConfig(decode=DecodeConfig(mode="nar"))
     with pytest.raises(JanusError, match="--shard-pairs"):
         DistillConfig(shard_pairs=0)
 
