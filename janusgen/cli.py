@@ -385,7 +385,7 @@ def _check_resume_matches(args: argparse.Namespace) -> None:
     """--resume takes the model and objective from the checkpoint: a --preset or --objective that
     says otherwise is an error, not silently ignored (one that agrees is fine)."""
     from janusgen.checkpoint import read_config
-    from janusgen.training.trainer import resume_point
+    from janusgen.training.recipe import resume_point
 
     if args.preset is None and args.objective is None:
         return
@@ -410,7 +410,7 @@ def _check_resume_matches(args: argparse.Namespace) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from janusgen.training.trainer import RESUMABLE, train
+    from janusgen.training.recipe import RESUMABLE, train
 
     given = {
         name: getattr(args, name) for name, _, _ in _TRAIN_OPTIONS.values() if getattr(args, name) is not None

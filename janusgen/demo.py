@@ -199,7 +199,7 @@ def run_demo(
     from janusgen.data.bible import build_bible_corpus, format_bible_report
     from janusgen.data.prepare import format_prepare_report, prepare
     from janusgen.data.sources import TextFilesSource
-    from janusgen.training.trainer import resume_point, train
+    from janusgen.training.recipe import resume_point, train
 
     work = Path(work)
     bible, data, run = work / "bible", work / "bible_data", work / "run"

@@ -91,7 +91,7 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def toy_checkpoint(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny janus model trained for a few seconds on `toy_data`: good enough to produce real words."""
     from janusgen.config import TrainConfig, model_preset, objective_preset
-    from janusgen.training.trainer import train
+    from janusgen.training.recipe import train
 
     run = tmp_path_factory.mktemp("toy_run") / "run"
     cfg = TrainConfig(

@@ -6,9 +6,18 @@ from pathlib import Path
 import pytest
 
 from janusgen import bench
-from janusgen.bench import Budget, cpu_budget, gpu_budget, run_quality_bench, run_speed_bench, settings_for
+from janusgen.bench import (
+    Budget,
+    cpu_budget,
+    gpu_budget,
+    quality,
+    run_quality_bench,
+    run_speed_bench,
+    settings_for,
+)
 from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.decoding.settings import label
+from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 
 
@@ -66,8 +75,8 @@ def test_quality_bench_resumes_without_retraining_or_redecoding(quality_run, toy
     def fail(*args, **kwargs):
         raise AssertionError("a finished step was run again")
 
-    monkeypatch.setattr(bench, "train", fail)
-    monkeypatch.setattr(bench, "evaluate", fail)
+    monkeypatch.setattr(quality, "train", fail)  # where the quality bench looks them up
+    monkeypatch.setattr(quality, "evaluate", fail)
     again = run_quality_bench(toy_data, out, _tiny_budget(), device="cpu", limit=12, bootstrap_samples=50)
     assert again["systems"]["janus"]["results"] == report["systems"]["janus"]["results"]
     assert again["significance"] == report["significance"]
@@ -75,7 +84,7 @@ def test_quality_bench_resumes_without_retraining_or_redecoding(quality_run, toy
 
 def test_quality_bench_refuses_a_run_trained_with_other_settings(quality_run, toy_data, monkeypatch):
     out, _ = quality_run
-    monkeypatch.setattr(bench, "train", None)  # nothing may be trained or overwritten
+    monkeypatch.setattr(quality, "train", None)  # nothing may be trained or overwritten
     budget = _tiny_budget()
     ablation = dataclasses.replace(budget.objectives["janus"], kl_ar_aux=0.0)
     budget = dataclasses.replace(budget, objectives={**budget.objectives, "janus": ablation})
@@ -146,10 +155,8 @@ def test_a_bench_folder_reads_back_after_a_move(quality_run, monkeypatch):
     moved = out.parent / f"{out.name}_moved"  # at the same depth, so the data's relative path holds
     shutil.copytree(out, moved)
     loaded = []
-    load = bench.Translator.load
-    monkeypatch.setattr(
-        bench.Translator, "load", lambda path, **kw: loaded.append(Path(path)) or load(path, **kw)
-    )
+    load = Translator.load
+    monkeypatch.setattr(Translator, "load", lambda path, **kw: loaded.append(Path(path)) or load(path, **kw))
     speed = run_speed_bench(moved, sentences=2, batch_size=2, device="cpu")
     assert speed["baseline"] == "janus AR beam 5"
     assert loaded == [moved / system / "last" for system in report["systems"]]
@@ -239,11 +246,11 @@ def test_a_run_saved_before_a_config_field_existed_is_still_reused(quality_run, 
     del config["model"]["init"], config["objective"]["kl_ar_detach"]
     config_file.write_text(json.dumps(config))
     budget = _tiny_budget()
-    bench._check_same_setup(run, budget, "ar", budget.train)  # no error
+    quality._check_same_setup(run, budget, "ar", budget.train)  # no error
     config["model"]["d_model"] = 48
     config_file.write_text(json.dumps(config))
     with pytest.raises(JanusError, match="another model configuration"):
-        bench._check_same_setup(run, budget, "ar", budget.train)
+        quality._check_same_setup(run, budget, "ar", budget.train)
 
 
 def test_only_the_settings_asked_for_are_evaluated(quality_run, toy_data):

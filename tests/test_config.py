@@ -157,7 +157,7 @@ def test_a_checkpoint_with_a_huge_model_is_refused_before_allocating(toy_data, t
     import shutil
 
     from janusgen.checkpoint import CHECKSUMS_FILE, load_model
-    from janusgen.training.trainer import train
+    from janusgen.training.recipe import train
 
     cfg = TrainConfig(
         max_updates=1, max_tokens=512, validate_every=1, valid_bleu_sentences=0, precision="fp32"

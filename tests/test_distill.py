@@ -118,7 +118,7 @@ def test_distill_refuses_what_would_be_wrong(toy_data, toy_checkpoint, tmp_path)
 def test_training_on_distilled_data_with_the_ar_view_on_the_references(
     toy_data, toy_checkpoint, tmp_path, capsys
 ):
-    from janusgen.training.trainer import train
+    from janusgen.training.recipe import train
 
     out = tmp_path / "distilled"
     assert (

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from janusgen import bench, demo
+from janusgen.bench.common import _outputs_file
 from janusgen.decoding.settings import SETTINGS, SPEED_BASELINE, describe, id_of, label, setting
 from janusgen.errors import JanusError
 
@@ -57,4 +58,4 @@ def test_a_reworded_label_changes_no_id(monkeypatch):
 
     monkeypatch.setattr(settings, "describe", lambda cfg: f"{cfg.mode}/{cfg.beam}/{cfg.iterations}")
     assert label("ar_beam_5") == "ar/5/10"
-    assert bench._outputs_file(Path("b"), "janus", "ar_beam_5").name == "janus.ar_beam_5.txt"
+    assert _outputs_file(Path("b"), "janus", "ar_beam_5").name == "janus.ar_beam_5.txt"

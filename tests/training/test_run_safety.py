@@ -20,7 +20,7 @@ from janusgen.cli import main
 from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.errors import JanusError
 from janusgen.fileio import sha256_file
-from janusgen.training.trainer import resume_point, train
+from janusgen.training.recipe import resume_point, train
 
 QUICK = TrainConfig(
     max_updates=2,

@@ -12,7 +12,7 @@ from janusgen.checkpoint import average_checkpoints, load_model, read_config
 from janusgen.cli import main
 from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.errors import JanusError
-from janusgen.training.trainer import train
+from janusgen.training.recipe import train
 
 FAST = TrainConfig(
     max_updates=6,

@@ -1,0 +1,240 @@
+"""The training recipe: load data -> build model, objective, optimizer -> resume -> train -> save.
+
+`train` is the thin orchestrator around `Trainer` (janusgen.training.trainer): it opens and verifies the
+data, finds where a run resumes (`resume_point`) and takes the options that may change then (RESUMABLE),
+refuses or clears an --out that holds another run (RUN_FILES, `remove_run`), settles the precision on
+every rank and builds the model (from a checkpoint with `init_from`) and the objective.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from janusgen import checkpoint as ckpt
+from janusgen.config import (
+    PRECISIONS,
+    ModelConfig,
+    ObjectiveConfig,
+    TrainConfig,
+    from_dict,
+    to_dict,
+)
+from janusgen.data.batching import PairBatches
+from janusgen.data.dataset import PairDataset
+from janusgen.data.tokenizer import TOKENIZER_FILES, TextTokenizer, load_tokenizer, tokenizer_file
+from janusgen.errors import JanusError
+from janusgen.hardware import resolve_precision
+from janusgen.model.transformer import JanusTransformer
+from janusgen.objectives import JanusObjective
+from janusgen.training.distributed import barrier, broadcast_float, init_distributed, shutdown
+from janusgen.training.trainer import Trainer
+
+# options that may change when a run resumes; every other training option comes from the checkpoint
+RESUMABLE = (
+    "max_updates",
+    "time_budget_s",
+    "log_every",
+    "validate_every",
+    "valid_bleu_sentences",
+    "keep_last",
+)
+# what a run writes into its --out folder (all that --overwrite deletes)
+RUN_FILES = ("last", "best", "checkpoints", "log.jsonl", "tensorboard")
+
+
+def _resumable(path: Path) -> bool:
+    files = (ckpt.MODEL_FILE, ckpt.CONFIG_FILE, ckpt.STATE_JSON, ckpt.STATE_TENSORS)
+    has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
+    return path.is_dir() and has_tokenizer and all((path / f).is_file() for f in files)
+
+
+def resume_point(out: Path) -> Path | None:
+    """The checkpoint `--resume` continues from: `out/last`, or, where a kill left no complete `last`
+    (runs of older versions could lose it between two renames), the newest complete step folder."""
+    out = Path(out)
+    candidates = [out / "last", *sorted((out / "checkpoints").glob("step_*"), reverse=True)]
+    return next((c for c in candidates if _resumable(c)), None)
+
+
+def remove_run(out: Path) -> None:
+    """Delete what a run wrote into `out` (RUN_FILES), each first renamed to a hidden name so that
+    nothing half-deleted is ever seen; anything else in `out` stays."""
+    for name in RUN_FILES:
+        path = Path(out) / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            hidden = path.with_name(f".{name}.deleting")
+            shutil.rmtree(hidden, ignore_errors=True)
+            os.replace(path, hidden)
+            shutil.rmtree(hidden, ignore_errors=True)
+
+
+def _initialise_from(model: JanusTransformer, path: Path, tokenizer: TextTokenizer, data: Path) -> None:
+    """Load the weights of checkpoint `path` into `model` (fine-tuning a converted pre-trained model)."""
+    pretrained, saved_tokenizer, _ = ckpt.load_model(path)
+    if saved_tokenizer.model_bytes != tokenizer.model_bytes:
+        raise JanusError(
+            f"--init-from {path}: its tokenizer is not the one of {data}; prepare the data with "
+            f"`janus data prepare --tokenizer {path / saved_tokenizer.file_name}`"
+        )
+    try:
+        model.load_state_dict(pretrained.state_dict())
+    except RuntimeError as e:
+        raise JanusError(f"--init-from {path}: its weights do not fit the model config ({e})") from e
+
+
+def train(
+    data: Path,
+    out: Path,
+    model_cfg: ModelConfig | None,
+    objective_cfg: ObjectiveConfig | None,
+    train_cfg: TrainConfig,
+    resume: bool = False,
+    device: str = "auto",
+    resume_overrides: dict[str, Any] | None = None,
+    dist_timeout_s: float = 600.0,
+    overwrite: bool = False,
+    init_from: Path | None = None,
+) -> dict[str, Any]:
+    """Train a model on the prepared data folder `data`, writing checkpoints and logs to `out`.
+
+    A fresh run needs `model_cfg` (vocab size and special ids are taken from the data) and
+    `objective_cfg`. With `resume=True`, the model, objective and training options come from
+    `out/last`, except the options in RESUMABLE, which `resume_overrides` may change.
+    Under torchrun, a collective that waits longer than `dist_timeout_s` (a dead or stuck rank)
+    fails the job instead of hanging it. A fresh run refuses an `out` that holds another run unless
+    `overwrite`, which deletes that run's files (RUN_FILES) and nothing else. A fresh run with
+    `init_from` (a checkpoint, e.g. from `janus convert`) starts from its weights; `model_cfg` must then
+    describe the same architecture and the data must use the same tokenizer.
+    """
+    out = Path(out)
+    last = out / "last"
+    ctx = init_distributed(device, dist_timeout_s)
+    try:
+        train_set = PairDataset.open(data, "train")
+        valid_set = PairDataset.open(data, "valid")
+        tokenizer = train_set.tokenizer
+        for split_set in (train_set, valid_set):
+            split_set.verify()  # checksums and token ids: a corrupt corpus fails here, not mid-run
+        if resume:
+            found = resume_point(out)
+            if found is None:
+                raise JanusError(
+                    f"nothing to resume in {out}: it has no {last.name} and no complete checkpoint "
+                    f"in {out / 'checkpoints'}"
+                )
+            if found != last:
+                if ctx.is_main:
+                    print(
+                        f"janus: {last} is missing or incomplete (a killed run?); resuming from {found}",
+                        file=sys.stderr,
+                    )
+                    ckpt.link_checkpoint(found, last)  # repaired, whatever happens next
+                barrier(ctx)
+            last = found
+            config = ckpt.read_config(last)
+            saved_tokenizer = load_tokenizer(tokenizer_file(last))
+            if saved_tokenizer.model_bytes != tokenizer.model_bytes:
+                raise JanusError(
+                    f"the vocabulary of {data} does not match the checkpoint {last}: resume with the "
+                    "data folder the run was trained on"
+                )
+            model_cfg = from_dict(ModelConfig, config["model"], where=str(last / ckpt.CONFIG_FILE))
+            objective_cfg = from_dict(
+                ObjectiveConfig, config["objective"], where=str(last / ckpt.CONFIG_FILE)
+            )
+            saved_train = from_dict(TrainConfig, config["train"], where=str(last / ckpt.CONFIG_FILE))
+            train_cfg = dataclasses.replace(saved_train, **(resume_overrides or {}))
+        else:
+            existing = [name for name in RUN_FILES if os.path.lexists(out / name)]
+            if existing and not overwrite:
+                raise JanusError(
+                    f"{out} already holds a run (found {', '.join(existing)}); pass --resume to continue "
+                    "it, --overwrite to delete it and start afresh, or choose another --out"
+                )
+            if overwrite:
+                if ctx.is_main:
+                    remove_run(out)
+                barrier(ctx)
+            assert model_cfg is not None and objective_cfg is not None
+            model_cfg = dataclasses.replace(
+                model_cfg,
+                vocab_size=tokenizer.vocab_size,
+                pad_id=tokenizer.pad_id,
+                unk_id=tokenizer.unk_id,
+                bos_id=tokenizer.bos_id,
+                eos_id=tokenizer.eos_id,
+                mask_id=tokenizer.mask_id,
+            )
+        if train_cfg.ar_targets == "references" and objective_cfg.kl_ar_nar + objective_cfg.kl_ar_aux > 0:
+            raise JanusError(
+                "--ar-targets references: the AR view then learns other targets than the NAR/AUX views, so "
+                "the KLs between them have nothing in common; add --objective-option kl_ar_nar=0 "
+                "--objective-option kl_ar_aux=0"
+            )
+        precision = resolve_precision(train_cfg.precision, ctx.device, model_cfg.d_model, model_cfg.ffn_dim)
+        if ctx.enabled:  # every rank trains in rank 0's choice (the CPU probe may differ by rank)
+            chosen = PRECISIONS[int(broadcast_float(ctx, PRECISIONS.index(precision.precision)))]
+            if chosen != precision.precision:
+                precision = dataclasses.replace(precision, precision=chosen, reason="rank 0's choice")
+        train_cfg = dataclasses.replace(train_cfg, precision=precision.precision)
+        if ctx.is_main:
+            print(f"janus: precision {precision.precision}: {precision.reason}", file=sys.stderr)
+
+        torch.manual_seed(train_cfg.seed)
+        model = JanusTransformer(model_cfg)
+        objective = JanusObjective(objective_cfg, seed=train_cfg.seed)
+        if resume:
+            trained, _, _ = ckpt.load_model(last)
+            model.load_state_dict(trained.state_dict())
+        elif init_from is not None:
+            _initialise_from(model, Path(init_from), tokenizer, data)
+        model.to(ctx.device)
+        run_config = {
+            "precision": precision.to_dict(),
+            "model": to_dict(model_cfg),
+            "objective": to_dict(objective_cfg),
+            "train": to_dict(train_cfg),
+            "data": {
+                "dir": str(Path(data).resolve()),
+                "src": train_set.meta["src"],
+                "tgt": train_set.meta["tgt"],
+            },
+        }
+        if init_from is not None:
+            run_config["init_from"] = str(Path(init_from).resolve())
+        trainer = Trainer(
+            model,
+            objective,
+            PairBatches(
+                train_set,
+                model_cfg,
+                train_cfg.max_tokens,
+                train_cfg.seed,
+                True,
+                ctx.rank,
+                ctx.world_size,
+                ar_on_references=train_cfg.ar_targets == "references",
+            ),
+            PairBatches(
+                valid_set, model_cfg, train_cfg.max_tokens, train_cfg.seed, False, ctx.rank, ctx.world_size
+            ),
+            tokenizer,
+            train_cfg,
+            ctx,
+            out,
+            run_config,
+        )
+        if resume:
+            trainer.resume(last)
+        return trainer.fit()
+    finally:
+        shutdown(ctx)
