@@ -60,7 +60,7 @@ def distill(
         "teacher": str(checkpoint.resolve()),
         "teacher_sha256": sha256_file(checkpoint / MODEL_FILE),
         "data": str(data.resolve()),
-        "train_sha256": {p.name: sha256_file(p) for p in _train_files(train)},
+        "train_sha256": _train_checksums(train),
         "options": asdict(cfg),
         "dtype": str(next(translator.model.parameters()).dtype).removeprefix("torch."),
     }
@@ -106,8 +106,12 @@ def _check_teacher(checkpoint: Path, train: PairDataset) -> None:
         )
 
 
-def _train_files(train: PairDataset) -> list[Path]:
-    return [p for array in (train.src, train.tgt) for p in (bin_path(array.prefix), idx_path(array.prefix))]
+def _train_checksums(train: PairDataset) -> dict[str, str]:
+    """sha256 of the train split's token files: those meta.json records, which `verify` has just checked
+    the files against (read again only for a file it does not record)."""
+    recorded = train.meta.get("files") or {}
+    paths = [p for array in (train.src, train.tgt) for p in (bin_path(array.prefix), idx_path(array.prefix))]
+    return {p.name: recorded.get(p.name) or sha256_file(p) for p in paths}
 
 
 def _start_or_resume(work: Path, plan: dict[str, Any]) -> None:
