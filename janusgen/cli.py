@@ -993,6 +993,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "on --data",
     )
     quality.add_argument(
+        "--distilled-for",
+        choices=("nar", "all"),
+        default="nar",
+        help="with --distilled: nar (as above) or all: ar and janus's AR view learn the teacher's "
+        "outputs too (default %(default)s)",
+    )
+    quality.add_argument(
         "--settings",
         nargs="+",
         default=None,
@@ -1068,6 +1075,7 @@ def _run_bench_quality(args: argparse.Namespace) -> int:
         distilled=args.distilled,
         time_budget_s=args.time_budget,
         only_settings=None if args.settings is None else tuple(args.settings),
+        distilled_for=args.distilled_for,
     )
     print(format_quality(report))
     return 0

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -214,18 +215,27 @@ def test_system_setup_gives_equal_time_and_distilled_targets(tmp_path):
     assert where == distilled and cfg.ar_targets == "references"
     with pytest.raises(JanusError, match="kl_ar_nar=0"):
         bench.system_setup("janus", data, budget, distilled, None)
+    # distilled for all: every system and view on the teacher's outputs, so the KLs are allowed
+    for system in bench.SYSTEMS:
+        assert bench.system_setup(system, data, budget, distilled, None, "all") == (distilled, budget.train)
+    with pytest.raises(JanusError, match="--distilled-for"):
+        bench.system_setup("ar", data, budget, distilled, None, "ar")
     # the long budget is the short one at more updates
     long = bench.BUDGETS["cpu-long"](bench.DEFAULT_UPDATES["cpu-long"], 1)
     assert long.train.max_updates == 4 * bench.DEFAULT_UPDATES["cpu"]
     assert long.model == budget.model and long.objectives == budget.objectives
 
 
-def test_a_bench_refuses_to_reuse_a_run_of_another_time_budget(quality_run, toy_data, tmp_path):
+def test_a_bench_refuses_to_reuse_a_run_of_another_time_budget_or_data(quality_run, toy_data, tmp_path):
     out, _ = quality_run
     with pytest.raises(JanusError, match="time_budget_s"):
         run_quality_bench(toy_data, out, _tiny_budget(), ("ar",), device="cpu", limit=12, time_budget_s=60.0)
     with pytest.raises(JanusError, match="not a folder written by `janus distill`"):
         run_quality_bench(toy_data, tmp_path, _tiny_budget(), ("ar",), device="cpu", distilled=toy_data)
+    other = tmp_path / "other_data"  # e.g. --distilled-for all trains ar on the teacher's outputs
+    shutil.copytree(toy_data, other)
+    with pytest.raises(JanusError, match=re.escape(f"the ar run there was trained on {toy_data}")):
+        run_quality_bench(other, out, _tiny_budget(), ("ar",), device="cpu", limit=12)
 
 
 def test_the_gpu_budget_is_the_papers_model_and_encoding():
@@ -235,7 +245,7 @@ def test_the_gpu_budget_is_the_papers_model_and_encoding():
     assert budget.objectives["janus"].encode_per_view
 
 
-def test_a_run_saved_before_a_config_field_existed_is_still_reused(quality_run, tmp_path):
+def test_a_run_saved_before_a_config_field_existed_is_still_reused(quality_run, toy_data, tmp_path):
     """A field added to ModelConfig / ObjectiveConfig after a run was trained takes its default when the
     bench compares setups: the run is the same, not "another configuration"."""
     out, _ = quality_run
@@ -246,11 +256,11 @@ def test_a_run_saved_before_a_config_field_existed_is_still_reused(quality_run, 
     del config["model"]["init"], config["objective"]["kl_ar_detach"]
     config_file.write_text(json.dumps(config))
     budget = _tiny_budget()
-    quality._check_same_setup(run, budget, "ar", budget.train)  # no error
+    quality._check_same_setup(run, budget, "ar", budget.train, toy_data)  # no error
     config["model"]["d_model"] = 48
     config_file.write_text(json.dumps(config))
     with pytest.raises(JanusError, match="another model configuration"):
-        quality._check_same_setup(run, budget, "ar", budget.train)
+        quality._check_same_setup(run, budget, "ar", budget.train, toy_data)
 
 
 def test_only_the_settings_asked_for_are_evaluated(quality_run, toy_data):

@@ -90,25 +90,36 @@ def settings_for(system: str) -> tuple[str, ...]:
     return ar + nar + tuple(f"{sid}_rerank" for sid in nar)
 
 
+DISTILLED_FOR = ("nar", "all")
+
+
 def system_setup(
-    system: str, data: Path, budget: Budget, distilled: Path | None, time_budget_s: float | None
+    system: str,
+    data: Path,
+    budget: Budget,
+    distilled: Path | None,
+    time_budget_s: float | None,
+    distilled_for: str = "nar",
 ) -> tuple[Path, TrainConfig]:
     """The data and training options of one system: with `distilled` (a `janus distill` folder of `data`)
-    cmlm learns the teacher's outputs and janus its NAR/AUX views on them, its AR view on the references,
-    while ar stays on `data`; with `time_budget_s` every system trains for that long (equal time) instead
-    of for the budget's updates (equal updates)."""
+    and `distilled_for` "nar", cmlm learns the teacher's outputs and janus its NAR/AUX views on them, its
+    AR view on the references, while ar stays on `data`; with "all" every system and view learns the
+    teacher's outputs (sequence-level distillation for AR too). With `time_budget_s` every system trains
+    for that long (equal time) instead of for the budget's updates (equal updates)."""
+    if distilled_for not in DISTILLED_FOR:
+        raise JanusError(f"--distilled-for {distilled_for}: choose from {', '.join(DISTILLED_FOR)}")
     cfg = budget.train
     if time_budget_s is not None:
         cfg = dataclasses.replace(cfg, max_updates=EQUAL_TIME_MAX_UPDATES, time_budget_s=time_budget_s)
-    if distilled is None or system == "ar":
+    if distilled is None or (system == "ar" and distilled_for == "nar"):
         return Path(data), cfg
-    if system == "janus":
+    if system == "janus" and distilled_for == "nar":
         objective = budget.objectives["janus"]
         if objective.kl_ar_nar + objective.kl_ar_aux > 0:
             raise JanusError(
                 "--distilled: janus's AR view learns the references and its NAR/AUX views the teacher's "
                 "outputs, so the KLs between them have no common target; add --janus-option kl_ar_nar=0 "
-                "--janus-option kl_ar_aux=0"
+                "--janus-option kl_ar_aux=0, or --distilled-for all"
             )
         cfg = dataclasses.replace(cfg, ar_targets="references")
     return Path(distilled), cfg

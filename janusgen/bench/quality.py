@@ -40,11 +40,12 @@ def run_quality_bench(
     distilled: Path | None = None,
     time_budget_s: float | None = None,
     only_settings: tuple[str, ...] | None = None,
+    distilled_for: str = "nar",
 ) -> dict[str, Any]:
     """Train each system (or resume it), evaluate it on the test split, test the claims; writes
-    `out/quality.json`, the outputs under `out/outputs/` and the validation-BLEU plot. `distilled` and
-    `time_budget_s`: see `system_setup`; `only_settings`: evaluate only these setting ids (of those each
-    system was trained for)."""
+    `out/quality.json`, the outputs under `out/outputs/` and the validation-BLEU plot. `distilled`,
+    `distilled_for` and `time_budget_s`: see `system_setup`; `only_settings`: evaluate only these setting
+    ids (of those each system was trained for)."""
     out = Path(out)
     if only_settings is not None:
         known = {sid for system in SYSTEMS for sid in settings_for(system)}
@@ -62,6 +63,7 @@ def run_quality_bench(
         "budget": budget.name,
         "data": _stored_path(out, data),  # relative to out, as every path a report stores
         "distilled": None if distilled is None else _stored_path(out, distilled),
+        "distilled_for": None if distilled is None else distilled_for,
         "time_budget_s": time_budget_s,  # equal time; None: equal updates
         "test_sentences": len(sources),
         "model": dataclasses.asdict(budget.model),
@@ -73,8 +75,8 @@ def run_quality_bench(
     for system in systems:
         run = out / system
         summary_file = run / "summary.json"
-        system_data, train_cfg = system_setup(system, data, budget, distilled, time_budget_s)
-        _check_same_setup(run, budget, system, train_cfg)
+        system_data, train_cfg = system_setup(system, data, budget, distilled, time_budget_s, distilled_for)
+        _check_same_setup(run, budget, system, train_cfg, system_data)
         if summary_file.is_file():
             _say(f"== {system}: trained model already in {run}")
         else:
@@ -119,14 +121,22 @@ def run_quality_bench(
     return report
 
 
-def _check_same_setup(run: Path, budget: Budget, system: str, train_cfg: TrainConfig) -> None:
-    """Refuse to reuse (or resume) a run of `--out` trained with another model, objective, update count,
-    time budget or AR targets: its numbers would be reported under this bench's settings."""
+def _check_same_setup(run: Path, budget: Budget, system: str, train_cfg: TrainConfig, data: Path) -> None:
+    """Refuse to reuse (or resume) a run of `--out` trained on other data or with another model,
+    objective, update count, time budget or AR targets: its numbers would be reported under this bench's
+    settings."""
     config_file = run / "last" / CONFIG_FILE
     if not config_file.is_file():
         return
     saved = json.loads(config_file.read_text())
     where = str(config_file)
+    saved_data = saved.get("data", {}).get("dir")
+    # a folder moved since (a bench continued elsewhere) cannot be compared; one that is there can
+    if saved_data is not None and Path(saved_data).is_dir() and not Path(saved_data).samefile(data):
+        raise JanusError(
+            f"{config_file}: the {system} run there was trained on {saved_data}, this bench trains it on "
+            f"{data}; use a new --out"
+        )
     # read back through the config classes: a field added since the run was trained takes its default
     saved["model"] = dataclasses.asdict(from_dict(ModelConfig, saved["model"], where=where))
     saved["objective"] = dataclasses.asdict(from_dict(ObjectiveConfig, saved["objective"], where=where))
