@@ -379,6 +379,9 @@ class ObjectiveConfig:
     # ceil(ratio * (n + 2)) positions in possibly overlapping Poisson spans, then BOS/EOS unmasked, which
     # leaves about 0.56 of the inner tokens masked) or uniform (CMLM: k ~ U{1..n} single tokens)
     masking: str = "span"
+    # the share of sentences masked after a random cut instead (everything from there to EOS): what a
+    # speculative draft sees, a given prefix to continue; 0 is the paper's training
+    suffix_fraction: float = 0.0
     mask_ratio: float = 0.7
     span_lambda: float = 2.0
     random_order: bool = False  # order of the masked tokens in the AUX/G streams: left to right or random
@@ -422,6 +425,7 @@ class ObjectiveConfig:
                     "fraction of the run, not both"
                 )
         _check_choice(self, s, "masking", MASKINGS)
+        _check_float(self, s, "suffix_fraction", 0.0, 1.0)
         _check_float(self, s, "mask_ratio", 0.0, 1.0, lo_open=True)
         _check_float(self, s, "span_lambda", 0.0, 1000.0, lo_open=True)
         _check_bool(self, s, "random_order")

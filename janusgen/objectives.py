@@ -20,7 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from janusgen.config import ObjectiveConfig
-from janusgen.data.masking import inner_lengths, masked_ranks, release_mask, span_mask, uniform_mask
+from janusgen.data.masking import (
+    inner_lengths,
+    masked_ranks,
+    release_mask,
+    span_mask,
+    uniform_mask,
+    with_suffixes,
+)
 from janusgen.model.layout import masked_view
 from janusgen.model.transformer import Encoded, JanusTransformer
 
@@ -234,13 +241,16 @@ class JanusObjective:
             module.requires_grad_(False)
 
     def sample_mask(self, tgt: torch.Tensor, pad_id: int) -> torch.Tensor:
-        if self.cfg.masking == "span":
-            return span_mask(tgt, pad_id, self.cfg.mask_ratio, self.cfg.span_lambda, self.generator)
-        if self.cfg.masking == "release":
-            return release_mask(tgt, pad_id, self.cfg.mask_ratio, self.cfg.span_lambda, self.generator)
-        if self.cfg.masking == "uniform":
-            return uniform_mask(tgt, pad_id, self.generator)
-        raise ValueError(f"unknown masking {self.cfg.masking!r}")
+        cfg = self.cfg
+        if cfg.masking == "span":
+            mask = span_mask(tgt, pad_id, cfg.mask_ratio, cfg.span_lambda, self.generator)
+        elif cfg.masking == "release":
+            mask = release_mask(tgt, pad_id, cfg.mask_ratio, cfg.span_lambda, self.generator)
+        elif cfg.masking == "uniform":
+            mask = uniform_mask(tgt, pad_id, self.generator)
+        else:
+            raise ValueError(f"unknown masking {cfg.masking!r}")
+        return with_suffixes(mask, tgt, pad_id, cfg.suffix_fraction, self.generator)
 
     def __call__(
         self,

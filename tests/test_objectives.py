@@ -434,6 +434,34 @@ def test_release_masking_masks_about_0_56_of_the_inner_tokens_and_never_the_ends
     assert (ours.sum(dim=1) == round(0.7 * 25)).all()
 
 
+def test_suffix_masking_leaves_a_prefix_to_continue():
+    """suffix_mask masks s_{c+1} .. s_n after a cut c ~ U{0..n-1}: the placeholders of a speculative
+    draft, a given prefix followed by masks up to EOS; `with_suffixes` mixes it into another masking for
+    a share of the sentences."""
+    g = torch.Generator().manual_seed(0)
+    tgt = torch.tensor([[BOS, 5, 6, 7, 8, EOS, PAD], [BOS, 5, EOS, PAD, PAD, PAD, PAD]]).repeat(300, 1)
+    mask = masking.suffix_mask(tgt, PAD, g)
+    n = inner_lengths(tgt, PAD)
+    counts = mask.sum(dim=1)
+    assert ((counts >= 1) & (counts <= n)).all()
+    # contiguous and reaching the last inner token: the masked positions are exactly n-k+1 .. n
+    pos = torch.arange(tgt.shape[1])[None]
+    assert torch.equal(mask, (pos > (n - counts)[:, None]) & (pos <= n[:, None]))
+    assert set(counts[0::2].tolist()) == {1, 2, 3, 4}, "every cut of a 4-token sentence occurs"
+    # mixed in for a share of the sentences, the rest keep their own mask
+    spans = span_mask(tgt, PAD, 0.7, 2.0, g)
+    assert masking.with_suffixes(spans, tgt, PAD, 0.0, g) is spans
+    mixed = masking.with_suffixes(spans, tgt, PAD, 0.5, g)
+    suffixed = (mixed != spans).any(dim=1).float().mean()
+    assert 0.2 < float(suffixed) < 0.6  # rows drawn a suffix equal to their span mask do not count
+    objective = JanusObjective(ObjectiveConfig(suffix_fraction=1.0), seed=0)
+    sampled = objective.sample_mask(tgt, PAD)
+    counts = sampled.sum(dim=1)
+    assert torch.equal(sampled, (pos > (n - counts)[:, None]) & (pos <= n[:, None]))
+    with pytest.raises(Exception, match="suffix_fraction"):
+        ObjectiveConfig(suffix_fraction=1.5)
+
+
 def _ar_leaf(model, monkeypatch):
     """Wrap model.ar_logits so that its output passes through a zero leaf: the leaf's gradient is the
     gradient that reaches the AR view's logits."""

@@ -4,7 +4,9 @@ The distributions choose among the inner positions 1 .. n of `tgt` = BOS s_1 .. 
 - `span_mask`: JANUS default, a fixed ratio of the inner tokens in spans with Poisson(lam) lengths;
 - `release_mask`: what the authors' release does (spans over the whole sequence, overlapping, ends
   unmasked afterwards: fewer inner tokens masked, a varying number);
-- `uniform_mask`: CMLM / Mask-Predict, k ~ Uniform{1..n} positions chosen uniformly.
+- `uniform_mask`: CMLM / Mask-Predict, k ~ Uniform{1..n} positions chosen uniformly;
+- `suffix_mask`: everything after a random cut, the placeholders a speculative draft fills (mixed into
+  the others by `with_suffixes`).
 
 And in what order: `masked_ranks` (the prediction order of the masked tokens, which the views follow),
 `lowest_scores_mask` (the tokens Mask-Predict re-masks), both through the one ranking helper `row_ranks`.
@@ -121,6 +123,30 @@ def release_mask(
     pos = torch.arange(t)[None]
     mask &= (pos >= 1) & (pos < total[:, None] - 1)  # BOS, EOS and padding unmasked
     return mask.to(device)
+
+
+def suffix_mask(tgt: torch.Tensor, pad_id: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mask the inner positions c+1 .. n after a cut c ~ Uniform{0..n-1}: a given prefix to continue, as
+    a speculative draft does (decoding.speculative). (B, T) bool; sentences with n = 0 mask nothing."""
+    b, t = tgt.shape
+    n = inner_lengths(tgt, pad_id)
+    cut = (torch.rand(b, generator=generator) * n.cpu().float()).long().to(tgt.device)  # 0 .. n-1
+    pos = torch.arange(t, device=tgt.device)[None]
+    return (pos > cut[:, None]) & (pos <= n[:, None])
+
+
+def with_suffixes(
+    mask: torch.Tensor,
+    tgt: torch.Tensor,
+    pad_id: int,
+    fraction: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """`mask` with a random `fraction` of its sentences masked by `suffix_mask` instead."""
+    if fraction <= 0:
+        return mask
+    chosen = (torch.rand(tgt.shape[0], generator=generator) < fraction).to(tgt.device)
+    return torch.where(chosen[:, None], suffix_mask(tgt, pad_id, generator), mask)
 
 
 def _inner_scores(tgt: torch.Tensor, n: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
