@@ -107,7 +107,10 @@ class _SymmetricKL(torch.autograd.Function):
     def backward(ctx, grad_kl: torch.Tensor):
         a, b, stats = ctx.saved_tensors
         rows, vocab = a.shape
-        grad_a, grad_b = torch.empty_like(a), torch.empty_like(b)
+        need_a, need_b = ctx.needs_input_grad[:2]
+        # no buffer for a detached side (a fixed teacher): each is as large as the logits
+        grad_a = torch.empty_like(a) if need_a else None
+        grad_b = torch.empty_like(b) if need_b else None
         step = _rows_per_chunk(vocab)
         for s in range(0, rows, step):
             sl = slice(s, s + step)
@@ -116,11 +119,11 @@ class _SymmetricKL(torch.autograd.Function):
             d = la - lb
             p, q = la.exp_(), lb.exp_()
             half_g = 0.5 * grad_kl[sl, None]
-            if ctx.needs_input_grad[0]:
+            if grad_a is not None:
                 grad_a[sl] = (p * (d - stats[2, sl, None] + 1.0) - q).mul_(half_g)
-            if ctx.needs_input_grad[1]:
+            if grad_b is not None:
                 grad_b[sl] = (q * (1.0 - d - stats[3, sl, None]) - p).mul_(half_g)
-        return (grad_a if ctx.needs_input_grad[0] else None), (grad_b if ctx.needs_input_grad[1] else None)
+        return grad_a, grad_b
 
 
 def label_smoothed_ce(

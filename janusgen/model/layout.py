@@ -107,21 +107,26 @@ def masked_view(
     masked_targets = torch.where(masked_valid, tgt.gather(1, by_rank), torch.full_like(by_rank, pad_id))
 
     observed_part = tgt.masked_fill(masked, mask_id)
-    tokens = torch.cat([observed_part, masked_targets, torch.full_like(masked_targets, mask_id)], dim=1)
-    positions = torch.cat(
-        [torch.arange(t, device=device).expand(b, -1), masked_positions, masked_positions], dim=1
-    )
-
-    # per-entry segment and rank for the content part (B, C) and all rows (B, R)
     first_seg = torch.where(masked, torch.full_like(rank, P), torch.full_like(rank, O))
     first_seg = first_seg.masked_fill(tgt == pad_id, PAD)
-    g_seg = torch.where(masked_valid, torch.full_like(by_rank, G), torch.full_like(by_rank, PAD))
-    q_seg = torch.where(masked_valid, torch.full_like(by_rank, Q), torch.full_like(by_rank, PAD))
-    jj = j.expand(b, -1)
-    col_seg = torch.cat([first_seg, g_seg], dim=1)
-    col_rank = torch.cat([rank, jj], dim=1)
-    row_seg = torch.cat([col_seg, q_seg], dim=1)
-    row_rank = torch.cat([col_rank, jj], dim=1)
+    if query_stream:
+        tokens = torch.cat([observed_part, masked_targets, torch.full_like(masked_targets, mask_id)], dim=1)
+        positions = torch.cat(
+            [torch.arange(t, device=device).expand(b, -1), masked_positions, masked_positions], dim=1
+        )
+        # per-entry segment and rank for the content part (B, C) and all rows (B, R)
+        g_seg = torch.where(masked_valid, torch.full_like(by_rank, G), torch.full_like(by_rank, PAD))
+        q_seg = torch.where(masked_valid, torch.full_like(by_rank, Q), torch.full_like(by_rank, PAD))
+        jj = j.expand(b, -1)
+        col_seg = torch.cat([first_seg, g_seg], dim=1)
+        col_rank = torch.cat([rank, jj], dim=1)
+        row_seg = torch.cat([col_seg, q_seg], dim=1)
+        row_rank = torch.cat([col_rank, jj], dim=1)
+    else:  # the O and P rows alone, which see only each other
+        tokens, positions = observed_part, torch.arange(t, device=device).expand(b, -1)
+        col_seg = row_seg = first_seg
+        col_rank = row_rank = rank
+        k = 0
 
     rs, rr = row_seg[:, :, None], row_rank[:, :, None]
     cs, cr = col_seg[:, None, :], col_rank[:, None, :]
@@ -131,6 +136,4 @@ def masked_view(
     visible = sees_o | sees_p | sees_g
     # padded rows attend to the observed tokens only, so that attention stays finite
     visible = visible | ((rs == PAD) & sees_o)
-    if not query_stream:
-        tokens, positions, visible, k = tokens[:, :t], positions[:, :t], visible[:, :t, :t], 0
     return MaskedView(tokens, positions, visible, t + k, masked_positions, masked_targets, masked_valid)
