@@ -25,7 +25,12 @@ from janusgen.decoding.translator import Translator
 SETTINGS = {  # name -> one sentence's decoding
     "greedy": lambda model, src: decode_ar(model, src, beam=1),
     "speculative": lambda model, src: decode_speculative(model, src),
-    "speculative, redraft every round": lambda model, src: decode_speculative(model, src, keep_draft=False),
+    "speculative, redraft every round": lambda model, src: decode_speculative(
+        model, src, drafting="every_round"
+    ),
+    "speculative, fused draft and verify": lambda model, src: decode_speculative(
+        model, src, drafting="fused"
+    ),
 }
 
 

@@ -73,14 +73,14 @@ def decode_speculative(
     max_len_a: float = _D.max_len_a,
     max_len_b: int = _D.max_len_b,
     length_penalty: float = _D.length_penalty,
-    keep_draft: bool = True,
+    drafting: str = "keep",
 ) -> Decoded:
     """Self-speculative decoding of `src` (B, S): the NAR view drafts, the AR view verifies. The outputs
     and scores are those of `decode_ar(..., beam=1)`; `stats` counts the rounds and emitted tokens.
-    `keep_draft=False` drafts again every round (the benchmark's comparison)."""
+    `drafting`: how drafts are made, one of `speculative.DRAFTINGS`."""
     src = check_inputs(model, src)
     if src.shape[0] == 0:
         return Decoded([], [], [], SpeculativeStats())
     enc = model.encode(src)
     max_len = max_output_lengths(model, src, max_len_a, max_len_b)
-    return Decoded.of(*speculative_search(model, enc, max_len, length_penalty, keep_draft))
+    return Decoded.of(*speculative_search(model, enc, max_len, length_penalty, drafting))

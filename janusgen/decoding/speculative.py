@@ -18,6 +18,12 @@ unfinished sentence with accepted prefix s_0 .. s_t (s_0 = BOS):
    every round gains at least one token. The cache keeps the entries of s_t and the accepted draft
    tokens and drops the rest (rolled back), in one gather per layer.
 
+`drafting` "fused" (DRAFTINGS) folds step 1 into step 2: the verify pass also carries the NAR rows of
+a draft from the same prefix s_0 .. s_t (seeing only each other, as in step 1, while the AR rows never
+see them), and the next round verifies that draft beyond its new prefix: one decoder pass per round
+instead of up to two, for a draft one round older. The NAR rows' cache entries are dropped with the
+rejected ones.
+
 Sentences advance by different amounts: every per-sentence quantity (t, n, the draft length, j) is a
 tensor, rows are padded to the longest draft of the round, and the visibility masks hide the padding
 and each row's stale cache entries. The only Python loop is over rounds.
@@ -87,17 +93,38 @@ def _encoder_rows(cache: DecoderCache, rows: torch.Tensor, alive: int) -> Decode
     return whole
 
 
+# How drafts are made: "keep" a draft until it stops paying, draft again "every_round", or "fused" into
+# the verify pass (module docstring)
+DRAFTINGS = ("keep", "every_round", "fused")
+
+
+def _draft_input(
+    seq: torch.Tensor, t: torch.Tensor, n: torch.Tensor, pad_id: int, mask_id: int, eos_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The NAR view's input for sentences with prefixes `seq` (D, .) up to `t` (D,) and last draft
+    position `n` (D,): s_0 .. s_t, [MASK] at t+1 .. n, EOS at n+1, padding. Also the placeholders."""
+    width = int(n.max()) + 2
+    pos = torch.arange(width, device=seq.device)[None]  # (1, W)
+    placeholder = (pos > t[:, None]) & (pos <= n[:, None])  # (D, W)
+    tokens = torch.where(pos <= t[:, None], seq[:, :width], pad_id)
+    tokens = tokens.masked_fill(placeholder, mask_id).masked_fill(pos == n[:, None] + 1, eos_id)
+    return tokens, placeholder
+
+
 @torch.inference_mode()
 def speculative_search(
     model: JanusTransformer,
     enc: Encoded,
     max_len: torch.Tensor,
     length_penalty: float = 1.0,
-    keep_draft: bool = True,
+    drafting: str = "keep",
 ) -> tuple[Hypotheses, SpeculativeStats]:
     """Self-speculative decoding of encoded sources; `max_len` (B,) caps each output's length. The
     outputs are those of `greedy_search(model, enc, max_len, length_penalty)`, with the same scores.
-    `keep_draft=False` drafts again every round instead of only where the draft stopped paying."""
+    `drafting`: one of DRAFTINGS (module docstring)."""
+    if drafting not in DRAFTINGS:
+        raise ValueError(f"drafting {drafting!r}: choose from {', '.join(DRAFTINGS)}")
+    fused = drafting == "fused"
     cfg = model.cfg
     device = enc.states.device
     b = max_len.shape[0]
@@ -124,22 +151,19 @@ def speculative_search(
     # lines up again after a substituted word, so the NAR view drafts again only for the sentences
     # whose last round accepted no draft token or that used up their draft (`redraft`).
     draft = torch.full((b, steps + 2), cfg.pad_id, device=device)
-    n = torch.zeros(b, dtype=torch.long, device=device)  # (A,) last draft position of each sentence
-    redraft = torch.ones(b, dtype=torch.bool, device=device)
+    # (A,) last draft position of each sentence; fused drafting starts without one (-1: nothing to verify)
+    n = torch.full((b,), -1 if fused else 0, dtype=torch.long, device=device)
+    redraft = torch.full((b,), not fused, dtype=torch.bool, device=device)
     while alive.numel():
         a = alive.numel()
         # ---- draft: one NAR pass over prefix, placeholders and EOS, for the sentences that need one
         if redraft.any():
             rows = redraft.nonzero().squeeze(1)
             n_new = torch.maximum(predicted[rows], t[rows] + 1).minimum(limit[rows])
-            width = int(n_new.max()) + 2
-            pos = torch.arange(width, device=device)[None]  # (1, W)
-            t_rows = t[rows, None]
-            placeholder = (pos > t_rows) & (pos <= n_new[:, None])  # (D, W)
-            tokens = torch.where(pos <= t_rows, seq[alive[rows], :width], cfg.pad_id)
-            tokens = tokens.masked_fill(placeholder, cfg.mask_id).masked_fill(
-                pos == n_new[:, None] + 1, cfg.eos_id
+            tokens, placeholder = _draft_input(
+                seq[alive[rows]], t[rows], n_new, cfg.pad_id, cfg.mask_id, cfg.eos_id
             )
+            width = tokens.shape[1]
             if placeholder.any():
                 if not cache.layers:  # the first pass computes the encoder keys/values: keep them
                     draft_cache = DecoderCache()
@@ -167,17 +191,42 @@ def speculative_search(
         old = torch.arange(cached, device=device)[None, None, :] < t[:, None, None]  # (A, 1, C)
         causal = (i <= i.T)[None]  # (1, R, R): new row i sees new entries <= i
         visible = torch.cat([old.expand(a, r, cached), causal.expand(a, r, r)], dim=2)  # (A, R, C + R)
+        # fused: the NAR rows of the next draft, after the AR content rows, seeing only each other
+        w = 0
+        if fused:
+            n_next = torch.maximum(predicted, t + 1).minimum(limit)
+            nar_tokens, nar_placeholder = _draft_input(
+                seq[alive], t, n_next, cfg.pad_id, cfg.mask_id, cfg.eos_id
+            )
+            w = nar_tokens.shape[1]
+            nar_sees = (nar_tokens != cfg.pad_id)[:, None, :].expand(a, w, w)
+            visible = torch.cat([visible, visible.new_zeros(a, r, w)], dim=2)  # (A, R, C + R + W)
+            nar_visible = torch.cat([visible.new_zeros(a, w, cached + r), nar_sees], dim=2)
+            content_rows = torch.cat([content, nar_tokens], dim=1)
+            content_rows_pos = torch.cat([content_pos, torch.arange(w, device=device).expand(a, w)], dim=1)
+            content_visible = torch.cat([visible, nar_visible], dim=1)
+        else:
+            content_rows, content_rows_pos, content_visible = content, content_pos, visible
         if cfg.ar_stream == "content":  # a plain causal decoder: content row i predicts position t+i+1
-            view = DecoderView(content, content_pos, visible, r)
+            view = DecoderView(content_rows, content_rows_pos, content_visible, r + w)
         else:
             view = DecoderView(
-                torch.cat([content, torch.full_like(content, cfg.mask_id)], dim=1),  # (A, 2R)
-                torch.cat([content_pos, query_pos], dim=1),
-                torch.cat([visible, visible], dim=1),  # a query row sees what its content row sees
-                r,
+                torch.cat([content_rows, torch.full_like(content, cfg.mask_id)], dim=1),  # (A, 2R + W)
+                torch.cat([content_rows_pos, query_pos], dim=1),
+                torch.cat([content_visible, visible], dim=1),  # a query row sees what its content row sees
+                r + w,
             )
-        hidden = model.decode(view, enc, cache)  # (A, 2R or R, d); the cache grows by R entries
-        logp = F.log_softmax(model.logits(model.ar_rows(view, hidden)).float(), dim=-1)  # (A, R, V)
+        hidden = model.decode(view, enc, cache)  # (A, 2R + W or R + W, d); the cache grows by R + W
+        ar_hidden = hidden[:, :r] if cfg.ar_stream == "content" else hidden[:, r + w :]
+        logp = F.log_softmax(model.logits(ar_hidden).float(), dim=-1)  # (A, R, V)
+        if fused:  # the next round's draft
+            nar_hidden = hidden[:, r : r + w]
+            nar_tokens[nar_placeholder] = (
+                model.logits(nar_hidden[nar_placeholder]).float() + nar_ban
+            ).argmax(dim=-1)
+            draft[:, :w] = nar_tokens
+            draft[:, w:] = cfg.pad_id
+            n = n_next
         at_limit = (query_pos == limit[:, None] + 1)[:, :, None]
         best, choice = (logp + torch.where(at_limit, only_eos, ar_ban)).max(dim=-1)  # (A, R): a_{t+1+i}
 
@@ -196,7 +245,8 @@ def speculative_search(
 
         # ---- roll the cache back to s_0 .. s_{t+j} and drop finished sentences
         t = t + count
-        redraft = (accepted == 0) | (t >= n) | (not keep_draft)  # failed at once, or used up
+        if not fused:  # failed at once, or used up
+            redraft = (accepted == 0) | (t >= n) | (drafting == "every_round")
         kept = (~done).nonzero().squeeze(1)  # (A',)
         if kept.numel() == 0:
             break

@@ -10,7 +10,7 @@ from janusgen.cli import main
 from janusgen.decoding.api import decode_ar, decode_speculative
 from janusgen.decoding.common import max_output_lengths
 from janusgen.decoding.search import greedy_search
-from janusgen.decoding.speculative import SpeculativeStats, speculative_search
+from janusgen.decoding.speculative import DRAFTINGS, SpeculativeStats, speculative_search
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 from tests.conftest import _SRC_WORDS
@@ -23,23 +23,25 @@ def _varied_sentences(n: int, seed: int) -> list[str]:
     return [" ".join(rng.choice(_SRC_WORDS) for _ in range(rng.randint(1, 14))) for _ in range(n)]
 
 
+@pytest.mark.parametrize("drafting", DRAFTINGS)
 @pytest.mark.parametrize(
     "seed, eos_ramp, stream", [(0, 0.3, "query"), (1, 0.5, "query"), (2, 0.3, "content")]
 )
-def test_random_models_equal_greedy_batched_and_alone(random_model, seed, eos_ramp, stream):
+def test_random_models_equal_greedy_batched_and_alone(random_model, seed, eos_ramp, stream, drafting):
     model = random_model(seed=seed, eos_ramp=eos_ramp, ar_stream=stream)
     lengths = [random.Random(seed).randint(1, 20) for _ in range(40)]
     src = make_sources(lengths, seed=seed)
     greedy = decode_ar(model, src, beam=1)
-    spec = decode_speculative(model, src)
+    spec = decode_speculative(model, src, drafting=drafting)
     assert spec.tokens == greedy.tokens
     assert spec.scores == pytest.approx(greedy.scores, abs=1e-4)
     assert spec.log_probs == pytest.approx(greedy.log_probs, abs=1e-4)
     for i in range(0, len(lengths), 5):  # alone: no padding, no other sentences advancing differently
-        assert decode_speculative(model, src[i : i + 1]).tokens[0] == greedy.tokens[i]
+        assert decode_speculative(model, src[i : i + 1], drafting=drafting).tokens[0] == greedy.tokens[i]
 
 
-def test_trained_model_equals_greedy_on_300_varied_inputs(toy_checkpoint):
+@pytest.mark.parametrize("drafting", DRAFTINGS)
+def test_trained_model_equals_greedy_on_300_varied_inputs(toy_checkpoint, drafting):
     """A few hundred varied inputs on a trained model, whose NAR drafts AR partly accepts: at batch 1
     and in batches where sentences advance by different amounts."""
     translator = Translator.load(toy_checkpoint, dtype="float32")
@@ -51,48 +53,52 @@ def test_trained_model_equals_greedy_on_300_varied_inputs(toy_checkpoint):
     greedy = decode_ar(model, src, beam=1)
     stats = SpeculativeStats()
     for start in range(0, len(ids), 50):  # batched, mixed lengths
-        decoded = decode_speculative(model, src[start : start + 50])
+        decoded = decode_speculative(model, src[start : start + 50], drafting=drafting)
         assert decoded.tokens == greedy.tokens[start : start + 50]
         stats.add(decoded.stats)
     for i in range(0, len(ids), 3):  # batch 1
         one = torch.tensor([ids[i]])
-        assert decode_speculative(model, one).tokens[0] == greedy.tokens[i], texts[i]
+        assert decode_speculative(model, one, drafting=drafting).tokens[0] == greedy.tokens[i], texts[i]
     assert stats.sentences == 300
     assert stats.tokens == sum(len(t) + 1 for t in greedy.tokens)
     assert stats.tokens_per_round > 1.0  # the drafts are accepted in part (a trained model)
     assert stats.rounds_per_sentence < sum(len(t) + 1 for t in greedy.tokens) / 300
 
 
-def test_length_limits_are_greedy_s(random_model):
+@pytest.mark.parametrize("drafting", DRAFTINGS)
+def test_length_limits_are_greedy_s(random_model, drafting):
     """A limit below the natural length forces EOS in the verifying pass exactly where greedy does."""
     model = random_model(seed=4)  # no EOS ramp: outputs run to their limits
     src = make_sources([1, 4, 9, 2], seed=4)
     for a, b in ((0.0, 1), (0.5, 2), (1.2, 10)):
-        assert decode_speculative(model, src, a, b).tokens == decode_ar(model, src, 1, a, b).tokens
+        spec = decode_speculative(model, src, a, b, drafting=drafting)
+        assert spec.tokens == decode_ar(model, src, 1, a, b).tokens
     limits = max_output_lengths(model, src, 0.0, 3)
-    hyps, _ = speculative_search(model, model.encode(src), limits)
+    hyps, _ = speculative_search(model, model.encode(src), limits, drafting=drafting)
     assert hyps.lengths.tolist() == [3, 3, 3, 3]
 
 
-def test_zero_length_limit_and_empty_batch(random_model):
+@pytest.mark.parametrize("drafting", DRAFTINGS)
+def test_zero_length_limit_and_empty_batch(random_model, drafting):
     model = random_model(seed=5)
     enc = model.encode(make_sources([3, 5]))
     limits = torch.tensor([0, 2])
-    hyps, stats = speculative_search(model, enc, limits)
+    hyps, stats = speculative_search(model, enc, limits, drafting=drafting)
     ref = greedy_search(model, enc, limits)
     assert hyps.token_lists() == ref.token_lists() and hyps.lengths.tolist() == [0, 2]
     assert stats.rounds >= 2
-    empty = decode_speculative(model, torch.zeros(0, 3, dtype=torch.long))
+    empty = decode_speculative(model, torch.zeros(0, 3, dtype=torch.long), drafting=drafting)
     assert empty.tokens == [] and empty.stats == SpeculativeStats()
 
 
-def test_memorised_pairs_are_accepted_in_few_rounds(overfit):
+@pytest.mark.parametrize("drafting", DRAFTINGS)
+def test_memorised_pairs_are_accepted_in_few_rounds(overfit, drafting):
     """Where the NAR view knows the whole output, a round accepts many tokens: the cache survives
-    rounds and whole drafts are verified at once."""
-    spec = decode_speculative(overfit.model, overfit.src)
+    rounds and whole drafts are verified at once (fused: the first round only drafts)."""
+    spec = decode_speculative(overfit.model, overfit.src, drafting=drafting)
     assert spec.tokens == decode_ar(overfit.model, overfit.src, beam=1).tokens == overfit.references
-    assert spec.stats.rounds_per_sentence <= 2.0
-    assert spec.stats.tokens_per_round >= 3.0
+    assert spec.stats.rounds_per_sentence <= (3.0 if drafting == "fused" else 2.0)
+    assert spec.stats.tokens_per_round >= (2.0 if drafting == "fused" else 3.0)
 
 
 def test_a_round_is_two_decoder_passes_for_the_whole_batch(random_model, monkeypatch):
@@ -108,6 +114,16 @@ def test_a_round_is_two_decoder_passes_for_the_whole_batch(random_model, monkeyp
     most_rounds = stats.rounds  # upper bound; the loop runs max(rounds per sentence) times
     assert len(calls) <= 2 * most_rounds
     assert len(calls) <= 2 * (int(hyps.lengths.max()) + 1)  # never more than a pass pair per token
+    # fused: one pass per round, the first of which only drafts
+    calls.clear()
+    fused, stats = speculative_search(
+        model, model.encode(src), max_output_lengths(model, src, 1.2, 10), drafting="fused"
+    )
+    assert fused.token_lists() == hyps.token_lists()
+    assert len(calls) <= int(hyps.lengths.max()) + 2
+    assert len(calls) * src.shape[0] >= stats.rounds  # every sentence is in every pass while it runs
+    with pytest.raises(ValueError, match="drafting"):
+        speculative_search(model, model.encode(src), max_output_lengths(model, src, 1.2, 10), drafting="x")
 
 
 def test_translator_cli_and_evaluate(toy_checkpoint, toy_data, tmp_path, capsys):
