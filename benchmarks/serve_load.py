@@ -5,7 +5,9 @@ Starts `janus serve` twice in a subprocess on 127.0.0.1 (with micro-batching, an
 single-sentence requests at each concurrency, and reports p50 / p99 latency and throughput per decoding
 setting. At concurrency 1 every request is paired with a direct `Translator.generate([text])` call on
 the same text in this process, just before it (the server idle meanwhile): the baseline of the serving
-overhead, measured under the same machine load.
+overhead, measured under the same machine load. The server's own clock (/metrics) splits a served c=1
+request into its decoding and the rest. --server-cpus / --client-cpus pin the two processes to disjoint
+cores (one thread per core), to tell the serving path's cost from two processes sharing the cores.
 
     python benchmarks/serve_load.py --checkpoint runs/janus/best --data work/bible_data --json serve.json
 
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import torch
 
 from janusgen.data.dataset import PairDataset
 from janusgen.decoding.translator import Translator
@@ -45,11 +48,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(checkpoint: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
+def start_server(
+    checkpoint: Path, extra: list[str], cpus: set[int] | None = None
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "janusgen", "serve", "--checkpoint", str(checkpoint), "--host", HOST]
     cmd += ["--port", str(port), "--dtype", "float32", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    env, pin = None, None
+    if cpus is not None:
+        env = {**os.environ, "OMP_NUM_THREADS": str(len(cpus))}
+
+        def pin() -> None:
+            os.sched_setaffinity(0, cpus)
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env, preexec_fn=pin)
     url = f"http://{HOST}:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -62,6 +74,13 @@ def start_server(checkpoint: Path, extra: list[str]) -> tuple[subprocess.Popen, 
             time.sleep(0.2)
     proc.terminate()
     raise SystemExit("the server did not start within 120 s")
+
+
+def server_clock(url: str) -> dict[str, float]:
+    """The server's totals: /translate requests and their seconds, and seconds spent decoding."""
+    wanted = ("janus_request_seconds_sum", "janus_request_seconds_count", "janus_decode_seconds_total")
+    lines = httpx.get(f"{url}/metrics", timeout=10).text.splitlines()
+    return {name: float(value) for name, value in (line.split() for line in lines if line.startswith(wanted))}
 
 
 def percentiles(seconds: list[float]) -> dict:
@@ -104,15 +123,28 @@ async def level(
             else:
                 errors += 1
 
+    before = server_clock(url)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=64)) as client:
         start = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         wall = time.perf_counter() - start
+    after = server_clock(url)
     row = {"concurrency": concurrency, "requests": len(latencies), "errors": errors}
     row.update(percentiles(latencies))
     row["throughput_rps"] = round(len(latencies) / (wall - sum(direct)), 2)
     if translator is not None:
         row["direct"] = percentiles(direct)
+        served = after["janus_request_seconds_count"] - before["janus_request_seconds_count"]
+        if served:  # means per request, by the server's clock
+            row["server"] = {
+                key: round((after[name] - before[name]) / served * 1000, 2)
+                for key, name in (
+                    ("request_mean_ms", "janus_request_seconds_sum"),
+                    ("decode_mean_ms", "janus_decode_seconds_total"),
+                )
+            }
+            row["direct"]["mean_ms"] = round(float(np.mean(direct)) * 1000, 2)
+            row["mean_ms"] = round(float(np.mean(latencies)) * 1000, 2)
     return row
 
 
@@ -138,7 +170,14 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=600.0, help="most seconds in all")
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--server-cpus", default=None, help="pin the server to these cores, e.g. 0")
+    parser.add_argument("--client-cpus", default=None, help="pin this process to these cores, e.g. 1")
     args = parser.parse_args()
+    server_cpus = {int(c) for c in args.server_cpus.split(",")} if args.server_cpus else None
+    if args.client_cpus:
+        client_cpus = {int(c) for c in args.client_cpus.split(",")}
+        os.sched_setaffinity(0, client_cpus)
+        torch.set_num_threads(len(client_cpus))
     end = time.monotonic() + args.time_limit
     texts = PairDataset.open(args.data, args.split).texts()[0][:512]
     concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -151,13 +190,15 @@ def main() -> None:
     report: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "date": time.strftime("%Y-%m-%d"),
+        "server_cpus": args.server_cpus,
+        "client_cpus": args.client_cpus,
         "served": {},
     }
     for label, extra in (
         ("micro-batching", ["--max-wait-ms", str(args.max_wait_ms)]),
         ("one at a time", ["--max-batch-texts", "1"]),
     ):
-        proc, url = start_server(args.checkpoint, extra)
+        proc, url = start_server(args.checkpoint, extra, server_cpus)
         try:
             for name, s in settings.items():
                 warm_up(url, texts, s, args.warmup)
@@ -188,6 +229,13 @@ def main() -> None:
                     f"{name}, {label}: at concurrency 1, served / direct = {p50 / direct_p50:.2f} at "
                     f"p50, {p99 / direct_p99:.2f} at p99"
                 )
+                if "server" in rows[1]:
+                    server = rows[1]["server"]
+                    print(
+                        f"  mean ms: served {rows[1]['mean_ms']}, of which in the handler "
+                        f"{server['request_mean_ms']} and decoding {server['decode_mean_ms']}; "
+                        f"direct {rows[1]['direct']['mean_ms']}"
+                    )
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

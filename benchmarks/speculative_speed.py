@@ -31,6 +31,13 @@ SETTINGS = {  # name -> one sentence's decoding
     "speculative, fused draft and verify": lambda model, src: decode_speculative(
         model, src, drafting="fused"
     ),
+    **{  # verify at most k draft tokens a round
+        f"speculative, block {k}": lambda model, src, k=k: decode_speculative(model, src, block=k)
+        for k in (2, 4, 8)
+    },
+    "speculative, fused, block 4": lambda model, src: decode_speculative(
+        model, src, drafting="fused", block=4
+    ),
 }
 
 
@@ -44,20 +51,22 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=300, help="first N sentences (default %(default)s)")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     args = parser.parse_args()
+    settings = {name: SETTINGS[name] for name in ["greedy", *args.settings] if name in SETTINGS}
     texts = PairDataset.open(args.data, args.split).texts()[0][: args.limit]
     translator = Translator.load(args.checkpoint, dtype=args.dtype)
     tok, model = translator.tokenizer, translator.model
     sources = [pad_sequences([ids], tok.pad_id, suffix=tok.eos_id) for ids in tok.encode(texts)]
-    for decode in SETTINGS.values():  # warm up
+    for decode in settings.values():  # warm up
         decode(model, sources[0])
-    seconds = dict.fromkeys(SETTINGS, 0.0)
-    outputs: dict[str, list[list[int]]] = {name: [] for name in SETTINGS}
-    rounds = dict.fromkeys(SETTINGS, 0)
+    seconds = dict.fromkeys(settings, 0.0)
+    outputs: dict[str, list[list[int]]] = {name: [] for name in settings}
+    rounds = dict.fromkeys(settings, 0)
     tokens = 0
     with torch.inference_mode():
         for src in sources:
-            for name, decode in SETTINGS.items():
+            for name, decode in settings.items():
                 start = time.perf_counter()
                 decoded = decode(model, src)
                 seconds[name] += time.perf_counter() - start
@@ -74,7 +83,7 @@ def main() -> None:
         "dtype": args.dtype,
         "greedy_s": round(seconds["greedy"], 3),
     }
-    for name in SETTINGS:
+    for name in settings:
         if name == "greedy":
             continue
         same = sum(a == b for a, b in zip(outputs["greedy"], outputs[name], strict=True))

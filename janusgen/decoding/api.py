@@ -74,13 +74,15 @@ def decode_speculative(
     max_len_b: int = _D.max_len_b,
     length_penalty: float = _D.length_penalty,
     drafting: str = "keep",
+    block: int | None = None,
 ) -> Decoded:
     """Self-speculative decoding of `src` (B, S): the NAR view drafts, the AR view verifies. The outputs
     and scores are those of `decode_ar(..., beam=1)`; `stats` counts the rounds and emitted tokens.
-    `drafting`: how drafts are made, one of `speculative.DRAFTINGS`."""
+    `drafting`: how drafts are made, one of `speculative.DRAFTINGS`; `block`: the most draft tokens
+    verified a round (None: all)."""
     src = check_inputs(model, src)
     if src.shape[0] == 0:
         return Decoded([], [], [], SpeculativeStats())
     enc = model.encode(src)
     max_len = max_output_lengths(model, src, max_len_a, max_len_b)
-    return Decoded.of(*speculative_search(model, enc, max_len, length_penalty, drafting))
+    return Decoded.of(*speculative_search(model, enc, max_len, length_penalty, drafting, block))

@@ -15,8 +15,10 @@ unfinished sentence with accepted prefix s_0 .. s_t (s_0 = BOS):
    `greedy_search`).
 3. Accept a_{t+1} .. a_{t+j+1}, where j counts the leading draft tokens with d_p = a_p: each of them
    is conditioned only on accepted tokens, so they are exactly what greedy decoding would choose, and
-   every round gains at least one token. The cache keeps the entries of s_t and the accepted draft
-   tokens and drops the rest (rolled back), in one gather per layer.
+   every round gains at least one token. With `block` = k, at most k draft tokens are verified a
+   round: on a CPU a pass costs what its rows cost, and AR seldom agrees far ahead. The cache keeps the
+   entries of s_t and the accepted draft tokens and drops the rest (rolled back), in one gather per
+   layer.
 
 `drafting` "fused" (DRAFTINGS) folds step 1 into step 2: the verify pass also carries the NAR rows of
 a draft from the same prefix s_0 .. s_t (seeing only each other, as in step 1, while the AR rows never
@@ -111,6 +113,24 @@ def _draft_input(
     return tokens, placeholder
 
 
+def _store_draft(
+    model: JanusTransformer,
+    draft: torch.Tensor,
+    rows: torch.Tensor | slice,
+    tokens: torch.Tensor,
+    placeholder: torch.Tensor,
+    nar_hidden: torch.Tensor | None,
+    nar_ban: torch.Tensor,
+) -> None:
+    """Fill the placeholders of the NAR input `tokens` (D, W) with the NAR view's argmax (from its hidden
+    states `nar_hidden`, (D, W, d); None when there is no placeholder) and store the result as the draft
+    of sentences `rows` of `draft`."""
+    if nar_hidden is not None:
+        tokens[placeholder] = (model.logits(nar_hidden[placeholder]).float() + nar_ban).argmax(dim=-1)
+    draft[rows] = model.cfg.pad_id
+    draft[rows, : tokens.shape[1]] = tokens
+
+
 @torch.inference_mode()
 def speculative_search(
     model: JanusTransformer,
@@ -118,12 +138,16 @@ def speculative_search(
     max_len: torch.Tensor,
     length_penalty: float = 1.0,
     drafting: str = "keep",
+    block: int | None = None,
 ) -> tuple[Hypotheses, SpeculativeStats]:
     """Self-speculative decoding of encoded sources; `max_len` (B,) caps each output's length. The
     outputs are those of `greedy_search(model, enc, max_len, length_penalty)`, with the same scores.
-    `drafting`: one of DRAFTINGS (module docstring)."""
+    `drafting`: one of DRAFTINGS (module docstring). `block`: verify at most this many draft tokens a
+    round (None: the whole rest of the draft); the rest of a kept draft waits for the next rounds."""
     if drafting not in DRAFTINGS:
         raise ValueError(f"drafting {drafting!r}: choose from {', '.join(DRAFTINGS)}")
+    if block is not None and block < 1:
+        raise ValueError(f"block {block}: verify at least 1 draft token a round, or None for all")
     fused = drafting == "fused"
     cfg = model.cfg
     device = enc.states.device
@@ -163,7 +187,7 @@ def speculative_search(
             tokens, placeholder = _draft_input(
                 seq[alive[rows]], t[rows], n_new, cfg.pad_id, cfg.mask_id, cfg.eos_id
             )
-            width = tokens.shape[1]
+            hidden = None  # no placeholder (every sentence at its limit): nothing to draft
             if placeholder.any():
                 if not cache.layers:  # the first pass computes the encoder keys/values: keep them
                     draft_cache = DecoderCache()
@@ -172,13 +196,11 @@ def speculative_search(
                 else:
                     draft_cache = _encoder_rows(cache, rows, a)
                     hidden = model.decode(nar_view(tokens, cfg.pad_id), enc.index_select(rows), draft_cache)
-                tokens[placeholder] = (model.logits(hidden[placeholder]).float() + nar_ban).argmax(dim=-1)
-            draft[rows] = cfg.pad_id
-            draft[rows, :width] = tokens
+            _store_draft(model, draft, rows, tokens, placeholder, hidden, nar_ban)
             n[rows] = n_new
 
         # ---- verify: one AR pass, content rows s_t, d_{t+1} .. d_e, query rows t+1 .. e+1
-        k = (torch.minimum(n + 1, limit) - t).clamp(min=0)  # (A,) draft tokens d_{t+1} .. d_{t+k}
+        k = (torch.minimum(n + 1, limit) - t).clamp(min=0, max=block)  # (A,) draft tokens d_{t+1} .. d_{t+k}
         r = int(k.max()) + 1  # content rows (and query rows) of the widest sentence
         i = torch.arange(r, device=device)[None]  # (1, R)
         used = i <= k[:, None]  # (A, R) rows holding s_t or a draft token
@@ -221,11 +243,7 @@ def speculative_search(
         logp = F.log_softmax(model.logits(ar_hidden).float(), dim=-1)  # (A, R, V)
         if fused:  # the next round's draft
             nar_hidden = hidden[:, r : r + w]
-            nar_tokens[nar_placeholder] = (
-                model.logits(nar_hidden[nar_placeholder]).float() + nar_ban
-            ).argmax(dim=-1)
-            draft[:, :w] = nar_tokens
-            draft[:, w:] = cfg.pad_id
+            _store_draft(model, draft, slice(None), nar_tokens, nar_placeholder, nar_hidden, nar_ban)
             n = n_next
         at_limit = (query_pos == limit[:, None] + 1)[:, :, None]
         best, choice = (logp + torch.where(at_limit, only_eos, ar_ban)).max(dim=-1)  # (A, R): a_{t+1+i}

@@ -101,6 +101,32 @@ def test_memorised_pairs_are_accepted_in_few_rounds(overfit, drafting):
     assert spec.stats.tokens_per_round >= (2.0 if drafting == "fused" else 3.0)
 
 
+@pytest.mark.parametrize("drafting", ["keep", "fused"])
+@pytest.mark.parametrize("block", [1, 3])
+def test_a_verify_block_keeps_the_outputs_and_caps_the_rows(random_model, overfit, drafting, block):
+    """Verifying at most `block` draft tokens a round changes the cost of a round, never the output;
+    where the NAR view knows the whole output, each round then gains exactly block + 1 tokens."""
+    model = random_model(seed=7, eos_ramp=0.3)
+    src = make_sources([random.Random(7).randint(1, 20) for _ in range(30)], seed=7)
+    spec = decode_speculative(model, src, drafting=drafting, block=block)
+    greedy = decode_ar(model, src, beam=1)
+    assert spec.tokens == greedy.tokens
+    assert spec.scores == pytest.approx(greedy.scores, abs=1e-4)
+    for i in range(0, 30, 6):
+        assert (
+            decode_speculative(model, src[i : i + 1], drafting=drafting, block=block).tokens[0]
+            == greedy.tokens[i]
+        )
+    memorised = decode_speculative(overfit.model, overfit.src, drafting=drafting, block=block)
+    assert memorised.tokens == overfit.references
+    assert memorised.stats.tokens_per_round <= block + 1
+    full_rounds = sum(-(-(len(ref) + 1) // (block + 1)) for ref in overfit.references)
+    assert memorised.stats.rounds >= full_rounds
+    assert memorised.stats.rounds <= full_rounds + (2 if drafting == "fused" else 1) * len(overfit.references)
+    with pytest.raises(ValueError, match="block"):
+        decode_speculative(model, src, block=0)
+
+
 def test_a_round_is_two_decoder_passes_for_the_whole_batch(random_model, monkeypatch):
     """No loop over sentences: each round is one NAR and one AR pass, however many sentences."""
     model = random_model(seed=6, eos_ramp=0.3)
