@@ -49,19 +49,21 @@ def free_port() -> int:
 
 
 def start_server(
-    checkpoint: Path, extra: list[str], cpus: set[int] | None = None
+    checkpoint: Path, extra: list[str], cpus: set[int] | None = None, threads: int | None = None
 ) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "janusgen", "serve", "--checkpoint", str(checkpoint), "--host", HOST]
     cmd += ["--port", str(port), "--dtype", "float32", *extra]
-    env, pin = None, None
+    threads = threads or (len(cpus) if cpus else None)
+    if threads:
+        cmd += ["--threads", str(threads)]
+    pin = None
     if cpus is not None:
-        env = {**os.environ, "OMP_NUM_THREADS": str(len(cpus))}
 
         def pin() -> None:
             os.sched_setaffinity(0, cpus)
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env, preexec_fn=pin)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, preexec_fn=pin)
     url = f"http://{HOST}:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -172,6 +174,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--server-cpus", default=None, help="pin the server to these cores, e.g. 0")
     parser.add_argument("--client-cpus", default=None, help="pin this process to these cores, e.g. 1")
+    parser.add_argument("--server-threads", type=int, default=None, help="janus serve --threads")
     args = parser.parse_args()
     server_cpus = {int(c) for c in args.server_cpus.split(",")} if args.server_cpus else None
     if args.client_cpus:
@@ -192,13 +195,14 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "server_cpus": args.server_cpus,
         "client_cpus": args.client_cpus,
+        "server_threads": args.server_threads,
         "served": {},
     }
     for label, extra in (
         ("micro-batching", ["--max-wait-ms", str(args.max_wait_ms)]),
         ("one at a time", ["--max-batch-texts", "1"]),
     ):
-        proc, url = start_server(args.checkpoint, extra, server_cpus)
+        proc, url = start_server(args.checkpoint, extra, server_cpus, args.server_threads)
         try:
             for name, s in settings.items():
                 warm_up(url, texts, s, args.warmup)

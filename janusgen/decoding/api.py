@@ -10,7 +10,7 @@ from janusgen.config import DecodeConfig
 from janusgen.decoding.common import Decoded, check_inputs, max_output_lengths
 from janusgen.decoding.mask_predict import MaskSchedule, linear_schedule, mask_predict
 from janusgen.decoding.search import beam_search, greedy_search
-from janusgen.decoding.speculative import SpeculativeStats, speculative_search
+from janusgen.decoding.speculative import DEFAULT_BLOCK, SpeculativeStats, speculative_search
 from janusgen.model.transformer import JanusTransformer
 
 _D = DecodeConfig()  # the defaults live in config.py
@@ -74,12 +74,12 @@ def decode_speculative(
     max_len_b: int = _D.max_len_b,
     length_penalty: float = _D.length_penalty,
     drafting: str = "keep",
-    block: int | None = None,
+    block: int | None = DEFAULT_BLOCK,
 ) -> Decoded:
     """Self-speculative decoding of `src` (B, S): the NAR view drafts, the AR view verifies. The outputs
     and scores are those of `decode_ar(..., beam=1)`; `stats` counts the rounds and emitted tokens.
     `drafting`: how drafts are made, one of `speculative.DRAFTINGS`; `block`: the most draft tokens
-    verified a round (None: all)."""
+    verified a round (None: all the rest of the draft)."""
     src = check_inputs(model, src)
     if src.shape[0] == 0:
         return Decoded([], [], [], SpeculativeStats())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -23,6 +24,10 @@ class ServeConfig:
     max_iterations: int = 50  # NAR iterations a request may ask for
     request_timeout_s: float = 120.0  # a request still waiting after this is answered 503
     graceful_timeout_s: float = 30.0  # on shutdown, in-flight requests get this long to finish
+    # Decoding threads. 0: one less than the cores this process may use (at least 1), leaving one to the
+    # event loop: with every core in the decoding team, the served latency was 1.5x a direct call and the
+    # throughput at 32 clients 0.7x (2 cores, BENCHMARKS.md)
+    threads: int = 0
 
     # the options `janus serve` exposes, with their help text (host and port are added by the CLI)
     OPTION_HELP: ClassVar[dict[str, str]] = {
@@ -37,6 +42,7 @@ class ServeConfig:
         "max_iterations": "most NAR iterations a request may ask for",
         "request_timeout_s": "a request not answered within this is answered 503",
         "graceful_timeout_s": "on shutdown, time in-flight requests get to finish",
+        "threads": "decoding threads; 0: one less than the cores, leaving one to the HTTP event loop",
     }
 
     def __post_init__(self) -> None:
@@ -57,6 +63,8 @@ class ServeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise JanusError(f"--{name.replace('_', '-')} {value!r}: must be an integer of at least 1")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise JanusError(f"--threads {self.threads!r}: must be 0 (automatic) or a positive integer")
         for name in ("request_timeout_s", "graceful_timeout_s"):
             if not getattr(self, name) > 0:
                 raise JanusError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
@@ -64,3 +72,10 @@ class ServeConfig:
             raise JanusError(
                 f"--max-texts {self.max_texts} exceeds --max-queue {self.max_queue}: no request could fit"
             )
+
+    def decode_threads(self) -> int:
+        """The decoding threads `threads` asks for: 0 is one less than the usable cores, at least 1."""
+        if self.threads:
+            return self.threads
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores - 1)

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import torch
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -165,9 +166,12 @@ def _uvicorn_config(translator: Translator, cfg: ServeConfig, **options: Any) ->
 
 
 def run_server(translator: Translator, cfg: ServeConfig) -> None:
-    """Serve until SIGINT / SIGTERM; then stop accepting, finish in-flight requests and return."""
+    """Serve until SIGINT / SIGTERM; then stop accepting, finish in-flight requests and return. The
+    process decodes with `cfg.decode_threads()` threads (the decoding thread inherits the count)."""
+    torch.set_num_threads(cfg.decode_threads())
     print(
-        f"janus serve: listening on http://{cfg.host}:{cfg.port} (POST /translate, GET /health, GET /metrics)"
+        f"janus serve: listening on http://{cfg.host}:{cfg.port} (POST /translate, GET /health, "
+        f"GET /metrics), {torch.get_num_threads()} decoding thread(s)"
     )
     uvicorn.Server(_uvicorn_config(translator, cfg)).run()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -197,6 +198,16 @@ def test_serve_options_are_checked():
         ServeConfig(max_queue=0)
     with pytest.raises(JanusError, match="--max-texts 64 exceeds --max-queue 8"):
         ServeConfig(max_queue=8)
+    with pytest.raises(JanusError, match="--threads -1"):
+        ServeConfig(threads=-1)
+
+
+def test_decoding_leaves_a_core_to_the_event_loop(monkeypatch):
+    """Automatic threads: one less than the usable cores, at least one; an explicit count is kept."""
+    for cores, threads in (({0, 1, 2, 3}, 3), ({0, 1}, 1), ({5}, 1)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cores=cores: cores)
+        assert ServeConfig().decode_threads() == threads
+    assert ServeConfig(threads=2).decode_threads() == 2
 
 
 def test_serve_cli_errors_exit_2(tmp_path, capsys):
