@@ -31,13 +31,11 @@ SETTINGS = {  # name -> one sentence's decoding
     "speculative, fused draft and verify": lambda model, src: decode_speculative(
         model, src, drafting="fused"
     ),
-    **{  # verify at most k draft tokens a round
+    "speculative, whole draft": lambda model, src: decode_speculative(model, src, block=None),
+    **{  # verify at most k draft tokens a round (the default is DEFAULT_BLOCK)
         f"speculative, block {k}": lambda model, src, k=k: decode_speculative(model, src, block=k)
-        for k in (2, 4, 8)
+        for k in (2, 8)
     },
-    "speculative, fused, block 4": lambda model, src: decode_speculative(
-        model, src, drafting="fused", block=4
-    ),
 }
 
 
