@@ -78,6 +78,11 @@ def start_server(
     raise SystemExit("the server did not start within 120 s")
 
 
+def cpu_set(text: str) -> set[int]:
+    """A --*-cpus value: core numbers separated by commas, e.g. 0 or 0,1."""
+    return {int(c) for c in text.split(",")}
+
+
 def server_clock(url: str) -> dict[str, float]:
     """The server's totals: /translate requests and their seconds, and seconds spent decoding."""
     wanted = ("janus_request_seconds_sum", "janus_request_seconds_count", "janus_decode_seconds_total")
@@ -172,15 +177,17 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=600.0, help="most seconds in all")
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--server-cpus", default=None, help="pin the server to these cores, e.g. 0")
-    parser.add_argument("--client-cpus", default=None, help="pin this process to these cores, e.g. 1")
+    parser.add_argument(
+        "--server-cpus", type=cpu_set, default=None, help="pin the server to these cores, e.g. 0"
+    )
+    parser.add_argument(
+        "--client-cpus", type=cpu_set, default=None, help="pin this process to these cores, e.g. 1"
+    )
     parser.add_argument("--server-threads", type=int, default=None, help="janus serve --threads")
     args = parser.parse_args()
-    server_cpus = {int(c) for c in args.server_cpus.split(",")} if args.server_cpus else None
     if args.client_cpus:
-        client_cpus = {int(c) for c in args.client_cpus.split(",")}
-        os.sched_setaffinity(0, client_cpus)
-        torch.set_num_threads(len(client_cpus))
+        os.sched_setaffinity(0, args.client_cpus)
+        torch.set_num_threads(len(args.client_cpus))
     end = time.monotonic() + args.time_limit
     texts = PairDataset.open(args.data, args.split).texts()[0][:512]
     concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -193,8 +200,8 @@ def main() -> None:
     report: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "date": time.strftime("%Y-%m-%d"),
-        "server_cpus": args.server_cpus,
-        "client_cpus": args.client_cpus,
+        "server_cpus": sorted(args.server_cpus) if args.server_cpus else None,
+        "client_cpus": sorted(args.client_cpus) if args.client_cpus else None,
         "server_threads": args.server_threads,
         "served": {},
     }
@@ -202,7 +209,7 @@ def main() -> None:
         ("micro-batching", ["--max-wait-ms", str(args.max_wait_ms)]),
         ("one at a time", ["--max-batch-texts", "1"]),
     ):
-        proc, url = start_server(args.checkpoint, extra, server_cpus, args.server_threads)
+        proc, url = start_server(args.checkpoint, extra, args.server_cpus, args.server_threads)
         try:
             for name, s in settings.items():
                 warm_up(url, texts, s, args.warmup)

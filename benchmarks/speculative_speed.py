@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     args = parser.parse_args()
-    settings = {name: SETTINGS[name] for name in ["greedy", *args.settings] if name in SETTINGS}
+    settings = {name: SETTINGS[name] for name in ["greedy", *args.settings]}  # greedy: the baseline
     texts = PairDataset.open(args.data, args.split).texts()[0][: args.limit]
     translator = Translator.load(args.checkpoint, dtype=args.dtype)
     tok, model = translator.tokenizer, translator.model
