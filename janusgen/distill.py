@@ -37,6 +37,7 @@ from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
 
 REFERENCES = "train.ref.tgt"  # the original training targets, kept beside the teacher's
 PLAN_FILE = "plan.json"
+_ASSEMBLE_CHUNK = 65536  # pairs written per chunk: bounds the memory of assembling a large corpus
 
 
 def partial_dir(out: Path) -> Path:
@@ -169,18 +170,20 @@ def _assemble(
     for suffix in (".bin", ".idx"):
         shutil.copyfile(data / f"{TRAIN}.tgt{suffix}", folder / f"{REFERENCES}{suffix}")
 
-    outputs: list[np.ndarray | None] = [None] * len(order)
-    for number, indices in enumerate(shards):
-        shard = BinarizedArray(work / f"shard_{number:05d}", dtype)
-        for position, index in enumerate(indices):
-            outputs[index] = shard[position]
-    # an empty output (the teacher stopped at once) would be a pair without a target: keep the reference
-    empty = [i for i, seq in enumerate(outputs) if seq is None or len(seq) == 0]
-    for i in empty:
-        outputs[i] = train.tgt[i]
+    # The teacher's outputs in shard order, then pair i's row in them. An empty output (the teacher
+    # stopped at once) would be a pair without a target: that pair keeps its reference.
+    teacher = _concatenate_shards(work, len(shards), dtype)
+    row_of = np.empty(len(order), dtype=np.int64)
+    row_of[order] = np.arange(len(order))  # the shards are `order` cut in pieces
+    keep_reference = teacher.lengths[row_of] == 0
+    sources = [teacher, train.tgt]
     with BinarizedWriter(folder / f"{TRAIN}.tgt", dtype) as writer:
-        for start in range(0, len(outputs), 65536):
-            writer.append([seq.tolist() for seq in outputs[start : start + 65536]])  # type: ignore[union-attr]
+        for start in range(0, len(order), _ASSEMBLE_CHUNK):
+            pairs = np.arange(start, min(start + _ASSEMBLE_CHUNK, len(order)))
+            rows = np.where(keep_reference[pairs], pairs, row_of[pairs])
+            writer.append_flat(
+                *_gather_from(sources, keep_reference[pairs].astype(np.int64), rows, writer.dtype)
+            )
         lengths = writer.finish()
 
     stats = dict(meta["splits"][TRAIN])
@@ -194,12 +197,43 @@ def _assemble(
         **{k: plan[k] for k in ("teacher", "teacher_sha256", "options", "dtype")},
         "original_data": plan["data"],
         "references": REFERENCES,
-        "empty_outputs_kept_as_reference": len(empty),
+        "empty_outputs_kept_as_reference": int(keep_reference.sum()),
         "original_tgt_mean_tokens": train.meta["splits"][TRAIN]["tgt_mean_tokens"],
     }
     meta["files"] = {path.name: sha256_file(path) for path in sorted(folder.iterdir())}
     write_json(folder / META_FILE, meta)
     return meta
+
+
+def _concatenate_shards(work: Path, count: int, dtype: str) -> BinarizedArray:
+    """Every shard's outputs, back to back in shard order, as one binarized array in `work`."""
+    prefix = work / "teacher_outputs"
+    with BinarizedWriter(prefix, dtype) as writer:
+        for number in range(count):
+            shard = BinarizedArray(work / f"shard_{number:05d}", dtype)
+            writer.append_flat(*shard.gather(np.arange(len(shard))))
+        writer.finish()
+    return BinarizedArray(prefix, dtype)
+
+
+def _gather_from(
+    sources: list[BinarizedArray], source_of: np.ndarray, row_of: np.ndarray, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences `sources[source_of[k]][row_of[k]]` back to back, and their lengths: one gather per
+    source (few of them), each scattered straight into its places in the result."""
+    lengths = np.zeros(len(source_of), dtype=np.int64)
+    numbers = np.unique(source_of)
+    for number in numbers:
+        mine = source_of == number
+        lengths[mine] = sources[number].lengths[row_of[mine]]
+    starts = np.cumsum(lengths) - lengths
+    tokens = np.empty(int(lengths.sum()), dtype=dtype)
+    for number in numbers:
+        mine = np.flatnonzero(source_of == number)
+        flat, piece_lengths = sources[number].gather(row_of[mine])
+        before = np.cumsum(piece_lengths) - piece_lengths
+        tokens[np.arange(len(flat)) + np.repeat(starts[mine] - before, piece_lengths)] = flat
+    return tokens, lengths
 
 
 def format_distill_report(meta: dict[str, Any], out: Path) -> str:

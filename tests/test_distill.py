@@ -48,6 +48,31 @@ def test_distilled_data_is_a_prepared_folder_that_keeps_the_references(toy_data,
     assert json.loads((out / "meta.json").read_text())["distillation"]["references"] == REFERENCES
 
 
+def test_each_pair_gets_the_teachers_output_for_its_own_source(
+    toy_data, toy_checkpoint, tmp_path, monkeypatch
+):
+    """The shards follow source length, not pair order: assembling must put every output back at its pair,
+    and a pair whose output is empty keeps its reference."""
+    from janusgen.decoding.translator import Translator
+
+    def teacher(self, sources, decode):  # a stand-in whose output says which source it came from
+        return [([] if len(s) % 3 == 0 else [int(t) for t in s[::-1]], 0.0) for s in sources]
+
+    monkeypatch.setattr(Translator, "decode_ids", teacher)
+    meta = distill(toy_checkpoint, toy_data, tmp_path / "out", CFG)
+    distilled, original = PairDataset.open(tmp_path / "out", "train"), PairDataset.open(toy_data, "train")
+    empty = 0
+    for i in range(len(original)):
+        source = original.src[i].tolist()
+        if len(source) % 3 == 0:
+            empty += 1
+            assert distilled.tgt[i].tolist() == original.tgt[i].tolist(), i
+        else:
+            assert distilled.tgt[i].tolist() == source[::-1], i
+    assert 0 < empty < len(original)
+    assert meta["distillation"]["empty_outputs_kept_as_reference"] == empty
+
+
 def test_two_distillations_are_byte_identical_and_a_killed_one_resumes(
     toy_data, toy_checkpoint, tmp_path, monkeypatch
 ):

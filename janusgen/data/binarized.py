@@ -60,7 +60,14 @@ class BinarizedWriter:
         lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
         # chain.from_iterable + fromiter flattens in C, without a Python loop over tokens.
         flat = np.fromiter(chain.from_iterable(seqs), dtype=self.dtype, count=int(lengths.sum()))
-        flat.tofile(self._bin)
+        self.append_flat(flat, lengths)
+
+    def append_flat(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
+        """Append sequences given back to back in `tokens`, with their lengths (which must sum to it)."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if int(lengths.sum()) != len(tokens):
+            raise ValueError(f"lengths sum to {int(lengths.sum())} but {len(tokens)} tokens were given")
+        np.asarray(tokens, dtype=self.dtype).tofile(self._bin)
         self._lengths.append(lengths)
 
     def finish(self) -> np.ndarray:

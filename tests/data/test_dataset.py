@@ -140,8 +140,15 @@ def test_writer_chunks_and_reader(tmp_path, dtype):
                 writer.append(seqs[start : start + chunk])
             lengths = writer.finish()
         assert lengths.tolist() == [len(s) for s in seqs]
+    with BinarizedWriter(tmp_path / "flat", dtype) as writer:  # sequences given back to back
+        writer.append_flat(np.array([t for s in seqs[:20] for t in s]), [len(s) for s in seqs[:20]])
+        writer.append_flat(np.array([t for s in seqs[20:] for t in s]), [len(s) for s in seqs[20:]])
+        with pytest.raises(ValueError, match="lengths sum to 3 but 2 tokens"):
+            writer.append_flat(np.array([1, 2]), [1, 2])
+        writer.finish()
     for suffix in (".bin", ".idx"):
-        written = {(tmp_path / f"{name}{suffix}").read_bytes() for name in ("one", "small", "single")}
+        names = ("one", "small", "single", "flat")
+        written = {(tmp_path / f"{name}{suffix}").read_bytes() for name in names}
         assert len(written) == 1
     array = BinarizedArray(tmp_path / "small", dtype)
     assert len(array) == 50 and array.lengths.dtype == np.int64
