@@ -170,20 +170,10 @@ def _assemble(
     for suffix in (".bin", ".idx"):
         shutil.copyfile(data / f"{TRAIN}.tgt{suffix}", folder / f"{REFERENCES}{suffix}")
 
-    # The teacher's outputs in shard order, then pair i's row in them. An empty output (the teacher
-    # stopped at once) would be a pair without a target: that pair keeps its reference.
-    teacher = _concatenate_shards(work, len(shards), dtype)
-    row_of = np.empty(len(order), dtype=np.int64)
-    row_of[order] = np.arange(len(order))  # the shards are `order` cut in pieces
-    keep_reference = teacher.lengths[row_of] == 0
-    sources = [teacher, train.tgt]
+    targets, rows, kept_references = _targets_in_one_array(work, len(shards), order, train)
     with BinarizedWriter(folder / f"{TRAIN}.tgt", dtype) as writer:
         for start in range(0, len(order), _ASSEMBLE_CHUNK):
-            pairs = np.arange(start, min(start + _ASSEMBLE_CHUNK, len(order)))
-            rows = np.where(keep_reference[pairs], pairs, row_of[pairs])
-            writer.append_flat(
-                *_gather_from(sources, keep_reference[pairs].astype(np.int64), rows, writer.dtype)
-            )
+            writer.append_flat(*targets.gather(rows[start : start + _ASSEMBLE_CHUNK]))
         lengths = writer.finish()
 
     stats = dict(meta["splits"][TRAIN])
@@ -197,7 +187,7 @@ def _assemble(
         **{k: plan[k] for k in ("teacher", "teacher_sha256", "options", "dtype")},
         "original_data": plan["data"],
         "references": REFERENCES,
-        "empty_outputs_kept_as_reference": int(keep_reference.sum()),
+        "empty_outputs_kept_as_reference": kept_references,
         "original_tgt_mean_tokens": train.meta["splits"][TRAIN]["tgt_mean_tokens"],
     }
     meta["files"] = {path.name: sha256_file(path) for path in sorted(folder.iterdir())}
@@ -205,35 +195,28 @@ def _assemble(
     return meta
 
 
-def _concatenate_shards(work: Path, count: int, dtype: str) -> BinarizedArray:
-    """Every shard's outputs, back to back in shard order, as one binarized array in `work`."""
-    prefix = work / "teacher_outputs"
+def _targets_in_one_array(
+    work: Path, count: int, order: np.ndarray, train: PairDataset
+) -> tuple[BinarizedArray, np.ndarray, int]:
+    """Every pair's new target in one binarized array in `work`: the shards' outputs back to back in
+    shard order, then the reference of each pair whose output is empty (the teacher stopped at once,
+    which would leave a pair without a target). Returns the array, pair i's row in it, and how many
+    pairs kept their reference."""
+    dtype = train.meta["dtype"]
+    prefix = work / "targets"
     with BinarizedWriter(prefix, dtype) as writer:
+        output_lengths = []
         for number in range(count):
             shard = BinarizedArray(work / f"shard_{number:05d}", dtype)
             writer.append_flat(*shard.gather(np.arange(len(shard))))
+            output_lengths.append(shard.lengths)
+        rows = np.empty(len(order), dtype=np.int64)
+        rows[order] = np.arange(len(order))  # the shards are `order` cut in pieces
+        empty = np.flatnonzero(np.concatenate(output_lengths)[rows] == 0) if count else rows[:0]
+        writer.append_flat(*train.tgt.gather(empty))
+        rows[empty] = len(order) + np.arange(len(empty))
         writer.finish()
-    return BinarizedArray(prefix, dtype)
-
-
-def _gather_from(
-    sources: list[BinarizedArray], source_of: np.ndarray, row_of: np.ndarray, dtype: np.dtype
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sequences `sources[source_of[k]][row_of[k]]` back to back, and their lengths: one gather per
-    source (few of them), each scattered straight into its places in the result."""
-    lengths = np.zeros(len(source_of), dtype=np.int64)
-    numbers = np.unique(source_of)
-    for number in numbers:
-        mine = source_of == number
-        lengths[mine] = sources[number].lengths[row_of[mine]]
-    starts = np.cumsum(lengths) - lengths
-    tokens = np.empty(int(lengths.sum()), dtype=dtype)
-    for number in numbers:
-        mine = np.flatnonzero(source_of == number)
-        flat, piece_lengths = sources[number].gather(row_of[mine])
-        before = np.cumsum(piece_lengths) - piece_lengths
-        tokens[np.arange(len(flat)) + np.repeat(starts[mine] - before, piece_lengths)] = flat
-    return tokens, lengths
+    return BinarizedArray(prefix, dtype), rows, len(empty)
 
 
 def format_distill_report(meta: dict[str, Any], out: Path) -> str:
