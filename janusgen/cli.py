@@ -1018,6 +1018,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a janus objective setting, for an ablation: e.g. kl_ar_aux=0 (repeatable)",
     )
+    quality.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model setting for every system, for an ablation: e.g. dropout=0.1 (repeatable)",
+    )
     quality.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     quality.add_argument("--limit", type=int, default=None, help="evaluate only the first N test sentences")
     quality.add_argument("--bootstrap-samples", type=int, default=1000, help="paired bootstrap resamples")
@@ -1061,7 +1068,9 @@ def _run_bench_quality(args: argparse.Namespace) -> int:
     budget = BUDGETS[args.budget](updates, args.seed)
     ablation = parse_assignments(args.janus_option, ObjectiveConfig, "--janus-option")
     janus = dataclasses.replace(budget.objectives["janus"], **ablation)
-    budget = dataclasses.replace(budget, objectives={**budget.objectives, "janus": janus})
+    model_ablation = parse_assignments(args.model_option, ModelConfig, "--model-option")
+    model = dataclasses.replace(budget.model, **model_ablation)
+    budget = dataclasses.replace(budget, model=model, objectives={**budget.objectives, "janus": janus})
     if args.time_budget is not None and args.updates is not None:
         raise JanusError("--time-budget (equal time) and --updates (equal updates): give one")
     report = run_quality_bench(

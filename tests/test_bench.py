@@ -195,6 +195,31 @@ def test_bench_cli_names_the_option_at_fault(tmp_path, capsys):
     assert f"{tmp_path / 'b' / 'quality.json'}: not found" in capsys.readouterr().err
 
 
+def test_bench_cli_model_option_reaches_every_system(tmp_path, monkeypatch, capsys):
+    import janusgen.bench
+    from janusgen.cli import main
+
+    seen = {}
+    monkeypatch.setattr(
+        janusgen.bench, "run_quality_bench", lambda data, out, budget, *a, **k: seen.update(b=budget)
+    )
+    monkeypatch.setattr(janusgen.bench, "format_quality", lambda report: "")
+    args = [
+        "bench",
+        "quality",
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(tmp_path),
+        "--model-option",
+        "dropout=0.1",
+    ]
+    assert main(args) == 0
+    assert seen["b"].model.dropout == 0.1 and cpu_budget(1500, 1).model.dropout == 0.0
+    assert main([*args[:-1], "drop=0.1"]) == 2
+    assert "--model-option 'drop=0.1': expected KEY=VALUE with KEY one of" in capsys.readouterr().err
+
+
 def test_system_setup_gives_equal_time_and_distilled_targets(tmp_path):
     budget = cpu_budget(1500, 1)
     data, distilled = tmp_path / "data", tmp_path / "distilled"

@@ -131,6 +131,7 @@ HELP = {  # command -> options (or subcommands) its --help must list
         "--distilled",
         "--systems",
         "--janus-option",
+        "--model-option",
         "--limit",
         "--bootstrap-samples",
     ],
