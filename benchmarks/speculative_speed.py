@@ -80,17 +80,22 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "dtype": args.dtype,
         "greedy_s": round(seconds["greedy"], 3),
+        "greedy_ms_per_token": round(1e3 * seconds["greedy"] / tokens, 3),
     }
     for name in settings:
         if name == "greedy":
             continue
         same = sum(a == b for a, b in zip(outputs["greedy"], outputs[name], strict=True))
+        round_s = seconds[name] / max(rounds[name], 1)
         report[name] = {
             "identical_to_greedy": f"{same}/{len(texts)}",
             "seconds": round(seconds[name], 3),
             "speedup_over_greedy": round(seconds["greedy"] / seconds[name], 3),
             "tokens_per_round": round(tokens / max(rounds[name], 1), 3),
             "rounds_per_sentence": round(rounds[name] / len(texts), 3),
+            # what a round costs against a greedy step, and so the tokens a round must emit for 2x
+            "ms_per_round": round(1e3 * round_s, 3),
+            "tokens_per_round_for_2x": round(2 * round_s * tokens / seconds["greedy"], 2),
         }
     print(json.dumps(report, indent=2))
     if args.json is not None:

@@ -1025,6 +1025,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a model setting for every system, for an ablation: e.g. dropout=0.1 (repeatable)",
     )
+    quality.add_argument(
+        "--keep-last",
+        type=int,
+        default=None,
+        metavar="N",
+        help="step checkpoints each run keeps besides last (default: the budget's, 1); keep them all "
+        "(e.g. 1000) to evaluate a run at any update, such as the one it had reached when the other "
+        "system's training time was up (equal time, read off an equal-updates bench)",
+    )
     quality.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     quality.add_argument("--limit", type=int, default=None, help="evaluate only the first N test sentences")
     quality.add_argument("--bootstrap-samples", type=int, default=1000, help="paired bootstrap resamples")
@@ -1071,6 +1080,11 @@ def _run_bench_quality(args: argparse.Namespace) -> int:
     model_ablation = parse_assignments(args.model_option, ModelConfig, "--model-option")
     model = dataclasses.replace(budget.model, **model_ablation)
     budget = dataclasses.replace(budget, model=model, objectives={**budget.objectives, "janus": janus})
+    if args.keep_last is not None:
+        if args.keep_last < 0:
+            raise JanusError(f"--keep-last {args.keep_last}: must be >= 0")
+        train_cfg = dataclasses.replace(budget.train, keep_last=args.keep_last)
+        budget = dataclasses.replace(budget, train=train_cfg)
     if args.time_budget is not None and args.updates is not None:
         raise JanusError("--time-budget (equal time) and --updates (equal updates): give one")
     report = run_quality_bench(

@@ -195,7 +195,7 @@ def test_bench_cli_names_the_option_at_fault(tmp_path, capsys):
     assert f"{tmp_path / 'b' / 'quality.json'}: not found" in capsys.readouterr().err
 
 
-def test_bench_cli_model_option_reaches_every_system(tmp_path, monkeypatch, capsys):
+def test_bench_cli_model_option_and_keep_last_reach_every_system(tmp_path, monkeypatch, capsys):
     import janusgen.bench
     from janusgen.cli import main
 
@@ -216,6 +216,11 @@ def test_bench_cli_model_option_reaches_every_system(tmp_path, monkeypatch, caps
     ]
     assert main(args) == 0
     assert seen["b"].model.dropout == 0.1 and cpu_budget(1500, 1).model.dropout == 0.0
+    assert seen["b"].train.keep_last == cpu_budget(1500, 1).train.keep_last == 1
+    assert main([*args, "--keep-last", "1000"]) == 0
+    assert seen["b"].train.keep_last == 1000 and seen["b"].model.dropout == 0.1
+    assert main([*args, "--keep-last", "-1"]) == 2
+    assert "--keep-last -1: must be >= 0" in capsys.readouterr().err
     assert main([*args[:-1], "drop=0.1"]) == 2
     assert "--model-option 'drop=0.1': expected KEY=VALUE with KEY one of" in capsys.readouterr().err
 

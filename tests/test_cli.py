@@ -132,6 +132,7 @@ HELP = {  # command -> options (or subcommands) its --help must list
         "--systems",
         "--janus-option",
         "--model-option",
+        "--keep-last",
         "--limit",
         "--bootstrap-samples",
     ],
