@@ -1080,9 +1080,7 @@ def _run_bench_quality(args: argparse.Namespace) -> int:
     model_ablation = parse_assignments(args.model_option, ModelConfig, "--model-option")
     model = dataclasses.replace(budget.model, **model_ablation)
     budget = dataclasses.replace(budget, model=model, objectives={**budget.objectives, "janus": janus})
-    if args.keep_last is not None:
-        if args.keep_last < 0:
-            raise JanusError(f"--keep-last {args.keep_last}: must be >= 0")
+    if args.keep_last is not None:  # TrainConfig refuses a negative count, naming --keep-last
         train_cfg = dataclasses.replace(budget.train, keep_last=args.keep_last)
         budget = dataclasses.replace(budget, train=train_cfg)
     if args.time_budget is not None and args.updates is not None:
