@@ -270,6 +270,12 @@ def parse_assignments(items: list[str], cls: type, option: str) -> dict[str, Any
 _TRAIN_OPTIONS = {  # option -> (TrainConfig field, type, help)
     "--max-updates": ("max_updates", int, "stop after this many updates"),
     "--time-budget": ("time_budget_s", parse_duration, "stop after this much training time (90s, 15m, 1.5h)"),
+    "--stop-at": (
+        "stop_at",
+        int,
+        "pause after this update, the schedules still spanning --max-updates (--resume goes on), e.g. at the "
+        "end of the AR-only phase to distil with it",
+    ),
     "--max-tokens": ("max_tokens", int, "padded tokens per batch and rank"),
     "--update-freq": ("update_freq", int, "batches per update (gradient accumulation)"),
     "--lr": ("lr", float, "peak learning rate"),
@@ -297,7 +303,8 @@ _TRAIN_OPTIONS = {  # option -> (TrainConfig field, type, help)
         "ar_targets",
         str,
         "data: the AR view learns the data's targets; references: on data made by `janus distill`, the "
-        "original references it keeps (the NAR/AUX views learn the teacher's outputs)",
+        "original references it keeps (the NAR/AUX views learn the teacher's outputs); may change with "
+        "--resume, to go on from the AR-only phase on data the run's own AR view distilled",
     ),
 }
 
@@ -372,7 +379,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             dest=name,
             type=kind,
             default=None,
-            metavar=name.split("_")[-1].upper(),
+            metavar="UPDATE" if name == "stop_at" else name.split("_")[-1].upper(),
             help=f"{text} (default {shown})" if default is not None or cpu_default is not None else text,
         )
     train.set_defaults(func=_run_train)

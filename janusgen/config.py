@@ -474,6 +474,9 @@ def objective_preset(name: str) -> ObjectiveConfig:
 class TrainConfig:
     max_updates: int = 100_000
     time_budget_s: float | None = None  # stop (and save) after this much training time
+    # stop (and save) after this update while every schedule still spans max_updates: a run paused at a
+    # chosen point (the end of JANUS's AR-only phase, to distil with it) that --resume continues
+    stop_at: int | None = None
     max_tokens: int = 4096  # padded tokens per batch and rank (batch size x longest side)
     update_freq: int = 1  # gradient accumulation: batches per update
     lr: float = 5e-4
@@ -506,6 +509,8 @@ class TrainConfig:
         for name in ("max_updates", "max_tokens", "update_freq", "log_every", "validate_every"):
             _check_int(self, s, name, 1)
         _check_float(self, s, "time_budget_s", 0.0, optional=True)
+        if self.stop_at is not None:
+            _check_int(self, s, "stop_at", 1)
         _check_float(self, s, "lr", 0.0, lo_open=True)
         _check_int(self, s, "warmup_updates", 0)
         _check_float(self, s, "warmup_fraction", 0.0, 1.0, lo_open=True, optional=True)

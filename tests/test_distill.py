@@ -1,5 +1,6 @@
 """`janus distill`: a prepared dataset of the teacher's outputs, byte-identical across runs, resumable."""
 
+import dataclasses
 import filecmp
 import json
 import shutil
@@ -186,3 +187,26 @@ def test_training_on_distilled_data_with_the_ar_view_on_the_references(
         train(out, tmp_path / "run2", model, objective_preset("janus"), cfg, device="cpu")
     with pytest.raises(JanusError, match="keeps no original references"):
         train(toy_data, tmp_path / "run3", model, no_ar_kl, cfg, device="cpu")
+
+
+def test_a_run_goes_on_from_its_ar_only_phase_on_data_its_own_ar_view_distilled(toy_data, tmp_path, capsys):
+    """Self-distillation in one run (README): pause at the end of the AR-only half, distil with that
+    checkpoint, `--resume` on the distilled data with the AR view kept on the references."""
+    from janusgen.checkpoint import STATE_JSON, read_config
+
+    run = tmp_path / "run"
+    start = ["train", "--data", str(toy_data), "--out", str(run), "--recipe", "cpu", "--preset", "tiny"]
+    small = ["--max-tokens", "512", "--valid-bleu-sentences", "0", "--precision", "fp32", "--device", "cpu"]
+    assert main([*start, *small, "--max-updates", "4", "--stop-at", "2"]) == 0
+    assert json.loads((run / "last" / STATE_JSON).read_text())["step"] == 2
+    distilled = tmp_path / "distilled"
+    distill(run / "last", toy_data, distilled, dataclasses.replace(CFG, decode=DecodeConfig(beam=1)))
+
+    resume = ["train", "--resume", "--out", str(run), "--device", "cpu"]
+    assert main([*resume, "--data", str(toy_data), "--ar-targets", "references"]) != 0
+    assert "keeps no original references" in capsys.readouterr().err
+    assert main([*resume, "--data", str(distilled), "--ar-targets", "references"]) == 0
+    config = read_config(run / "last")
+    assert json.loads((run / "last" / STATE_JSON).read_text())["step"] == 4
+    assert config["train"]["ar_targets"] == "references"
+    assert config["data"]["dir"] == str(distilled.resolve())

@@ -40,10 +40,12 @@ from janusgen.training.trainer import Trainer
 RESUMABLE = (
     "max_updates",
     "time_budget_s",
+    "stop_at",
     "log_every",
     "validate_every",
     "valid_bleu_sentences",
     "keep_last",
+    "ar_targets",  # with --data a `janus distill` folder: the joint phase on data its own AR view distilled
 )
 # what a run writes into its --out folder (all that --overwrite deletes)
 RUN_FILES = ("last", "best", "checkpoints", "log.jsonl", "tensorboard")
@@ -152,7 +154,8 @@ def train(
                 ObjectiveConfig, config["objective"], where=str(last / ckpt.CONFIG_FILE)
             )
             saved_train = from_dict(TrainConfig, config["train"], where=str(last / ckpt.CONFIG_FILE))
-            train_cfg = dataclasses.replace(saved_train, **(resume_overrides or {}))
+            # a pause (stop_at) belongs to the invocation that asked for it, not to the run
+            train_cfg = dataclasses.replace(saved_train, **{"stop_at": None, **(resume_overrides or {})})
         else:
             existing = [name for name in RUN_FILES if os.path.lexists(out / name)]
             if existing and not overwrite:

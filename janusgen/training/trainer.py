@@ -25,6 +25,7 @@ from janusgen import checkpoint as ckpt
 from janusgen.config import TrainConfig
 from janusgen.data.batching import PairBatches, SampledBatch
 from janusgen.data.tokenizer import TextTokenizer
+from janusgen.errors import JanusError
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective, LossOutput
 from janusgen.training.distributed import (
@@ -211,6 +212,8 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         cfg, ctx = self.cfg, self.ctx
+        if cfg.stop_at is not None and cfg.stop_at <= self.state.step:
+            raise JanusError(f"--stop-at {cfg.stop_at}: the run is already at update {self.state.step}")
         if ctx.is_main:
             print(
                 f"janus: {self.model.num_parameters() / 1e6:.2f}M parameters, "
@@ -235,7 +238,8 @@ class Trainer:
         last_valid_step = self.state.step
         start_elapsed, start_time, start_step = self.state.elapsed_s, time.perf_counter(), self.state.step
         stop_reason = "max_updates"
-        while self.state.step < cfg.max_updates:
+        last_step = cfg.max_updates if cfg.stop_at is None else min(cfg.stop_at, cfg.max_updates)
+        while self.state.step < last_step:
             logs = self.train_step([next(batches) for _ in range(cfg.update_freq)])
             # rank 0's clock, so that time-based schedules and the stop agree on every rank
             self.state.elapsed_s = broadcast_float(ctx, start_elapsed + time.perf_counter() - start_time)
@@ -265,6 +269,8 @@ class Trainer:
             if out_of_time:
                 stop_reason = "time_budget"
                 break
+        if last_step < cfg.max_updates and self.state.step == last_step:
+            stop_reason = "stop_at"
         bar.close()
         if last_valid_step != self.state.step:
             self.validate_and_save()

@@ -79,6 +79,37 @@ def test_resumed_run_equals_the_uninterrupted_one(toy_data, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_run_paused_with_stop_at_and_resumed_equals_the_uninterrupted_one(toy_data, tmp_path):
+    """--stop-at pauses a run whose schedules (warmup and AR-only phase, fractions of the run) still
+    span --max-updates; a plain --resume goes on to the end, exactly as if never paused."""
+    cfg = dataclasses.replace(FAST, warmup_updates=0, warmup_fraction=0.5)
+    objective = dataclasses.replace(objective_preset("janus"), ar_only_fraction=0.5)
+    model = model_preset("tiny")
+    train(toy_data, tmp_path / "full", model, objective, cfg, device="cpu")
+    paused = train(
+        toy_data, tmp_path / "split", model, objective, dataclasses.replace(cfg, stop_at=4), device="cpu"
+    )
+    assert paused["step"] == 4 and paused["stop"] == "stop_at"
+    assert (tmp_path / "split" / "last" / "model.safetensors").is_file()
+    with pytest.raises(JanusError, match="--stop-at 3: the run is already at update 4"):
+        train(
+            toy_data,
+            tmp_path / "split",
+            None,
+            None,
+            TrainConfig(),
+            resume=True,
+            resume_overrides={"stop_at": 3},
+        )
+    summary = train(toy_data, tmp_path / "split", None, None, TrainConfig(), resume=True, device="cpu")
+    assert summary["step"] == 6 and summary["stop"] == "max_updates"
+    full, split = _train_losses(tmp_path / "full"), _train_losses(tmp_path / "split")
+    assert [full[s] for s in range(1, 7)] == [split[s] for s in range(1, 7)]
+    a = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "split" / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def _valid_rows(out: Path) -> dict[int, dict]:
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     return {r["step"]: r for r in rows if r["split"] == "valid"}
