@@ -208,7 +208,7 @@ COMMAND_ERRORS = [
     ([*TRAIN, "--resume", "--overwrite"], "--resume continues the run in --out and --overwrite deletes it"),
     ([*TRAIN, "--resume", "--recipe", "cpu"], "--recipe cpu: --resume takes the training setup from"),
     ([*TRAIN, "--resume", "--init-from", "ckpt"], "--resume continues the run in --out; --init-from starts"),
-    ([*TRAIN, "--resume", "--lr", "1e-3"], "only max_updates, time_budget_s, log_every"),
+    ([*TRAIN, "--resume", "--lr", "1e-3"], "only max_updates, time_budget_s, stop_at, log_every"),
     ([*TRAIN, "--resume", "--model-option", "dropout=0"], "(got --model-option)"),
     ([*TRAIN, "--init-from", "ckpt", "--preset", "tiny"], "--init-from takes the model from the checkpoint"),
     ([*TRAIN, "--objective-option", "nosuchkey=1"], "--objective-option 'nosuchkey=1': expected KEY=VALUE"),
