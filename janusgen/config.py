@@ -63,8 +63,12 @@ def cli_option(section: str, name: str, value: Any) -> str:
     return f"--{section}-option {name}={value!r}"
 
 
-def _check_int(cfg: Any, section: str, name: str, lo: int, hi: int | None = None) -> None:
+def _check_int(
+    cfg: Any, section: str, name: str, lo: int, hi: int | None = None, optional: bool = False
+) -> None:
     value = getattr(cfg, name)
+    if value is None and optional:
+        return
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(section, name, value, "must be an integer")
     if value < lo:
@@ -509,8 +513,7 @@ class TrainConfig:
         for name in ("max_updates", "max_tokens", "update_freq", "log_every", "validate_every"):
             _check_int(self, s, name, 1)
         _check_float(self, s, "time_budget_s", 0.0, optional=True)
-        if self.stop_at is not None:
-            _check_int(self, s, "stop_at", 1)
+        _check_int(self, s, "stop_at", 1, optional=True)
         _check_float(self, s, "lr", 0.0, lo_open=True)
         _check_int(self, s, "warmup_updates", 0)
         _check_float(self, s, "warmup_fraction", 0.0, 1.0, lo_open=True, optional=True)

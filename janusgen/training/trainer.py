@@ -237,8 +237,9 @@ class Trainer:
         window_steps, window_start = 0, time.perf_counter()
         last_valid_step = self.state.step
         start_elapsed, start_time, start_step = self.state.elapsed_s, time.perf_counter(), self.state.step
-        stop_reason = "max_updates"
-        last_step = cfg.max_updates if cfg.stop_at is None else min(cfg.stop_at, cfg.max_updates)
+        paused = cfg.stop_at is not None and cfg.stop_at < cfg.max_updates
+        last_step = cfg.stop_at if paused else cfg.max_updates
+        stop_reason = "stop_at" if paused else "max_updates"
         while self.state.step < last_step:
             logs = self.train_step([next(batches) for _ in range(cfg.update_freq)])
             # rank 0's clock, so that time-based schedules and the stop agree on every rank
@@ -269,8 +270,6 @@ class Trainer:
             if out_of_time:
                 stop_reason = "time_budget"
                 break
-        if last_step < cfg.max_updates and self.state.step == last_step:
-            stop_reason = "stop_at"
         bar.close()
         if last_valid_step != self.state.step:
             self.validate_and_save()

@@ -68,15 +68,20 @@ def test_golden_first_losses(toy_data, tmp_path):
     assert [losses[s] for s in (1, 2, 3)] == pytest.approx([10.912, 11.075, 10.164], abs=2e-3)
 
 
+def _assert_same_run(a: Path, b: Path, updates: int) -> None:
+    """The two runs logged the same training losses and ended with bit-identical weights."""
+    losses_a, losses_b = _train_losses(a), _train_losses(b)
+    assert [losses_a[s] for s in range(1, updates + 1)] == [losses_b[s] for s in range(1, updates + 1)]
+    weights_a = load_file(str(a / "last" / "model.safetensors"))
+    weights_b = load_file(str(b / "last" / "model.safetensors"))
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
 def test_resumed_run_equals_the_uninterrupted_one(toy_data, tmp_path):
     _run(toy_data, tmp_path / "full")
     _run(toy_data, tmp_path / "split", cfg=dataclasses.replace(FAST, max_updates=3))
     _run(toy_data, tmp_path / "split", cfg=FAST, resume=True, resume_overrides={"max_updates": 6})
-    full, split = _train_losses(tmp_path / "full"), _train_losses(tmp_path / "split")
-    assert [full[s] for s in range(1, 7)] == [split[s] for s in range(1, 7)]
-    a = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
-    b = load_file(str(tmp_path / "split" / "last" / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _assert_same_run(tmp_path / "full", tmp_path / "split", updates=6)
 
 
 def test_a_run_paused_with_stop_at_and_resumed_equals_the_uninterrupted_one(toy_data, tmp_path):
@@ -103,11 +108,7 @@ def test_a_run_paused_with_stop_at_and_resumed_equals_the_uninterrupted_one(toy_
         )
     summary = train(toy_data, tmp_path / "split", None, None, TrainConfig(), resume=True, device="cpu")
     assert summary["step"] == 6 and summary["stop"] == "max_updates"
-    full, split = _train_losses(tmp_path / "full"), _train_losses(tmp_path / "split")
-    assert [full[s] for s in range(1, 7)] == [split[s] for s in range(1, 7)]
-    a = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
-    b = load_file(str(tmp_path / "split" / "last" / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _assert_same_run(tmp_path / "full", tmp_path / "split", updates=6)
 
 
 def _valid_rows(out: Path) -> dict[int, dict]:
