@@ -103,7 +103,7 @@ DRAFTINGS = ("keep", "every_round", "fused")
 DEFAULT_BLOCK = 4
 
 
-def _draft_input(
+def draft_input(
     seq: torch.Tensor, t: torch.Tensor, n: torch.Tensor, pad_id: int, mask_id: int, eos_id: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The NAR view's input for sentences with prefixes `seq` (D, .) up to `t` (D,) and last draft
@@ -187,7 +187,7 @@ def speculative_search(
         if redraft.any():
             rows = redraft.nonzero().squeeze(1)
             n_new = torch.maximum(predicted[rows], t[rows] + 1).minimum(limit[rows])
-            tokens, placeholder = _draft_input(
+            tokens, placeholder = draft_input(
                 seq[alive[rows]], t[rows], n_new, cfg.pad_id, cfg.mask_id, cfg.eos_id
             )
             hidden = None  # no placeholder (every sentence at its limit): nothing to draft
@@ -220,7 +220,7 @@ def speculative_search(
         w = 0
         if fused:
             n_next = torch.maximum(predicted, t + 1).minimum(limit)
-            nar_tokens, nar_placeholder = _draft_input(
+            nar_tokens, nar_placeholder = draft_input(
                 seq[alive], t, n_next, cfg.pad_id, cfg.mask_id, cfg.eos_id
             )
             w = nar_tokens.shape[1]
