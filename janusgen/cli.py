@@ -267,41 +267,60 @@ def parse_assignments(items: list[str], cls: type, option: str) -> dict[str, Any
     return out
 
 
-_TRAIN_OPTIONS = {  # option -> (TrainConfig field, type, help)
-    "--max-updates": ("max_updates", int, "stop after this many updates"),
-    "--time-budget": ("time_budget_s", parse_duration, "stop after this much training time (90s, 15m, 1.5h)"),
+_TRAIN_OPTIONS = {  # option -> (TrainConfig field, type, metavar, help)
+    "--max-updates": ("max_updates", int, "UPDATES", "stop after this many updates"),
+    "--time-budget": (
+        "time_budget_s",
+        parse_duration,
+        "DURATION",
+        "stop after this much training time (90s, 15m, 1.5h)",
+    ),
     "--stop-at": (
         "stop_at",
         int,
+        "UPDATE",
         "pause after this update, the schedules still spanning --max-updates (--resume goes on), e.g. at the "
         "end of the AR-only phase to distil with it",
     ),
-    "--max-tokens": ("max_tokens", int, "padded tokens per batch and rank"),
-    "--update-freq": ("update_freq", int, "batches per update (gradient accumulation)"),
-    "--lr": ("lr", float, "peak learning rate"),
-    "--warmup": ("warmup_updates", int, "linear warmup updates before the inverse square-root decay"),
+    "--max-tokens": ("max_tokens", int, "TOKENS", "padded tokens per batch and rank"),
+    "--update-freq": ("update_freq", int, "FREQ", "batches per update (gradient accumulation)"),
+    "--lr": ("lr", float, "LR", "peak learning rate"),
+    "--warmup": (
+        "warmup_updates",
+        int,
+        "UPDATES",
+        "linear warmup updates before the inverse square-root decay",
+    ),
     "--warmup-fraction": (
         "warmup_fraction",
         float,
+        "FRACTION",
         "the warmup as a fraction of the run (of --time-budget when given), instead of --warmup",
     ),
-    "--weight-decay": ("weight_decay", float, "AdamW weight decay"),
-    "--clip-norm": ("clip_norm", float, "gradient clipping norm (0: off)"),
+    "--weight-decay": ("weight_decay", float, "DECAY", "AdamW weight decay"),
+    "--clip-norm": ("clip_norm", float, "NORM", "gradient clipping norm (0: off)"),
     "--precision": (
         "precision",
         str,
+        "PRECISION",
         f"{', '.join(PRECISIONS)}; auto: bf16 on a GPU that has it (else fp16), on a CPU only where bf16 "
         "is native and faster, else fp32",
     ),
-    "--seed": ("seed", int, "random seed (batches, masks, dropout, initialisation)"),
-    "--log-every": ("log_every", int, "updates between log lines"),
-    "--validate-every": ("validate_every", int, "updates between validations and checkpoints"),
-    "--valid-bleu-sentences": ("valid_bleu_sentences", int, "valid pairs for the quick BLEU (0: off)"),
-    "--keep-last": ("keep_last", int, "step checkpoints to keep besides best and last"),
-    "--best-metric": ("best_metric", str, f"what `best` means: {', '.join(BEST_METRICS)}"),
+    "--seed": ("seed", int, "SEED", "random seed (batches, masks, dropout, initialisation)"),
+    "--log-every": ("log_every", int, "EVERY", "updates between log lines"),
+    "--validate-every": ("validate_every", int, "EVERY", "updates between validations and checkpoints"),
+    "--valid-bleu-sentences": (
+        "valid_bleu_sentences",
+        int,
+        "SENTENCES",
+        "valid pairs for the quick BLEU (0: off)",
+    ),
+    "--keep-last": ("keep_last", int, "LAST", "step checkpoints to keep besides best and last"),
+    "--best-metric": ("best_metric", str, "METRIC", f"what `best` means: {', '.join(BEST_METRICS)}"),
     "--ar-targets": (
         "ar_targets",
         str,
+        "TARGETS",
         "data: the AR view learns the data's targets; references: on data made by `janus distill`, the "
         "original references it keeps (the NAR/AUX views learn the teacher's outputs); may change with "
         "--resume, to go on from the AR-only phase on data the run's own AR view distilled",
@@ -371,7 +390,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="override an objective setting, e.g. kl_ar_aux=1.0 or encode_per_view=true (repeatable)",
     )
     cpu = cpu_recipe(model_preset("small"), objective_preset("janus"))[2]
-    for flag, (name, kind, text) in _TRAIN_OPTIONS.items():
+    for flag, (name, kind, metavar, text) in _TRAIN_OPTIONS.items():
         default, cpu_default = getattr(d, name), getattr(cpu, name)
         shown = f"{default}" if default == cpu_default else f"paper {default}, cpu {cpu_default}"
         train.add_argument(
@@ -379,7 +398,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             dest=name,
             type=kind,
             default=None,
-            metavar="UPDATE" if name == "stop_at" else name.split("_")[-1].upper(),
+            metavar=metavar,
             help=f"{text} (default {shown})" if default is not None or cpu_default is not None else text,
         )
     train.set_defaults(func=_run_train)
@@ -420,7 +439,9 @@ def _run_train(args: argparse.Namespace) -> int:
     from janusgen.training.recipe import RESUMABLE, train
 
     given = {
-        name: getattr(args, name) for name, _, _ in _TRAIN_OPTIONS.values() if getattr(args, name) is not None
+        name: getattr(args, name)
+        for name, _, _, _ in _TRAIN_OPTIONS.values()
+        if getattr(args, name) is not None
     }
     if args.resume:
         fixed = sorted(set(given) - set(RESUMABLE))
