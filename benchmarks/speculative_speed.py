@@ -12,6 +12,7 @@ import datetime
 import json
 import platform
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -39,6 +40,52 @@ SETTINGS = {  # name -> one sentence's decoding
 }
 
 
+class PassClock:
+    """Times the model's encoder passes, decoder passes (full: no cached content, as a NAR draft; or
+    incremental: over the content cache, as a greedy step or a verification) and output projections, by
+    wrapping those methods of `model`; `setting` says whose time it is. The rest of a setting's time is its
+    own bookkeeping (masks, acceptance, cache roll-back)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.setting = ""
+        self.seconds: dict[tuple[str, str], float] = defaultdict(float)
+        self.calls: dict[tuple[str, str], int] = defaultdict(int)
+        self.rows: dict[tuple[str, str], int] = defaultdict(int)
+        encode, decode, logits = model.encode, model.decode, model.logits
+
+        def timed_decode(view, enc, cache=None):  # noqa: ANN001, ANN202
+            incremental = cache is not None and cache.positions is not None
+            part = "decoder, incremental" if incremental else "decoder, full"
+            return self._time(part, view.tokens.shape[1], decode, view, enc, cache)
+
+        model.encode = lambda src: self._time("encoder", src.shape[1], encode, src)
+        model.decode = timed_decode
+        model.logits = lambda h: self._time("output projection", h.numel() // h.shape[-1], logits, h)
+
+    def _time(self, part: str, rows: int, fn, *args):  # noqa: ANN001, ANN202
+        start = time.perf_counter()
+        out = fn(*args)
+        key = (self.setting, part)
+        self.seconds[key] += time.perf_counter() - start
+        self.calls[key] += 1
+        self.rows[key] += rows
+        return out
+
+    def report(self, setting: str, total_s: float) -> dict[str, dict[str, float]]:
+        """Seconds, calls, ms and rows per call of each part of `setting`'s time, and the rest."""
+        keys = [key for key in self.seconds if key[0] == setting]
+        parts = {
+            key[1]: {
+                "seconds": round(self.seconds[key], 3),
+                "calls": self.calls[key],
+                "ms_per_call": round(1e3 * self.seconds[key] / self.calls[key], 3),
+                "rows_per_call": round(self.rows[key] / self.calls[key], 1),
+            }
+            for key in keys
+        }
+        return {**parts, "rest": {"seconds": round(total_s - sum(self.seconds[key] for key in keys), 3)}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -56,6 +103,7 @@ def main() -> None:
     translator = Translator.load(args.checkpoint, dtype=args.dtype)
     tok, model = translator.tokenizer, translator.model
     sources = [pad_sequences([ids], tok.pad_id, suffix=tok.eos_id) for ids in tok.encode(texts)]
+    clock = PassClock(model)
     for decode in settings.values():  # warm up
         decode(model, sources[0])
     seconds = dict.fromkeys(settings, 0.0)
@@ -65,6 +113,7 @@ def main() -> None:
     with torch.inference_mode():
         for src in sources:
             for name, decode in settings.items():
+                clock.setting = name
                 start = time.perf_counter()
                 decoded = decode(model, src)
                 seconds[name] += time.perf_counter() - start
@@ -82,6 +131,7 @@ def main() -> None:
         "greedy_s": round(seconds["greedy"], 3),
         "greedy_ms_per_token": round(1e3 * seconds["greedy"] / tokens, 3),
     }
+    report["greedy_time"] = clock.report("greedy", seconds["greedy"])
     for name in settings:
         if name == "greedy":
             continue
@@ -96,6 +146,7 @@ def main() -> None:
             # what a round costs against a greedy step, and so the tokens a round must emit for 2x
             "ms_per_round": round(1e3 * round_s, 3),
             "tokens_per_round_for_2x": round(2 * round_s * tokens / seconds["greedy"], 2),
+            "time": clock.report(name, seconds[name]),
         }
     print(json.dumps(report, indent=2))
     if args.json is not None:

@@ -6,8 +6,9 @@ unfinished sentence with accepted prefix s_0 .. s_t (s_0 = BOS):
 1. Draft, one pass of the NAR view (no content cache: its rows see each other both ways): content
    s_0 .. s_t observed, [MASK] at t+1 .. n, EOS at n+1, where n is the predicted length (at least
    t + 1, at most the sentence's limit). The draft is the argmax of P_NAR at each placeholder, then EOS.
-   It is kept for the next rounds and redrafted only where the last round accepted none of it or it is
-   used up: a pass saved per round where the rest of the draft still lines up.
+   It is kept for the next rounds and redrafted only once it is used up, even after a round that
+   accepted none of it: a draft pass costs about 1.5 verify passes, more than the acceptance it regains
+   (BENCHMARKS.md: 0.69x greedy against 0.61x when a miss also redrafted).
 2. Verify, one pass of the AR view over the content-stream cache, which holds s_0 .. s_{t-1}: content
    rows s_t, d_{t+1} .. d_e at positions t .. e (causal), query rows at t+1 .. e+1 (with
    `ar_stream` "content", the content rows themselves predict). The row for position p gives a_p, AR
@@ -95,7 +96,7 @@ def _encoder_rows(cache: DecoderCache, rows: torch.Tensor, alive: int) -> Decode
     return whole
 
 
-# How drafts are made: "keep" a draft until it stops paying, draft again "every_round", or "fused" into
+# How drafts are made: "keep" a draft until it is used up, draft again "every_round", or "fused" into
 # the verify pass (module docstring)
 DRAFTINGS = ("keep", "every_round", "fused")
 # Draft tokens verified a round: AR agrees with 0.6 of them on average and seldom with more than 4, and
@@ -174,9 +175,9 @@ def speculative_search(
     t = torch.zeros(b, dtype=torch.long, device=device)  # (A,) accepted output tokens = position of s_t
     cache = DecoderCache()  # content entries s_0 .. s_{t-1} of each row (first t entries), encoder k/v
     # The draft of each sentence, position by position (BOS, d_1 .. d_n, EOS at n + 1), kept across
-    # rounds: a round whose AR view disagrees early still leaves the rest of the draft, which usually
+    # rounds: a round whose AR view disagrees early still leaves the rest of the draft, which often
     # lines up again after a substituted word, so the NAR view drafts again only for the sentences
-    # whose last round accepted no draft token or that used up their draft (`redraft`).
+    # that used up their draft (`redraft`).
     draft = torch.full((b, steps + 2), cfg.pad_id, device=device)
     # (A,) last draft position of each sentence; fused drafting starts without one (-1: nothing to verify)
     n = torch.full((b,), -1 if fused else 0, dtype=torch.long, device=device)
@@ -266,8 +267,8 @@ def speculative_search(
 
         # ---- roll the cache back to s_0 .. s_{t+j} and drop finished sentences
         t = t + count
-        if not fused:  # failed at once, or used up
-            redraft = (accepted == 0) | (t >= n) | (drafting == "every_round")
+        if not fused:
+            redraft = (t >= n) | (drafting == "every_round")
         kept = (~done).nonzero().squeeze(1)  # (A',)
         if kept.numel() == 0:
             break
