@@ -5,10 +5,11 @@ rest in one pass, as `speculative_search` does, and AR greedy's own next tokens 
 draft tokens of a block it would accept. Variants: the predicted length (what decoding uses) or the
 oracle one (the length of AR greedy's output), and the draft refined by `--aux-passes` passes of the
 AUX view (each placeholder re-predicted from the prefix, the draft before it and the placeholders after
-it: the query stream of the JANUS training view). Reported per variant: the mean accepted draft tokens
-over all prefixes, P(first draft token right), P(second right | first right), and the tokens per round
-along AR greedy's path when every round drafts afresh (`drafting="every_round"` with the predicted
-length emits exactly these).
+it: the query stream of the JANUS training view), or with `--tree-top-k` any of the NAR view's top k
+at each position (the bound for verifying a tree of candidates). Reported per variant: the mean
+accepted draft tokens over all prefixes, P(first draft token right), P(second right | first right), and
+the tokens per round along AR greedy's path when every round drafts afresh (`drafting="every_round"`
+with the predicted length emits exactly these).
 
     python benchmarks/draft_acceptance.py --checkpoint runs/janus/best --data work/bible_data --limit 120
 """
@@ -41,35 +42,41 @@ def draft(
     t: torch.Tensor,
     n: torch.Tensor,
     aux_passes: int,
+    top_k: int = 1,
 ) -> torch.Tensor:
-    """Drafts (P, W) for prefixes `seq` (P, .) up to `t` (P,) with last draft position `n` (P,): the NAR
-    argmax at every placeholder, then `aux_passes` AUX re-predictions of all of them."""
+    """Drafts (P, W, top_k) for prefixes `seq` (P, .) up to `t` (P,) with last draft position `n` (P,): at
+    every placeholder the NAR view's top_k (argmax first), or with `aux_passes` the AUX view's after that
+    many passes, each re-predicting all placeholders from the argmax draft; elsewhere the input token."""
     cfg = model.cfg
     ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.eos_id, cfg.mask_id)
     tokens, placeholder = draft_input(seq, t, n, cfg.pad_id, cfg.mask_id, cfg.eos_id)
     hidden = model.decode(nar_view(tokens, cfg.pad_id), enc)
-    tokens[placeholder] = (model.logits(hidden[placeholder]).float() + ban).argmax(dim=-1)
+    logits = model.logits(hidden[placeholder]).float() + ban  # (M, V), the placeholders row-major
     k = int(placeholder.sum(dim=1).max())
     # masked_view's query rows come last, one per placeholder in position order (valid ones first)
     order = torch.where(placeholder, torch.arange(tokens.shape[1]), tokens.shape[1]).sort(dim=1).values[:, :k]
     valid = order < tokens.shape[1]
     for _ in range(aux_passes):
+        tokens[placeholder] = logits.argmax(dim=-1)
         hidden = model.decode(masked_view(tokens, placeholder, cfg.pad_id, cfg.mask_id), enc)
-        choice = (model.logits(hidden[:, -k:]).float() + ban).argmax(dim=-1)  # (P, k)
-        tokens[placeholder] = choice[valid]
-    return tokens
+        logits = (model.logits(hidden[:, -k:]).float() + ban)[valid]
+    candidates = tokens[:, :, None].repeat(1, 1, top_k)
+    candidates[placeholder] = logits.topk(top_k, dim=-1).indices
+    return candidates
 
 
 def accepted(
     drafts: torch.Tensor, seq: torch.Tensor, t: torch.Tensor, n: torch.Tensor, limit: int, block: int
 ) -> torch.Tensor:
-    """(P,) leading draft tokens AR greedy (`seq`: BOS, its output, EOS) accepts after each prefix t,
-    of at most min(n + 1, limit) - t verified, clipped to `block` (as in `speculative_search`)."""
+    """(P,) leading draft positions AR greedy (`seq`: BOS, its output, EOS) accepts after each prefix t,
+    of at most min(n + 1, limit) - t verified, clipped to `block` (as in `speculative_search`); `drafts`
+    (P, W, k) holds k candidates a position, and a position is accepted where one of them is AR's."""
     k = (torch.minimum(n + 1, torch.tensor(limit)) - t).clamp(min=0, max=block)
     i = torch.arange(block)[None]
     p = t[:, None] + 1 + i  # (P, block) positions of the verified draft tokens
     last = seq.shape[0] - 1
-    agree = (drafts.gather(1, p.clamp(max=drafts.shape[1] - 1)) == seq[p.clamp(max=last)]) & (p <= last)
+    at = p.clamp(max=drafts.shape[1] - 1)[:, :, None].expand(-1, -1, drafts.shape[2])
+    agree = (drafts.gather(1, at) == seq[p.clamp(max=last)][:, :, None]).any(dim=2) & (p <= last)
     return (agree & (i < k[:, None])).long().cumprod(dim=1).sum(dim=1)
 
 
@@ -83,12 +90,22 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=120, help="first N sentences (default %(default)s)")
     parser.add_argument("--block", type=int, default=DEFAULT_BLOCK)
     parser.add_argument("--aux-passes", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--tree-top-k",
+        type=int,
+        nargs="+",
+        default=[2, 3],
+        help="also count a position as accepted where AR's token is among the NAR view's top k: the bound "
+        "for verifying a tree of the top k at each position of the block (k^block paths)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     translator = Translator.load(args.checkpoint, dtype="float32")
     tok, model, cfg = translator.tokenizer, translator.model, translator.model.cfg
     defaults = DecodeConfig()
-    variants = [("predicted", a) for a in args.aux_passes] + [("oracle", 0)]
+    # (length, AUX passes, candidates a position)
+    variants = [("predicted", a, 1) for a in args.aux_passes] + [("oracle", 0, 1)]
+    variants += [("predicted", 0, k) for k in args.tree_top_k if k > 1]
     counts = {v: torch.zeros(args.block + 1) for v in variants}  # over prefixes: how many accepted
     second = {v: [0, 0] for v in variants}  # prefixes with the first right, and of those the second too
     path = {v: [0, 0] for v in variants}  # along greedy's path, drafting afresh each round: rounds, tokens
@@ -108,7 +125,8 @@ def main() -> None:
                 length = predicted if variant[0] == "predicted" else m
                 n = torch.full_like(t, length).maximum(t + 1).minimum(torch.tensor(limit))
                 prefixes = torch.cat([seq, torch.full((int(n.max()) + 2,), cfg.pad_id)]).expand(m + 1, -1)
-                j = accepted(draft(model, enc, prefixes, t, n, variant[1]), seq, t, n, limit, args.block)
+                drafts = draft(model, enc, prefixes, t, n, variant[1], variant[2])
+                j = accepted(drafts, seq, t, n, limit, args.block)
                 counts[variant] += torch.bincount(j, minlength=args.block + 1).float()
                 second[variant][0] += int((j >= 1).sum())
                 second[variant][1] += int((j >= 2).sum())
@@ -126,6 +144,8 @@ def main() -> None:
     for variant in variants:
         c = counts[variant]
         name = f"{variant[0]} length, {variant[1]} AUX passes"
+        if variant[2] > 1:
+            name += f", a tree of the top {variant[2]}"
         report[name] = {
             "mean_accepted_per_prefix": round(float((c * torch.arange(args.block + 1)).sum() / c.sum()), 3),
             "p_first_right": round(float(1 - c[0] / c.sum()), 3),
