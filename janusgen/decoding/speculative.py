@@ -8,7 +8,7 @@ unfinished sentence with accepted prefix s_0 .. s_t (s_0 = BOS):
    t + 1, at most the sentence's limit). The draft is the argmax of P_NAR at each placeholder, then EOS.
    It is kept for the next rounds and redrafted only once it is used up, even after a round that
    accepted none of it: a draft pass costs about 1.5 verify passes, more than the acceptance it regains
-   (BENCHMARKS.md: 0.69x greedy against 0.61x when a miss also redrafted).
+   (BENCHMARKS.md: 0.67x greedy against 0.60x when a miss also redrafted).
 2. Verify, one pass of the AR view over the content-stream cache, which holds s_0 .. s_{t-1}: content
    rows s_t, d_{t+1} .. d_e at positions t .. e (causal), query rows at t+1 .. e+1 (with
    `ar_stream` "content", the content rows themselves predict). The row for position p gives a_p, AR
