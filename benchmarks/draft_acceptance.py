@@ -35,18 +35,19 @@ from janusgen.model.layout import masked_view
 from janusgen.model.transformer import Encoded, JanusTransformer
 
 
-def draft(
+def drafts(
     model: JanusTransformer,
     enc: Encoded,
     seq: torch.Tensor,
     t: torch.Tensor,
     n: torch.Tensor,
     aux_passes: int,
-    top_k: int = 1,
-) -> torch.Tensor:
-    """Drafts (P, W, top_k) for prefixes `seq` (P, .) up to `t` (P,) with last draft position `n` (P,): at
-    every placeholder the NAR view's top_k (argmax first), or with `aux_passes` the AUX view's after that
-    many passes, each re-predicting all placeholders from the argmax draft; elsewhere the input token."""
+    top_k: int,
+) -> list[torch.Tensor]:
+    """Drafts for prefixes `seq` (P, .) up to `t` (P,) with last draft position `n` (P,), after 0 ..
+    `aux_passes` AUX passes: entry a (P, W, top_k) holds at every placeholder the top_k (argmax first) of
+    the NAR view (a = 0) or of the AUX view after a passes, each re-predicting all placeholders from the
+    argmax draft before it; elsewhere the input token."""
     cfg = model.cfg
     ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.eos_id, cfg.mask_id)
     tokens, placeholder = draft_input(seq, t, n, cfg.pad_id, cfg.mask_id, cfg.eos_id)
@@ -56,13 +57,16 @@ def draft(
     # masked_view's query rows come last, one per placeholder in position order (valid ones first)
     order = torch.where(placeholder, torch.arange(tokens.shape[1]), tokens.shape[1]).sort(dim=1).values[:, :k]
     valid = order < tokens.shape[1]
-    for _ in range(aux_passes):
-        tokens[placeholder] = logits.argmax(dim=-1)
-        hidden = model.decode(masked_view(tokens, placeholder, cfg.pad_id, cfg.mask_id), enc)
-        logits = (model.logits(hidden[:, -k:]).float() + ban)[valid]
-    candidates = tokens[:, :, None].repeat(1, 1, top_k)
-    candidates[placeholder] = logits.topk(top_k, dim=-1).indices
-    return candidates
+    out = []
+    for a in range(aux_passes + 1):
+        if a > 0:
+            tokens[placeholder] = logits.argmax(dim=-1)
+            hidden = model.decode(masked_view(tokens, placeholder, cfg.pad_id, cfg.mask_id), enc)
+            logits = (model.logits(hidden[:, -k:]).float() + ban)[valid]
+        candidates = tokens[:, :, None].repeat(1, 1, top_k)
+        candidates[placeholder] = logits.topk(top_k, dim=-1).indices
+        out.append(candidates)
+    return out
 
 
 def accepted(
@@ -121,20 +125,24 @@ def main() -> None:
             predicted = int(length_candidates(model, enc, torch.tensor([limit]), length_beam=1)[0, 0])
             t = torch.arange(m + 1)  # every prefix s_0 .. s_t
             enc = enc.index_select(torch.zeros(m + 1, dtype=torch.long))
-            for variant in variants:
-                length = predicted if variant[0] == "predicted" else m
+            for length_name, length in (("predicted", predicted), ("oracle", m)):
+                wanted = [v for v in variants if v[0] == length_name]
                 n = torch.full_like(t, length).maximum(t + 1).minimum(torch.tensor(limit))
                 prefixes = torch.cat([seq, torch.full((int(n.max()) + 2,), cfg.pad_id)]).expand(m + 1, -1)
-                drafts = draft(model, enc, prefixes, t, n, variant[1], variant[2])
-                j = accepted(drafts, seq, t, n, limit, args.block)
-                counts[variant] += torch.bincount(j, minlength=args.block + 1).float()
-                second[variant][0] += int((j >= 1).sum())
-                second[variant][1] += int((j >= 2).sum())
-                at = 0
-                while at <= m:  # the rounds of `drafting="every_round"`: each emits j + 1 tokens
-                    path[variant][0] += 1
-                    path[variant][1] += min(int(j[at]) + 1, m + 1 - at)
-                    at += int(j[at]) + 1
+                # one draft serves every variant of this length: the top k are the first k of the top k'
+                by_passes = drafts(
+                    model, enc, prefixes, t, n, max(v[1] for v in wanted), max(v[2] for v in wanted)
+                )
+                for variant in wanted:
+                    j = accepted(by_passes[variant[1]][:, :, : variant[2]], seq, t, n, limit, args.block)
+                    counts[variant] += torch.bincount(j, minlength=args.block + 1).float()
+                    second[variant][0] += int((j >= 1).sum())
+                    second[variant][1] += int((j >= 2).sum())
+                    at = 0
+                    while at <= m:  # the rounds of `drafting="every_round"`: each emits j + 1 tokens
+                        path[variant][0] += 1
+                        path[variant][1] += min(int(j[at]) + 1, m + 1 - at)
+                        at += int(j[at]) + 1
     report = {
         "checkpoint": str(args.checkpoint),
         "sentences": len(texts),
