@@ -70,17 +70,17 @@ def drafts(
 
 
 def accepted(
-    drafts: torch.Tensor, seq: torch.Tensor, t: torch.Tensor, n: torch.Tensor, limit: int, block: int
+    candidates: torch.Tensor, seq: torch.Tensor, t: torch.Tensor, n: torch.Tensor, limit: int, block: int
 ) -> torch.Tensor:
     """(P,) leading draft positions AR greedy (`seq`: BOS, its output, EOS) accepts after each prefix t,
-    of at most min(n + 1, limit) - t verified, clipped to `block` (as in `speculative_search`); `drafts`
+    of at most min(n + 1, limit) - t verified, clipped to `block` (as in `speculative_search`); `candidates`
     (P, W, k) holds k candidates a position, and a position is accepted where one of them is AR's."""
     k = (torch.minimum(n + 1, torch.tensor(limit)) - t).clamp(min=0, max=block)
     i = torch.arange(block)[None]
     p = t[:, None] + 1 + i  # (P, block) positions of the verified draft tokens
     last = seq.shape[0] - 1
-    at = p.clamp(max=drafts.shape[1] - 1)[:, :, None].expand(-1, -1, drafts.shape[2])
-    agree = (drafts.gather(1, at) == seq[p.clamp(max=last)][:, :, None]).any(dim=2) & (p <= last)
+    at = p.clamp(max=candidates.shape[1] - 1)[:, :, None].expand(-1, -1, candidates.shape[2])
+    agree = (candidates.gather(1, at) == seq[p.clamp(max=last)][:, :, None]).any(dim=2) & (p <= last)
     return (agree & (i < k[:, None])).long().cumprod(dim=1).sum(dim=1)
 
 
