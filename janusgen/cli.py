@@ -660,6 +660,11 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rerank", action="store_true", help="NAR: pick the candidate the model's AR view scores best"
     )
+    parser.add_argument(
+        "--collapse-repeats",
+        action="store_true",
+        help='NAR: keep each run of a repeated token once ("the the" -> "the"), before --rerank',
+    )
     parser.add_argument("--length-penalty", type=float, default=d.length_penalty, help="score / length^this")
     parser.add_argument("--max-len-a", type=float, default=d.max_len_a, help="output limit a*|x|+b: a")
     parser.add_argument("--max-len-b", type=int, default=d.max_len_b, help="output limit a*|x|+b: b")
@@ -689,6 +694,7 @@ def _decode_config(args: argparse.Namespace) -> DecodeConfig:
         length_beam=args.length_beam,
         length_offsets=offsets,
         rerank=args.rerank,
+        collapse_repeats=args.collapse_repeats,
         length_penalty=args.length_penalty,
         max_len_a=args.max_len_a,
         max_len_b=args.max_len_b,
@@ -1032,8 +1038,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="ID",
-        help="evaluate only these settings (ids such as ar_beam_5 nar_t_10_l_3; default: every setting "
-        "each system was trained for)",
+        help="evaluate these settings instead of the defaults (ids such as ar_beam_5 nar_t_10_l_3 "
+        "nar_t_10_l_3_collapse; each in the systems that can decode it; default: AR beam 5 and greedy, "
+        "NAR T=1,2,4,10 l=3 and, for janus, the same with self-reranking)",
     )
     quality.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
     quality.add_argument(

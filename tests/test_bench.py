@@ -10,6 +10,7 @@ from janusgen import bench
 from janusgen.bench import (
     Budget,
     cpu_budget,
+    decodes,
     gpu_budget,
     quality,
     run_quality_bench,
@@ -17,7 +18,7 @@ from janusgen.bench import (
     settings_for,
 )
 from janusgen.config import TrainConfig, model_preset, objective_preset
-from janusgen.decoding.settings import label
+from janusgen.decoding.settings import SETTINGS, label
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 
@@ -293,6 +294,14 @@ def test_a_run_saved_before_a_config_field_existed_is_still_reused(quality_run, 
         quality._check_same_setup(run, budget, "ar", budget.train, toy_data)
 
 
+def test_each_system_decodes_the_settings_its_views_allow():
+    assert decodes("ar", "ar_beam_5") and not decodes("ar", "nar_t_10_l_3")
+    assert decodes("cmlm", "nar_t_10_l_3_collapse") and not decodes("cmlm", "ar_greedy")
+    assert not decodes("cmlm", "nar_t_10_l_3_rerank")  # reranking needs an AR view
+    assert all(decodes("janus", sid) for sid in SETTINGS)
+    assert all(decodes(system, sid) for system in bench.SYSTEMS for sid in settings_for(system))
+
+
 def test_only_the_settings_asked_for_are_evaluated(quality_run, toy_data):
     out, _ = quality_run
     budget = _tiny_budget()
@@ -304,11 +313,14 @@ def test_only_the_settings_asked_for_are_evaluated(quality_run, toy_data):
         device="cpu",
         limit=12,
         bootstrap_samples=20,
-        only_settings=("ar_greedy", "nar_t_4_l_3"),
+        only_settings=("ar_greedy", "nar_t_4_l_3_collapse"),  # a registered setting beyond the defaults
     )
     assert [r["id"] for r in report["systems"]["ar"]["results"]] == ["ar_greedy"]
-    assert [r["id"] for r in report["systems"]["janus"]["results"]] == ["ar_greedy", "nar_t_4_l_3"]
+    assert [r["id"] for r in report["systems"]["janus"]["results"]] == ["ar_greedy", "nar_t_4_l_3_collapse"]
+    assert report["systems"]["janus"]["results"][1]["setting"] == "NAR T=4 l=3 +collapse"
     with pytest.raises(JanusError, match="--settings nar_t_3: unknown"):
         run_quality_bench(toy_data, out, budget, ("ar",), device="cpu", limit=12, only_settings=("nar_t_3",))
+    with pytest.raises(JanusError, match="--settings nar_t_10_l_3: none of ar can decode it"):
+        run_quality_bench(toy_data, out, budget, ("ar",), device="cpu", only_settings=("nar_t_10_l_3",))
     # the full report again, for the other tests of this module
     run_quality_bench(toy_data, out, budget, device="cpu", limit=12, bootstrap_samples=50)

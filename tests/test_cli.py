@@ -110,6 +110,7 @@ HELP = {  # command -> options (or subcommands) its --help must list
         "--length-beam",
         "--length-offsets",
         "--rerank",
+        "--collapse-repeats",
         "--max-len-a",
         "--max-len-b",
         "--input",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from janusgen.config import ModelConfig, ObjectiveConfig, TrainConfig, model_preset, objective_preset
 from janusgen.data.dataset import PairDataset
+from janusgen.decoding.settings import setting
 from janusgen.demo import DemoPreset
 from janusgen.errors import JanusError
 
@@ -88,6 +89,18 @@ def settings_for(system: str) -> tuple[str, ...]:
     if system == "cmlm":
         return nar
     return ar + nar + tuple(f"{sid}_rerank" for sid in nar)
+
+
+def decodes(system: str, setting_id: str) -> bool:
+    """Whether `system` can be evaluated in the registered setting `setting_id` (`--settings` may name
+    any such setting, not only the defaults of settings_for): ar has only the AR view, cmlm only the NAR
+    view (so no self-reranking), janus both."""
+    cfg = setting(setting_id)
+    if system == "ar":
+        return cfg.mode == "ar"
+    if system == "cmlm":
+        return cfg.mode == "nar" and not cfg.rerank
+    return True
 
 
 DISTILLED_FOR = ("nar", "all")

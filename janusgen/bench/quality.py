@@ -14,13 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from janusgen.bench.budgets import SYSTEMS, Budget, check_distilled, settings_for, system_setup
+from janusgen.bench.budgets import SYSTEMS, Budget, check_distilled, decodes, settings_for, system_setup
 from janusgen.bench.common import QUALITY, _outputs_file, _read_outputs, _say, _stored_path, hardware
 from janusgen.bench.report import plot_valid_bleu
 from janusgen.checkpoint import CONFIG_FILE
 from janusgen.config import ModelConfig, ObjectiveConfig, TrainConfig, from_dict
 from janusgen.data.dataset import PairDataset
-from janusgen.decoding.settings import label, setting
+from janusgen.decoding.settings import SETTINGS, label, setting
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 from janusgen.evaluation.evaluate import EvalResult, evaluate
@@ -44,16 +44,16 @@ def run_quality_bench(
 ) -> dict[str, Any]:
     """Train each system (or resume it), evaluate it on the test split, test the claims; writes
     `out/quality.json`, the outputs under `out/outputs/` and the validation-BLEU plot. `distilled`,
-    `distilled_for` and `time_budget_s`: see `system_setup`; `only_settings`: evaluate only these setting
-    ids (of those each system was trained for)."""
+    `distilled_for` and `time_budget_s`: see `system_setup`; `only_settings`: evaluate these setting ids
+    instead of settings_for's, each in the systems that can decode it."""
     out = Path(out)
     if only_settings is not None:
-        known = {sid for system in SYSTEMS for sid in settings_for(system)}
-        unknown = sorted(set(only_settings) - known)
+        unknown = sorted(set(only_settings) - set(SETTINGS))
         if unknown:
-            raise JanusError(
-                f"--settings {' '.join(unknown)}: unknown; choose from {', '.join(sorted(known))}"
-            )
+            raise JanusError(f"--settings {' '.join(unknown)}: unknown; choose from {', '.join(SETTINGS)}")
+        undecoded = [sid for sid in only_settings if not any(decodes(s, sid) for s in systems)]
+        if undecoded:
+            raise JanusError(f"--settings {' '.join(undecoded)}: none of {', '.join(systems)} can decode it")
     if distilled is not None:
         check_distilled(data, distilled)
     sources, references = PairDataset.open(data, "test").texts()
@@ -107,9 +107,8 @@ def run_quality_bench(
             "hardware": hardware(),
             "results": [],
         }
-        for setting_id in settings_for(system):
-            if only_settings is not None and setting_id not in only_settings:
-                continue
+        chosen = settings_for(system) if only_settings is None else only_settings
+        for setting_id in (sid for sid in chosen if decodes(system, sid)):
             result, outputs = _evaluate_once(translator, sources, references, setting_id, out, system)
             _say(f"  {system} {result.setting}: BLEU {result.bleu:.2f}, chrF {result.chrf:.2f}")
             entry["results"].append({"id": setting_id, **result.to_dict()})

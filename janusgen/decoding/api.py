@@ -50,18 +50,29 @@ def decode_nar(
     max_len_a: float = _D.max_len_a,
     max_len_b: int = _D.max_len_b,
     length_penalty: float = _D.length_penalty,
+    collapse_repeats: bool = _D.collapse_repeats,
 ) -> Decoded:
     """Mask-Predict decoding of `src` (B, S) with `iterations` refinement passes and a length beam: the
     top-`length_beam` predicted lengths, or, given `length_offsets`, the predicted length plus each
     offset. Keeps the candidate with the best mean NAR log-prob, or with `rerank` the best AR
-    log-prob / (n + 1)^length_penalty; the returned scores are those it was chosen by."""
+    log-prob / (n + 1)^length_penalty; the returned scores are those it was chosen by.
+    `collapse_repeats`: each run of a repeated token is kept once, before the AR view reranks."""
     src = check_inputs(model, src)
     if src.shape[0] == 0:
         return Decoded([], [], [])
     enc = model.encode(src)
     max_len = max_output_lengths(model, src, max_len_a, max_len_b)
     hyps = mask_predict(
-        model, enc, max_len, iterations, length_beam, length_offsets, rerank, schedule, length_penalty
+        model,
+        enc,
+        max_len,
+        iterations,
+        length_beam,
+        length_offsets,
+        rerank,
+        schedule,
+        length_penalty,
+        collapse=collapse_repeats,
     )
     return Decoded.of(hyps)
 

@@ -5,7 +5,8 @@ padded to the longest candidate), so each iteration is ONE decoder pass for the 
 predicts every inner position; after iteration t the `schedule` says how many tokens to re-mask (the
 lowest-probability ones) and iteration t + 1 re-predicts only those, the others keep their tokens and
 probabilities. A sentence's output is its candidate with the best mean log-prob, or, with self-reranking,
-the best length-normalised log-prob under the model's own AR view (one teacher-forced pass).
+the best length-normalised log-prob under the model's own AR view (one teacher-forced pass). Optionally,
+each run of a repeated token is collapsed to one before the choice (a NAR view's commonest error).
 """
 
 from __future__ import annotations
@@ -123,6 +124,23 @@ def rescore_with_ar(
     return Hypotheses(hyps.tokens, hyps.lengths, log_prob, score)
 
 
+def collapse_repeats(hyps: Hypotheses, pad_id: int) -> Hypotheses:
+    """The outputs with each run of one repeated token kept once ("the the earth" -> "the earth"):
+    positions filled in the same pass each see [MASK] at their neighbour, so a NAR view often predicts
+    the same word twice, the repetition problem of non-autoregressive decoding (Gu et al., 2018).
+    log_prob and score stay those of the uncollapsed candidate, the one that was refined."""
+    tokens, lengths = hyps.tokens, hyps.lengths
+    pos = torch.arange(tokens.shape[1], device=tokens.device)[None]  # (1, T)
+    repeat = torch.zeros_like(tokens, dtype=torch.bool)
+    repeat[:, 1:] = tokens[:, 1:] == tokens[:, :-1]
+    keep = (pos < lengths[:, None]) & ~repeat  # (N, T)
+    # a stable sort on "dropped" moves the kept tokens to the front, in their order
+    order = (~keep).to(torch.uint8).sort(dim=1, stable=True).indices
+    kept = keep.sum(dim=1)
+    collapsed = tokens.gather(1, order).masked_fill(pos >= kept[:, None], pad_id)
+    return Hypotheses(collapsed, kept, hyps.log_prob, hyps.score)
+
+
 def best_candidates(hyps: Hypotheses, num_sentences: int) -> Hypotheses:
     """Per sentence, the candidate with the highest score; `hyps` holds l candidates per sentence,
     sentence-major (B·l rows)."""
@@ -143,9 +161,11 @@ def mask_predict(
     rerank: bool = False,
     schedule: MaskSchedule = linear_schedule,
     length_penalty: float = 1.0,
+    collapse: bool = False,
 ) -> Hypotheses:
     """Mask-Predict with a length beam for encoded sources; `max_len` (B,) caps each output's length.
-    Without `rerank` the scores are the NAR ones (sum / mean log-prob); with it, the AR ones."""
+    Without `rerank` the scores are the NAR ones (sum / mean log-prob); with it, the AR ones, of the
+    collapsed candidates if `collapse` (see collapse_repeats)."""
     if length_beam < 1 or (length_offsets is not None and len(length_offsets) == 0):
         raise ValueError("no length candidates: length_beam must be at least 1 and length_offsets non-empty")
     b = enc.states.shape[0]
@@ -153,6 +173,8 @@ def mask_predict(
     rows = torch.arange(b, device=lengths.device).repeat_interleave(lengths.shape[1])  # (B·l,) sentence-major
     enc = enc.index_select(rows)
     hyps = refine(model, enc, lengths.view(-1), iterations, schedule)  # (B·l) candidates
+    if collapse:
+        hyps = collapse_repeats(hyps, model.cfg.pad_id)
     if rerank:
         hyps = rescore_with_ar(model, enc, hyps, length_penalty)
     return best_candidates(hyps, b)

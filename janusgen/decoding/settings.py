@@ -21,11 +21,14 @@ def describe(cfg: DecodeConfig) -> str:
     if cfg.mode == "speculative":
         return "speculative (= AR greedy)"
     lengths = f"l={cfg.length_beam}" if cfg.length_offsets is None else f"offsets={list(cfg.length_offsets)}"
-    return f"NAR T={cfg.iterations} {lengths}" + (" +rerank" if cfg.rerank else "")
+    collapse = " +collapse" if cfg.collapse_repeats else ""
+    return f"NAR T={cfg.iterations} {lengths}" + collapse + (" +rerank" if cfg.rerank else "")
 
 
-def _nar(iterations: int, rerank: bool = False) -> DecodeConfig:
-    return DecodeConfig(mode="nar", iterations=iterations, length_beam=3, rerank=rerank)
+def _nar(iterations: int, rerank: bool = False, collapse: bool = False) -> DecodeConfig:
+    return DecodeConfig(
+        mode="nar", iterations=iterations, length_beam=3, rerank=rerank, collapse_repeats=collapse
+    )
 
 
 SETTINGS: dict[str, DecodeConfig] = {  # id -> setting; never rename an id (see above)
@@ -40,6 +43,9 @@ SETTINGS: dict[str, DecodeConfig] = {  # id -> setting; never rename an id (see 
     "nar_t_4_l_3_rerank": _nar(4, rerank=True),
     "nar_t_10_l_3_rerank": _nar(10, rerank=True),
     "speculative": DecodeConfig(mode="speculative"),
+    "nar_t_4_l_3_collapse": _nar(4, collapse=True),
+    "nar_t_10_l_3_collapse": _nar(10, collapse=True),
+    "nar_t_10_l_3_collapse_rerank": _nar(10, rerank=True, collapse=True),
 }
 
 SPEED_BASELINE = "ar_beam_5"  # speedups are relative to this setting (the demo's table, bench speed)

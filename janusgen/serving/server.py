@@ -4,8 +4,8 @@
                   -> {"translations": ["In the beginning ..."], "scores": [-0.41], "tokens": [9]}
 
 Settings are those of `janus generate` (mode, beam, iterations, length_beam, length_offsets, rerank,
-length_penalty, max_len_a, max_len_b), checked like the CLI's; a bad request is answered 400 with a
-message naming the field, an overloaded service 503 with Retry-After. The model is loaded once.
+collapse_repeats, length_penalty, max_len_a, max_len_b), checked like the CLI's; a bad request is answered
+400 with a message naming the field, an overloaded service 503 with Retry-After. The model is loaded once.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ REQUEST_SETTINGS = (
     "length_beam",
     "length_offsets",
     "rerank",
+    "collapse_repeats",
     "length_penalty",
     "max_len_a",
     "max_len_b",

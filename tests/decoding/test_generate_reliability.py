@@ -186,6 +186,8 @@ def test_decode_config_checks_its_values_wherever_it_is_built():
         DecodeConfig(beam=True)
     with pytest.raises(JanusError, match="--mode 'fast': choose ar or nar"):
         DecodeConfig(mode="fast")
+    with pytest.raises(JanusError, match="--rerank 1: must be true or false"):
+        DecodeConfig(rerank=1)  # a JSON request's 1 or "no" would otherwise read as true
 
 
 def test_a_closed_pipe_ends_quietly(toy_checkpoint, tmp_path):

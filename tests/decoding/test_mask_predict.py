@@ -1,4 +1,5 @@
-"""Mask-Predict: the inference view, re-masking, the length beam, self-reranking, batching, limits."""
+"""Mask-Predict: the inference view, re-masking, the length beam, self-reranking, collapsing repeats,
+batching, limits."""
 
 import math
 
@@ -7,8 +8,14 @@ import torch
 
 from janusgen.data.masking import uniform_mask
 from janusgen.decoding import decode_nar, linear_schedule, mask_predict, teacher_forced_log_probs
-from janusgen.decoding.common import max_output_lengths, with_bos_eos
-from janusgen.decoding.mask_predict import length_candidates, lowest_scores_mask, nar_view, refine
+from janusgen.decoding.common import Hypotheses, max_output_lengths, with_bos_eos
+from janusgen.decoding.mask_predict import (
+    collapse_repeats,
+    length_candidates,
+    lowest_scores_mask,
+    nar_view,
+    refine,
+)
 from janusgen.model.layout import masked_view
 
 PAD, BOS, EOS, MASK = 0, 2, 3, 4
@@ -203,6 +210,42 @@ def test_rerank_scores_are_ar_scores(random_model, sources):
         forced = teacher_forced_log_probs(model, model.encode(src), with_bos_eos(model, hyps, lengths)).sum(1)
     torch.testing.assert_close(torch.tensor(got.log_probs), forced)
     torch.testing.assert_close(torch.tensor(got.scores), forced / (lengths + 1).float() ** 0.5)
+
+
+def test_collapse_repeats_keeps_each_run_once():
+    rows = [[7, 7, 7, 9, 7, 9, 9], [5, 6, 8], [6, 6, PAD, PAD], [], [8, 8, 8, 8]]
+    width = max(map(len, rows))
+    tokens = torch.tensor([r + [PAD] * (width - len(r)) for r in rows])
+    lengths = torch.tensor([7, 3, 2, 0, 4])
+    log_prob, score = torch.arange(5.0), -torch.arange(5.0)
+    got = collapse_repeats(Hypotheses(tokens, lengths, log_prob, score), PAD)
+    assert got.token_lists() == [[7, 9, 7, 9], [5, 6, 8], [6], [], [8]]
+    assert got.lengths.tolist() == [4, 3, 1, 0, 1]
+    assert (got.tokens[0, 4:] == PAD).all() and (got.tokens[4, 1:] == PAD).all()
+    assert torch.equal(got.log_prob, log_prob) and torch.equal(got.score, score)  # the refined candidate's
+
+
+def _runs(tokens):
+    return [t for i, t in enumerate(tokens) if i == 0 or tokens[i - 1] != t]
+
+
+def test_collapsed_outputs_are_the_chosen_candidates_collapsed(random_model, sources):
+    """Without reranking the choice is by the refined candidates' NAR scores, so collapsing changes the
+    outputs' tokens only; with reranking the AR view scores the collapsed candidates."""
+    model, src = random_model(), sources(MIXED)
+    plain = decode_nar(model, src, iterations=2)
+    collapsed = decode_nar(model, src, iterations=2, collapse_repeats=True)
+    assert any(len(_runs(t)) < len(t) for t in plain.tokens)  # a random model repeats: the test bites
+    assert collapsed.tokens == [_runs(t) for t in plain.tokens] and collapsed.scores == plain.scores
+    reranked = decode_nar(model, src, iterations=2, rerank=True, collapse_repeats=True)
+    assert all(t == _runs(t) for t in reranked.tokens)
+    lengths = torch.tensor([len(t) for t in reranked.tokens])
+    hyps = torch.full((len(lengths), int(lengths.max())), PAD)
+    for b, tokens in enumerate(reranked.tokens):
+        hyps[b, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    with torch.inference_mode():
+        forced = teacher_forced_log_probs(model, model.encode(src), with_bos_eos(model, hyps, lengths)).sum(1)
+    torch.testing.assert_close(torch.tensor(reranked.log_probs), forced)
 
 
 @pytest.mark.parametrize("rerank", [False, True])

@@ -24,8 +24,12 @@ def test_ids_are_the_file_names_benches_already_wrote():
         "nar_t_4_l_3_rerank",
         "nar_t_10_l_3_rerank",
         "speculative",
+        "nar_t_4_l_3_collapse",
+        "nar_t_10_l_3_collapse",
+        "nar_t_10_l_3_collapse_rerank",
     ]
     assert label("nar_t_10_l_3_rerank") == "NAR T=10 l=3 +rerank" and label("ar_greedy") == "AR greedy"
+    assert label("nar_t_10_l_3_collapse_rerank") == "NAR T=10 l=3 +collapse +rerank"
     assert setting("nar_t_4_l_3").iterations == 4 and setting("ar_beam_5").beam == 5
 
 

@@ -124,6 +124,7 @@ def test_health_and_metrics(translator):
         (b'{"texts": ["casa"], "iterations": 51}', "at most 50"),
         (b'{"texts": ["casa"], "length_offsets": "0"}', "list of integers"),
         (b'{"texts": ["casa"], "max_len_a": -1}', "--max-len-a"),
+        (b'{"texts": ["casa"], "collapse_repeats": "yes"}', "--collapse-repeats 'yes'"),
         (b'{"texts": ["' + b"casa " * 60 + b'"]}', "bytes"),
     ],
 )
