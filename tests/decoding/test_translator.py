@@ -35,6 +35,7 @@ def translator(toy_checkpoint):
         dict(mode="ar", beam=4),
         dict(mode="nar", iterations=4, length_beam=3),
         dict(mode="nar", iterations=2, length_beam=2, rerank=True),
+        dict(mode="nar", iterations=2, length_beam=2, rerank=True, collapse_repeats=True),
     ],
 )
 def test_alone_equals_inside_a_batch_of_32_mixed_lengths(translator, options):
