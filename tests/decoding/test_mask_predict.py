@@ -199,15 +199,21 @@ def _ar_log_prob_by_prefixes(model, src, tokens):
     return total
 
 
+def _ar_log_probs(model, src, outputs):
+    """(B,) teacher-forced AR log-probs of the token lists `outputs` + EOS, and their (B,) lengths."""
+    lengths = torch.tensor([len(t) for t in outputs])
+    hyps = torch.full((len(outputs), int(lengths.max())), PAD)
+    for b, tokens in enumerate(outputs):
+        hyps[b, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    with torch.inference_mode():
+        forced = teacher_forced_log_probs(model, model.encode(src), with_bos_eos(model, hyps, lengths))
+    return forced.sum(1), lengths
+
+
 def test_rerank_scores_are_ar_scores(random_model, sources):
     model, src = random_model(), sources([4, 9, 2])
     got = decode_nar(model, src, iterations=2, rerank=True, length_penalty=0.5)
-    hyps = torch.full((3, max(map(len, got.tokens))), PAD)
-    for b, tokens in enumerate(got.tokens):
-        hyps[b, : len(tokens)] = torch.tensor(tokens)
-    lengths = torch.tensor([len(t) for t in got.tokens])
-    with torch.inference_mode():
-        forced = teacher_forced_log_probs(model, model.encode(src), with_bos_eos(model, hyps, lengths)).sum(1)
+    forced, lengths = _ar_log_probs(model, src, got.tokens)
     torch.testing.assert_close(torch.tensor(got.log_probs), forced)
     torch.testing.assert_close(torch.tensor(got.scores), forced / (lengths + 1).float() ** 0.5)
 
@@ -239,12 +245,7 @@ def test_collapsed_outputs_are_the_chosen_candidates_collapsed(random_model, sou
     assert collapsed.tokens == [_runs(t) for t in plain.tokens] and collapsed.scores == plain.scores
     reranked = decode_nar(model, src, iterations=2, rerank=True, collapse_repeats=True)
     assert all(t == _runs(t) for t in reranked.tokens)
-    lengths = torch.tensor([len(t) for t in reranked.tokens])
-    hyps = torch.full((len(lengths), int(lengths.max())), PAD)
-    for b, tokens in enumerate(reranked.tokens):
-        hyps[b, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-    with torch.inference_mode():
-        forced = teacher_forced_log_probs(model, model.encode(src), with_bos_eos(model, hyps, lengths)).sum(1)
+    forced, _ = _ar_log_probs(model, src, reranked.tokens)
     torch.testing.assert_close(torch.tensor(reranked.log_probs), forced)
 
 
