@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,17 @@ CHECKSUMS_FILE = "checksums.json"
 
 def save_checkpoint(
     path: Path,
-    model: JanusTransformer,
+    model: JanusTransformer | Mapping[str, torch.Tensor],
     tokenizer: TextTokenizer,
     config: dict[str, Any],
     trainer_state: dict[str, Any] | None = None,
     state_tensors: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write a checkpoint folder atomically. `config` holds JSON-able configs (model, objective, ...)."""
+    """Write a checkpoint folder atomically. `model`: the model, or a copy of its state dict (the trainer
+    writes in the background from a copy); `config` holds JSON-able configs (model, objective, ...)."""
+    state = model.state_dict() if isinstance(model, JanusTransformer) else model
     with atomic_directory(Path(path)) as tmp:
-        weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        weights = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
         save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "pt"})
         write_json(
             tmp / CONFIG_FILE,

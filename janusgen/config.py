@@ -507,6 +507,14 @@ class TrainConfig:
     # `janus distill`, the original references it keeps (NAR/AUX on the teacher's outputs, AR on the
     # human translations: distillation for the NAR view without the AR view learning the teacher's errors)
     ar_targets: str = "data"
+    # How the run executes, not what it learns (each may change on --resume):
+    # DataLoader worker processes per rank that collate and mask batches ahead (None: 2 on a GPU, 0 on a
+    # CPU, where workers would take the cores the training needs)
+    data_workers: int | None = None
+    # deterministic algorithms (and cuBLAS's fixed workspace): a rerun on the same hardware, software and
+    # number of ranks gives bit-identical weights; without it, GPU kernels may sum in another order
+    deterministic: bool = False
+    compile: bool = False  # torch.compile the model and loss (dynamic shapes: batches differ in length)
 
     def __post_init__(self) -> None:
         s = "train"
@@ -529,6 +537,9 @@ class TrainConfig:
         _check_int(self, s, "keep_last", 0)
         _check_choice(self, s, "best_metric", BEST_METRICS)
         _check_choice(self, s, "ar_targets", AR_TARGETS)
+        _check_int(self, s, "data_workers", 0, 256, optional=True)
+        _check_bool(self, s, "deterministic")
+        _check_bool(self, s, "compile")
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -153,16 +153,30 @@ def resolve_precision(
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """The device `--device` names: cpu, cuda (GPU `local_rank`), or auto (cuda when there is one)."""
+    """The device `--device` names: cpu, cuda, or auto (cuda when there is one). Under torchrun each
+    rank takes GPU `local_rank` of those it sees; a rank that sees a single GPU (SLURM
+    --gpus-per-task=1, Kubernetes, CUDA_VISIBLE_DEVICES set per rank) takes that one."""
     if preference == "cpu":
         return torch.device("cpu")
     if preference in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
+        return torch.device("cuda", cuda_index(local_rank, torch.cuda.device_count()))
     if preference == "cuda":
         raise JanusError("--device cuda: no CUDA device is available")
     if preference != "auto":
         raise JanusError(f"--device {preference!r}: choose auto, cpu or cuda")
     return torch.device("cpu")
+
+
+def cuda_index(local_rank: int, visible: int) -> int:
+    """The GPU of rank `local_rank` among the `visible` ones this process sees."""
+    if visible == 1:
+        return 0
+    if local_rank < visible:
+        return local_rank
+    raise JanusError(
+        f"LOCAL_RANK {local_rank} but this process sees {visible} GPUs: start at most {visible} ranks per "
+        "machine, or give each rank one GPU (CUDA_VISIBLE_DEVICES)"
+    )
 
 
 def check_device(name: str | torch.device) -> torch.device:

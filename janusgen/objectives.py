@@ -10,6 +10,8 @@ whose terms has a weight is skipped, so `ar` costs one AR view and `cmlm` one NA
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from janusgen.data.masking import (
     uniform_mask,
     with_suffixes,
 )
-from janusgen.model.layout import masked_view
+from janusgen.model.layout import MaskedView, masked_view
 from janusgen.model.transformer import Encoded, JanusTransformer
 
 # The vocabulary-sized terms dominate a JANUS step on CPU when written as plain tensor expressions
@@ -36,7 +38,24 @@ from janusgen.model.transformer import Encoded, JanusTransformer
 # autograd functions compute the value and the gradient with respect to the logits in row chunks
 # small enough to stay in cache, in float32, and keep only per-row statistics between the passes.
 
-_CHUNK_ELEMENTS = 1 << 20  # ~4 MB of float32 per chunk
+# On a CPU a chunk stays in cache (~4 MB of float32); on a GPU every chunk is a handful of kernel
+# launches, so chunks are as large as a small share of the device's memory allows (a chunk holds about
+# five float32 temporaries of its size in the KL's backward).
+_CPU_CHUNK_ELEMENTS = 1 << 20
+_GPU_CHUNK_ELEMENTS = (1 << 22, 1 << 27)  # at least 16 MB, at most 512 MB of float32 per temporary
+_GPU_MEMORY_SHARE = 1 / 512  # of the device's memory, per temporary
+
+
+def chunk_elements(device: torch.device) -> int:
+    """Logit elements the fused CE / KL process at once on `device`."""
+    return _CPU_CHUNK_ELEMENTS if device.type != "cuda" else _gpu_chunk_elements(device.index)
+
+
+@functools.cache
+def _gpu_chunk_elements(index: int | None) -> int:
+    total = torch.cuda.get_device_properties(index).total_memory
+    low, high = _GPU_CHUNK_ELEMENTS
+    return int(min(high, max(low, total * _GPU_MEMORY_SHARE / 4)))
 
 
 def _float_copy(x: torch.Tensor) -> torch.Tensor:
@@ -44,8 +63,9 @@ def _float_copy(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float32, copy=True)
 
 
-def _rows_per_chunk(vocab: int) -> int:
-    return max(1, _CHUNK_ELEMENTS // max(vocab, 1))
+def _rows_per_chunk(logits: torch.Tensor) -> int:
+    rows, vocab = logits.shape
+    return max(1, chunk_elements(logits.device) // max(vocab, 1))
 
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
@@ -56,7 +76,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         rows, vocab = logits.shape
         loss = torch.empty(rows, device=logits.device)
         lse = torch.empty(rows, device=logits.device)
-        step = _rows_per_chunk(vocab)
+        step = _rows_per_chunk(logits)
         for s in range(0, rows, step):
             z = logits[s : s + step].float()
             lse[s : s + step] = torch.logsumexp(z, dim=-1)
@@ -72,7 +92,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         eps = ctx.eps
         rows, vocab = logits.shape
         grad = torch.empty_like(logits)
-        step = _rows_per_chunk(vocab)
+        step = _rows_per_chunk(logits)
         for s in range(0, rows, step):
             g = grad_loss[s : s + step, None]
             chunk = torch.exp(logits[s : s + step].float() - lse[s : s + step, None]).sub_(eps / vocab)
@@ -92,7 +112,7 @@ class _SymmetricKL(torch.autograd.Function):
     def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         rows, vocab = a.shape
         stats = torch.empty(4, rows, device=a.device)  # lse_a, lse_b, KL(p‖q), KL(q‖p)
-        step = _rows_per_chunk(vocab)
+        step = _rows_per_chunk(a)
         for s in range(0, rows, step):
             za, zb = _float_copy(a[s : s + step]), _float_copy(b[s : s + step])
             lse_a, lse_b = torch.logsumexp(za, dim=-1), torch.logsumexp(zb, dim=-1)
@@ -111,7 +131,7 @@ class _SymmetricKL(torch.autograd.Function):
         # no buffer for a detached side (a fixed teacher): each is as large as the logits
         grad_a = torch.empty_like(a) if need_a else None
         grad_b = torch.empty_like(b) if need_b else None
-        step = _rows_per_chunk(vocab)
+        step = _rows_per_chunk(a)
         for s in range(0, rows, step):
             sl = slice(s, s + step)
             la = _float_copy(a[sl]).sub_(stats[0, sl, None])
@@ -160,6 +180,36 @@ class LossOutput:
     terms: dict[str, torch.Tensor]  # each term, detached, for logging
     target_tokens: int  # predicted target tokens (BOS excluded)
     masked_tokens: int
+
+
+@dataclass
+class LossInputs:
+    """One batch as the objective reads it. The data loader builds it on the CPU, where the targets are:
+    the NAR/AUX view with its masks already sampled, and the token counts, so that the loss of a batch
+    on a GPU needs no value back from the device (every such read waits for all queued work)."""
+
+    src: torch.Tensor  # (B, S) source ids + EOS
+    tgt: torch.Tensor  # (B, T) BOS + target ids + EOS
+    ar_tgt: torch.Tensor | None  # (B, T') other targets of the AR view (distilled data), else None
+    view: MaskedView | None  # the NAR/AUX view of tgt; None when the objective has no NAR/AUX term
+    target_tokens: int  # non-padding tokens of tgt[:, 1:]
+    masked_tokens: int  # masked positions of `view`
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> LossInputs:
+        def move(x: Any) -> Any:
+            return None if x is None else x.to(device, non_blocking=non_blocking)
+
+        return dataclasses.replace(
+            self, src=move(self.src), tgt=move(self.tgt), ar_tgt=move(self.ar_tgt), view=move(self.view)
+        )
+
+    def pin_memory(self) -> LossInputs:
+        def pin(x: Any) -> Any:
+            return None if x is None else x.pin_memory()
+
+        return dataclasses.replace(
+            self, src=pin(self.src), tgt=pin(self.tgt), ar_tgt=pin(self.ar_tgt), view=pin(self.view)
+        )
 
 
 class JanusObjective:
@@ -243,17 +293,47 @@ class JanusObjective:
         for module in self.untrained_modules(model):
             module.requires_grad_(False)
 
-    def sample_mask(self, tgt: torch.Tensor, pad_id: int) -> torch.Tensor:
+    def sample_mask(
+        self, tgt: torch.Tensor, pad_id: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         cfg = self.cfg
+        generator = self.generator if generator is None else generator
         if cfg.masking == "span":
-            mask = span_mask(tgt, pad_id, cfg.mask_ratio, cfg.span_lambda, self.generator)
+            mask = span_mask(tgt, pad_id, cfg.mask_ratio, cfg.span_lambda, generator)
         elif cfg.masking == "release":
-            mask = release_mask(tgt, pad_id, cfg.mask_ratio, cfg.span_lambda, self.generator)
+            mask = release_mask(tgt, pad_id, cfg.mask_ratio, cfg.span_lambda, generator)
         elif cfg.masking == "uniform":
-            mask = uniform_mask(tgt, pad_id, self.generator)
+            mask = uniform_mask(tgt, pad_id, generator)
         else:
             raise ValueError(f"unknown masking {cfg.masking!r}")
-        return with_suffixes(mask, tgt, pad_id, cfg.suffix_fraction, self.generator)
+        return with_suffixes(mask, tgt, pad_id, cfg.suffix_fraction, generator)
+
+    def prepare(
+        self,
+        src: torch.Tensor,
+        tgt: torch.Tensor,
+        ar_tgt: torch.Tensor | None,
+        pad_id: int,
+        mask_id: int,
+        generator: torch.Generator | None = None,
+    ) -> LossInputs:
+        """The inputs of `loss` for one batch, on the device of `tgt` (the data loader: the CPU). The masks
+        are drawn from `generator` (default: the objective's own, which the trainer reseeds per batch), so
+        a batch's masks depend only on the seed it is given."""
+        view = None
+        if self.needs_nar or self.needs_aux:
+            generator = self.generator if generator is None else generator
+            masked = self.sample_mask(tgt, pad_id, generator)
+            rank = masked_ranks(masked, self.cfg.random_order, generator)
+            view = masked_view(tgt, masked, pad_id, mask_id, rank, query_stream=self.needs_aux)
+        return LossInputs(
+            src,
+            tgt,
+            ar_tgt,
+            view,
+            int((tgt[:, 1:] != pad_id).sum()),
+            0 if view is None else int(view.masked_valid.sum()),
+        )
 
     def __call__(
         self,
@@ -262,15 +342,21 @@ class JanusObjective:
         tgt: torch.Tensor,
         ar_tgt: torch.Tensor | None = None,
     ) -> LossOutput:
-        """The loss of one batch. `ar_tgt`: other targets for the AR view (distilled data: the original
-        references; the NAR/AUX views learn `tgt`); the KLs with the AR view then have no common target
-        and are refused (the trainer checks that before training)."""
+        """The loss of one batch given as tensors: `prepare` (masks from the objective's generator),
+        then `loss`."""
+        cfg = model.cfg
+        return self.loss(model, self.prepare(src, tgt, ar_tgt, cfg.pad_id, cfg.mask_id))
+
+    def loss(self, model: JanusTransformer, batch: LossInputs) -> LossOutput:
+        """The loss of one prepared batch. `batch.ar_tgt`: other targets for the AR view (distilled data:
+        the original references; the NAR/AUX views learn `tgt`); the KLs with the AR view then have no
+        common target and are refused (the trainer checks that before training). Reads nothing back from
+        the device."""
         cfg, mcfg = self.cfg, model.cfg
+        src, tgt, ar_tgt = batch.src, batch.tgt, batch.ar_tgt
         eps = cfg.label_smoothing
         terms: dict[str, torch.Tensor] = {}
         enc = model.encode(src)
-        target_valid = tgt[:, 1:] != mcfg.pad_id
-        masked_tokens = 0
         if ar_tgt is not None and (cfg.kl_ar_nar > 0 or cfg.kl_ar_aux > 0):
             raise ValueError("the KLs with the AR view need the AR view on the same targets (ar_tgt=None)")
 
@@ -283,12 +369,10 @@ class JanusObjective:
 
         if needs_nar or needs_aux:
             enc_nar = model.encode(src) if cfg.encode_per_view and self.needs_ar else enc
-            masked = self.sample_mask(tgt, mcfg.pad_id)
-            rank = masked_ranks(masked, cfg.random_order, self.generator)
-            view = masked_view(tgt, masked, mcfg.pad_id, mcfg.mask_id, rank, query_stream=self.needs_aux)
+            view = batch.view
+            assert view is not None, "LossInputs without a view for an objective with NAR/AUX terms"
             hidden = model.decode(view, enc_nar)
             targets, valid = view.masked_targets, view.masked_valid
-            masked_tokens = int(valid.sum())
             index = view.placeholder_rows[:, :, None].expand(-1, -1, hidden.shape[-1])
             nar_logits = model.logits(hidden.gather(1, index))  # (B, K, V)
             aux_logits = model.logits(hidden[:, view.num_content :]) if self.needs_aux else None  # (B, K, V)
@@ -326,7 +410,10 @@ class JanusObjective:
         }
         loss = sum(weights[name] * value for name, value in terms.items() if name in weights)
         return LossOutput(
-            loss, {k: v.detach() for k, v in terms.items()}, int(target_valid.sum()), masked_tokens
+            loss,
+            {k: v.detach() for k, v in terms.items()},
+            batch.target_tokens,
+            batch.masked_tokens if (needs_nar or needs_aux) else 0,
         )
 
     @staticmethod

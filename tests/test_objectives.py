@@ -59,7 +59,7 @@ def test_symmetric_kl_is_symmetric_and_zero_on_equal_inputs():
 def test_fused_losses_match_the_plain_expressions_in_value_and_gradient(monkeypatch, dtype):
     import janusgen.objectives as objectives
 
-    monkeypatch.setattr(objectives, "_CHUNK_ELEMENTS", 3 * 37)  # several chunks, the last one short
+    monkeypatch.setattr(objectives, "_CPU_CHUNK_ELEMENTS", 3 * 37)  # several chunks, the last one short
     g = torch.Generator().manual_seed(1)
     a = (3 * torch.randn(5, 7, 37, generator=g, dtype=torch.float64)).to(dtype).requires_grad_(True)
     b = (3 * torch.randn(5, 7, 37, generator=g, dtype=torch.float64)).to(dtype).requires_grad_(True)

@@ -86,6 +86,7 @@ class TokenBudgetSampler:
         rank: int = 0,
         world_size: int = 1,
         max_sentences: int | None = None,
+        even: bool = True,
     ) -> None:
         if len(src_lengths) != len(tgt_lengths):
             raise ValueError("src_lengths and tgt_lengths differ in length")
@@ -99,13 +100,16 @@ class TokenBudgetSampler:
         self.shuffle = shuffle
         self.rank = rank
         self.world_size = world_size
+        # training: every rank takes the same number of batches (DDP steps together); validation: all
+        # batches, however unevenly they fall on the ranks (the trainer weights the sums)
+        self.even = even
         self.epoch = 0
         self.consumed = 0  # batches of the epoch's global list already handed out (all ranks)
         self._cache: tuple[int, list[np.ndarray]] | None = None
 
     def global_batches(self, epoch: int) -> list[np.ndarray]:
-        """All batches of `epoch`, the same on every rank, trimmed to a multiple of world_size
-        so that every rank takes the same number of steps."""
+        """All batches of `epoch`, the same on every rank; with `even`, trimmed to a multiple of
+        world_size so that every rank takes the same number of steps."""
         if self._cache is not None and self._cache[0] == epoch:
             return self._cache[1]
         n = len(self.cost)
@@ -119,7 +123,7 @@ class TokenBudgetSampler:
         batches = pack_by_tokens(order, self.cost, self.max_tokens, self.max_sentences)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        usable = len(batches) - len(batches) % self.world_size
+        usable = len(batches) - len(batches) % self.world_size if self.even else len(batches)
         if usable == 0 and batches:
             raise JanusError(
                 f"only {len(batches)} batch(es) for {self.world_size} ranks: "
@@ -147,8 +151,22 @@ class TokenBudgetSampler:
         while True:
             yield from self.epoch_batches()
 
+    def rank_batches(self, epoch: int) -> list[SampledBatch]:
+        """This rank's share of the whole of `epoch` (every world_size-th batch), without advancing."""
+        batches = self.global_batches(epoch)
+        return [SampledBatch(epoch, p, batches[p]) for p in range(self.rank, len(batches), self.world_size)]
+
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "consumed": self.consumed, "seed": self.seed}
+
+    def state_after(self, sampled: SampledBatch) -> dict[str, int]:
+        """The state right after this rank consumed `sampled`, whatever was fetched ahead since (a data
+        loader prefetches): every rank has then consumed the step's batches up to this one's."""
+        return {
+            "epoch": sampled.epoch,
+            "consumed": sampled.position - self.rank + self.world_size,
+            "seed": self.seed,
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state["seed"] != self.seed:
@@ -216,6 +234,7 @@ class PairBatches:
         rank: int = 0,
         world_size: int = 1,
         ar_on_references: bool = False,
+        even: bool = True,
     ) -> None:
         self.dataset = dataset
         if ar_on_references and dataset.references is None:
@@ -247,6 +266,7 @@ class PairBatches:
             shuffle=shuffle,
             rank=rank,
             world_size=world_size,
+            even=even,
         )
         self.pad_id, self.bos_id, self.eos_id = model_cfg.pad_id, model_cfg.bos_id, model_cfg.eos_id
 

@@ -14,6 +14,7 @@ Visibility is computed from two per-entry tensors compared by broadcasting:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,24 @@ class DecoderView:
     # (B, R, C) bool, or broadcastable (B, 1, C): row r may attend to content entry c; None: every entry
     visible: torch.Tensor | None
     num_content: int  # C
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> DecoderView:
+        """The same view with every tensor on `device` (a view built on the CPU by the data loader)."""
+        moved = {
+            f.name: value.to(device, non_blocking=non_blocking) if torch.is_tensor(value) else value
+            for f in dataclasses.fields(self)
+            for value in (getattr(self, f.name),)
+        }
+        return dataclasses.replace(self, **moved)
+
+    def pin_memory(self) -> DecoderView:
+        """The same view in page-locked memory, so that `to(cuda, non_blocking=True)` overlaps compute."""
+        pinned = {
+            f.name: value.pin_memory() if torch.is_tensor(value) else value
+            for f in dataclasses.fields(self)
+            for value in (getattr(self, f.name),)
+        }
+        return dataclasses.replace(self, **pinned)
 
 
 @dataclass

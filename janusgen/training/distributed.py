@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
+from janusgen.errors import JanusError
 from janusgen.hardware import pick_device
 
 
@@ -37,12 +39,31 @@ def init_distributed(device_preference: str = "auto", timeout_s: float = 600.0) 
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_preference, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        # device_id binds the NCCL communicator to this rank's GPU at once (no guess from the rank)
+        options = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s), **options)
     return DistributedContext(rank, world_size, local_rank, device)
+
+
+def on_main_rank(ctx: DistributedContext, job: Callable[[], None]) -> None:
+    """Run `job` on rank 0 only (e.g. hashing files every rank would read the same), then let every rank
+    raise the JanusError it raised, so that all ranks stop together with the same message."""
+    error = None
+    if ctx.is_main:
+        try:
+            job()
+        except JanusError as e:
+            error = str(e)
+    if ctx.enabled:
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise JanusError(error)
 
 
 def all_reduce_sum(ctx: DistributedContext, values: torch.Tensor) -> torch.Tensor:

@@ -10,13 +10,15 @@ from torch import nn
 from janusgen.config import TrainConfig
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.AdamW:
     """AdamW; biases, LayerNorm weights and embeddings' padding are plain parameters: weight decay
-    applies to matrices only (fairseq/nanoGPT practice)."""
+    applies to matrices only (fairseq/nanoGPT practice). `fused`: one kernel for all parameters (CUDA)
+    instead of a few per parameter tensor."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+    betas = (cfg.adam_beta1, cfg.adam_beta2)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, eps=cfg.adam_eps, fused=fused or None)
 
 
 def inverse_sqrt_lr(step: int, cfg: TrainConfig, progress: float = 0.0) -> float:

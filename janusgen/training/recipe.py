@@ -33,7 +33,7 @@ from janusgen.errors import JanusError
 from janusgen.hardware import resolve_precision
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
-from janusgen.training.distributed import barrier, broadcast_float, init_distributed, shutdown
+from janusgen.training.distributed import barrier, broadcast_float, init_distributed, on_main_rank, shutdown
 from janusgen.training.trainer import Trainer
 
 # options that may change when a run resumes; every other training option comes from the checkpoint
@@ -46,6 +46,9 @@ RESUMABLE = (
     "valid_bleu_sentences",
     "keep_last",
     "ar_targets",  # with --data a `janus distill` folder: the joint phase on data its own AR view distilled
+    "data_workers",
+    "deterministic",
+    "compile",
 )
 # what a run writes into its --out folder (all that --overwrite deletes)
 RUN_FILES = ("last", "best", "checkpoints", "log.jsonl", "tensorboard")
@@ -77,6 +80,20 @@ def remove_run(out: Path) -> None:
             shutil.rmtree(hidden, ignore_errors=True)
             os.replace(path, hidden)
             shutil.rmtree(hidden, ignore_errors=True)
+
+
+def configure_numerics(device: torch.device, deterministic: bool) -> None:
+    """TF32 tensor cores for float32 matmuls on a GPU (autocast covers the rest); with `deterministic`,
+    PyTorch's deterministic algorithms and cuBLAS's fixed workspace, so that a rerun with the same
+    hardware, software and number of ranks is bit-identical. A kernel with no deterministic version is
+    named in a warning rather than stopping the run."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _initialise_from(model: JanusTransformer, path: Path, tokenizer: TextTokenizer, data: Path) -> None:
@@ -124,8 +141,12 @@ def train(
         train_set = PairDataset.open(data, "train")
         valid_set = PairDataset.open(data, "valid")
         tokenizer = train_set.tokenizer
-        for split_set in (train_set, valid_set):
-            split_set.verify()  # checksums and token ids: a corrupt corpus fails here, not mid-run
+
+        def verify() -> None:  # checksums and token ids: a corrupt corpus fails here, not mid-run
+            for split_set in (train_set, valid_set):
+                split_set.verify()
+
+        on_main_rank(ctx, verify)  # one rank reads the whole corpus, not every one of them
         if resume:
             found = resume_point(out)
             if found is None:
@@ -191,6 +212,7 @@ def train(
         train_cfg = dataclasses.replace(train_cfg, precision=precision.precision)
         if ctx.is_main:
             print(f"janus: precision {precision.precision}: {precision.reason}", file=sys.stderr)
+        configure_numerics(ctx.device, train_cfg.deterministic)
 
         torch.manual_seed(train_cfg.seed)
         model = JanusTransformer(model_cfg)
@@ -228,7 +250,14 @@ def train(
                 ar_on_references=train_cfg.ar_targets == "references",
             ),
             PairBatches(
-                valid_set, model_cfg, train_cfg.max_tokens, train_cfg.seed, False, ctx.rank, ctx.world_size
+                valid_set,
+                model_cfg,
+                train_cfg.max_tokens,
+                train_cfg.seed,
+                False,
+                ctx.rank,
+                ctx.world_size,
+                even=False,  # every valid batch counts, however few there are for the ranks
             ),
             tokenizer,
             train_cfg,

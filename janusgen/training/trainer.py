@@ -2,8 +2,13 @@
 and checkpoints; the recipe that builds them and decides where a run resumes is `janusgen.training.recipe`.
 
 One loop for every objective, for one CPU, one GPU or many ranks under torchrun. Randomness (masks,
-dropout) is reseeded per batch from (seed, epoch, position in the epoch's global batch list), so a
-run is reproducible whatever the number of ranks, the accumulation or the point where it resumed.
+dropout) is reseeded per batch from (seed, epoch, position in the epoch's global batch list), so the
+batches and masks of a run are the same whatever the number of ranks, the accumulation or the point
+where it resumed (the arithmetic is not: see `--deterministic`).
+
+On a GPU the loop reads nothing back from the device between log lines: batches come ready (masks and
+token counts made on the CPU by the data loader, training/loader.py), the logged values stay on the
+device until a log line needs them, and checkpoints are written by a background thread from a copy.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ from janusgen.data.batching import PairBatches, SampledBatch
 from janusgen.data.tokenizer import TextTokenizer
 from janusgen.errors import JanusError
 from janusgen.model.transformer import JanusTransformer
-from janusgen.objectives import JanusObjective, LossOutput
+from janusgen.objectives import JanusObjective, LossInputs, LossOutput
+from janusgen.training.checkpoint_writer import CheckpointWriter
 from janusgen.training.distributed import (
     DistributedContext,
     all_reduce_sum,
-    barrier,
     broadcast_float,
 )
+from janusgen.training.loader import BatchMaker, ReadyBatch, batch_stream
 from janusgen.training.logger import MetricsLogger
 from janusgen.training.optim import build_optimizer, inverse_sqrt_lr, set_lr
 
@@ -57,8 +63,8 @@ class ObjectiveModule(nn.Module):
         self.model = model
         self.objective = objective
 
-    def forward(self, src: torch.Tensor, tgt: torch.Tensor, ar_tgt: torch.Tensor | None = None) -> LossOutput:
-        return self.objective(self.model, src, tgt, ar_tgt)
+    def forward(self, inputs: LossInputs) -> LossOutput:
+        return self.objective.loss(self.model, inputs)
 
 
 @dataclass
@@ -93,16 +99,28 @@ class Trainer:
         self.run_config = run_config
         self.state = TrainerState()
         objective.freeze_untrained(model)  # before the optimizer and DDP see the parameters
-        self.optimizer = build_optimizer(model, cfg)
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
-        module = ObjectiveModule(model, objective)
+        self.optimizer = build_optimizer(model, cfg, fused=ctx.device.type == "cuda")
+        # fp16 needs loss scaling; the CPU's scaler exercises the same path where there is no GPU
+        self.scaler = torch.amp.GradScaler(ctx.device.type) if cfg.precision == "fp16" else None
+        module: nn.Module = ObjectiveModule(model, objective)
         if ctx.enabled:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-            module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+            # buffers are constants (position tables, BART's logits bias): no broadcast before each forward;
+            # gradients live in DDP's buckets instead of being copied there after every backward
+            module = nn.parallel.DistributedDataParallel(
+                module, device_ids=device_ids, broadcast_buffers=False, gradient_as_bucket_view=True
+            )
+        if cfg.compile:
+            module = torch.compile(module, dynamic=True)
         self.module = module
+        mask_id = model.cfg.mask_id
+        self.train_maker = BatchMaker(train_data, objective, cfg.seed, mask_id)
+        self.valid_maker = BatchMaker(valid_data, objective, cfg.seed, mask_id)
         self.logger = MetricsLogger(out, enabled=ctx.is_main)
+        self.writer = CheckpointWriter()
         self.last_valid: dict[str, float] = {}
         self.warnings: list[str] = []
+        self.last_batch: SampledBatch | None = None  # the last training batch consumed (resume position)
 
     def warn(self, text: str) -> None:
         """A problem with the run the user should act on: printed now, and in the summary."""
@@ -169,28 +187,28 @@ class Trainer:
             return min(1.0, self.state.elapsed_s / max(self.cfg.time_budget_s, 1e-9))
         return min(1.0, self.state.step / self.cfg.max_updates)
 
-    def train_step(self, batches: list[SampledBatch]) -> dict[str, float]:
-        """One update from `update_freq` batches: gradients synchronised only on the last one."""
+    def train_step(self, batches: list[ReadyBatch]) -> tuple[dict[str, torch.Tensor], float, int]:
+        """One update from `update_freq` batches: gradients synchronised only on the last one. Returns
+        the logged values as tensors on the device (read at the next log line, not now), the learning
+        rate and the target tokens."""
         self.model.train()
-        totals: dict[str, float] = {}
+        totals: dict[str, torch.Tensor] = {}
         tokens = 0
-        for i, sampled in enumerate(batches):
-            seed = sampled.seed(self.cfg.seed)
-            torch.manual_seed(seed)  # dropout
-            self.objective.reseed(seed)  # masks
+        for i, ready in enumerate(batches):
+            torch.manual_seed(ready.seed)  # dropout
             self.objective.set_update(self.state.step + 1, self.progress())
-            batch = self.train_data.collate(sampled.indices).to(self.ctx.device)
+            inputs = ready.inputs.to(self.ctx.device, non_blocking=True)
             last = i == len(batches) - 1
             sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.module.no_sync()
             with sync:
                 with self.autocast():
-                    out = self.module(batch.src, batch.tgt, batch.ar_tgt)
+                    out = self.module(inputs)
                 loss = out.loss / len(batches)
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-            for name, value in out.terms.items():
-                totals[name] = totals.get(name, 0.0) + float(value) / len(batches)
-            totals["loss"] = totals.get("loss", 0.0) + float(out.loss.detach()) / len(batches)
+            for name, value in (*out.terms.items(), ("loss", out.loss.detach())):
+                totals[name] = totals.get(name, 0.0) + value.float() / len(batches)
             tokens += out.target_tokens
+            self.last_batch = ready.sampled
 
         step = self.state.step + 1
         lr = inverse_sqrt_lr(step, self.cfg, self.progress())
@@ -198,9 +216,8 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        grad_norm = float(
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_norm if self.cfg.clip_norm > 0 else math.inf)
-        )
+        max_norm = self.cfg.clip_norm if self.cfg.clip_norm > 0 else math.inf
+        totals["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, max_norm).float()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -208,7 +225,7 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.step = step
-        return {**totals, "lr": lr, "grad_norm": grad_norm, "tokens": float(tokens)}
+        return totals, lr, tokens
 
     def fit(self) -> dict[str, Any]:
         cfg, ctx = self.cfg, self.ctx
@@ -222,7 +239,7 @@ class Trainer:
                 f"maximum left out), {ctx.world_size} rank(s) on {ctx.device}",
                 file=sys.stderr,
             )
-        batches = iter(self.train_data.sampler)
+        stream = batch_stream(self.train_maker, iter(self.train_data.sampler), ctx.device, cfg.data_workers)
         # with a time budget the bar (and its ETA) follows the clock, otherwise the update count
         by_time = cfg.time_budget_s is not None
         bar = tqdm(
@@ -233,26 +250,29 @@ class Trainer:
             dynamic_ncols=True,
             file=sys.stderr,
         )
-        window: dict[str, float] = {}
-        window_steps, window_start = 0, time.perf_counter()
+        window: dict[str, torch.Tensor] = {}
+        window_lr, window_tokens, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
         last_valid_step = self.state.step
         start_elapsed, start_time, start_step = self.state.elapsed_s, time.perf_counter(), self.state.step
         paused = cfg.stop_at is not None and cfg.stop_at < cfg.max_updates
         last_step = cfg.stop_at if paused else cfg.max_updates
         stop_reason = "stop_at" if paused else "max_updates"
         while self.state.step < last_step:
-            logs = self.train_step([next(batches) for _ in range(cfg.update_freq)])
-            # rank 0's clock, so that time-based schedules and the stop agree on every rank
-            self.state.elapsed_s = broadcast_float(ctx, start_elapsed + time.perf_counter() - start_time)
+            logs, lr, tokens = self.train_step([next(stream) for _ in range(cfg.update_freq)])
+            elapsed = start_elapsed + time.perf_counter() - start_time
+            # a time budget needs rank 0's clock on every rank (schedules and the stop must agree); without
+            # one the clock is only logged, by rank 0, and costs no collective
+            self.state.elapsed_s = broadcast_float(ctx, elapsed) if by_time else elapsed
             if self.state.step == start_step + PROJECT_AFTER_UPDATES and ctx.is_main:
                 self._check_projection(start_step, start_elapsed)
             for k, v in logs.items():
-                window[k] = window.get(k, 0.0) + v
-            window_steps += 1
+                window[k] = window[k] + v if k in window else v
+            window_lr, window_tokens, window_steps = window_lr + lr, window_tokens + tokens, window_steps + 1
             if self.state.step % cfg.log_every == 0 or self.state.step == cfg.max_updates:
-                reduced = self._reduce_window(window, window_steps)
+                reduced = self._reduce_window(window, window_steps, window_tokens)
                 seconds = time.perf_counter() - window_start
                 reduced["tgt_tokens_per_s"] = reduced.pop("tokens") * window_steps / max(seconds, 1e-9)
+                reduced["lr"] = window_lr / window_steps
                 reduced["elapsed_s"] = self.state.elapsed_s
                 self.logger.log(self.state.step, "train", reduced)
                 bar.set_postfix(
@@ -261,7 +281,8 @@ class Trainer:
                     tok_s=f"{reduced['tgt_tokens_per_s']:.0f}",
                     lr=f"{reduced['lr']:.2e}",
                 )
-                window, window_steps, window_start = {}, 0, time.perf_counter()
+                window, window_lr, window_tokens, window_steps = {}, 0.0, 0, 0
+                window_start = time.perf_counter()
             bar.update(round(self.state.elapsed_s) - bar.n if by_time else 1)
             out_of_time = cfg.time_budget_s is not None and self.state.elapsed_s >= cfg.time_budget_s
             if self.state.step % cfg.validate_every == 0 or self.state.step == cfg.max_updates or out_of_time:
@@ -271,8 +292,10 @@ class Trainer:
                 stop_reason = "time_budget"
                 break
         bar.close()
+        del stream  # stops the data loader's workers
         if last_valid_step != self.state.step:
             self.validate_and_save()
+        self.writer.wait()  # the last checkpoint is on disk when fit returns
         self.logger.close()
         if ctx.is_main:
             self._check_result()
@@ -285,45 +308,45 @@ class Trainer:
             "warnings": self.warnings,
         }
 
-    def _reduce_window(self, window: dict[str, float], steps: int) -> dict[str, float]:
-        """Mean over the window's updates and over ranks (tokens: summed over ranks)."""
+    def _reduce_window(self, window: dict[str, torch.Tensor], steps: int, tokens: int) -> dict[str, float]:
+        """Mean over the window's updates and over ranks (tokens: summed over ranks), read from the
+        device in one transfer (the only one between two log lines)."""
         names = sorted(window)
-        values = all_reduce_sum(
-            self.ctx, torch.tensor([window[n] for n in names], dtype=torch.float64, device=self.ctx.device)
-        ).tolist()
-        out = {}
-        for name, value in zip(names, values, strict=True):
-            per_rank = value / steps
-            out[name] = per_rank if name == "tokens" else per_rank / self.ctx.world_size
+        values = torch.stack(
+            [window[n].to(torch.float64) for n in names]
+            + [window[names[0]].new_tensor(tokens, dtype=torch.float64)]
+        )
+        values = all_reduce_sum(self.ctx, values).tolist()
+        out = {name: value / steps / self.ctx.world_size for name, value in zip(names, values, strict=False)}
+        out["tokens"] = values[-1] / steps
         return out
 
     # ----------------------------------------------------------------------------------- validate
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Loss of every term over the valid split (fixed masks), and a quick BLEU of greedy AR and
-        one-pass NAR decoding on the first `valid_bleu_sentences` pairs."""
+        one-pass NAR decoding on the first `valid_bleu_sentences` pairs.
+
+        The split's batches fall unevenly on the ranks (a rank may have none): each rank sums its
+        batches' values weighted by their target tokens, and the sums are added over ranks, so the
+        result is the same on any number of ranks."""
         self.model.eval()
         names = ("loss", *self.objective.term_names)
-        sums = torch.zeros(len(names) + 1, dtype=torch.float64)
+        # sums of w * value per name, then of w; on the device, read once after the reduction
+        sums = torch.zeros(len(names) + 1, dtype=torch.float64, device=self.ctx.device)
         # the same batches and masks at every validation, whatever came before (resume included):
         # the sampler is never advanced, and the seeds come from a stream no training batch uses
-        sampler = self.valid_data.sampler
-        batches = sampler.global_batches(0)
-        for position in range(sampler.rank, len(batches), sampler.world_size):
-            sampled = SampledBatch(VALID_EPOCH, position, batches[position])
-            self.objective.reseed(sampled.seed(self.cfg.seed))
-            batch = self.valid_data.collate(sampled.indices).to(self.ctx.device)
+        for sampled in self.valid_data.sampler.rank_batches(0):
+            ready = self.valid_maker[SampledBatch(VALID_EPOCH, sampled.position, sampled.indices)]
+            inputs = ready.inputs.to(self.ctx.device, non_blocking=True)
             with self.autocast(), self.objective.full_loss():
-                out = self.objective(self.model, batch.src, batch.tgt)
+                out = self.objective.loss(self.model, inputs)
+            values = {"loss": out.loss, **out.terms}
             w = float(out.target_tokens)
-            for i, name in enumerate(names):
-                value = out.loss if name == "loss" else out.terms.get(name)
-                if value is not None:
-                    sums[i] += w * float(value)
-            sums[-1] += w
-        sums = all_reduce_sum(self.ctx, sums.to(self.ctx.device)).cpu()
-        present = {"loss"} | set(out.terms)
-        results = {name: float(sums[i] / sums[-1]) for i, name in enumerate(names) if name in present}
+            row = torch.stack([values[n].double() if n in values else sums.new_zeros(()) for n in names])
+            sums += torch.cat([row, sums.new_ones(1)]) * w
+        sums = all_reduce_sum(self.ctx, sums).cpu()
+        results = {name: float(sums[i] / sums[-1]) for i, name in enumerate(names)}
         if self.cfg.valid_bleu_sentences > 0 and self.ctx.is_main:
             results.update(self.quick_bleu())
         return results
@@ -373,28 +396,39 @@ class Trainer:
             shown = "  ".join(f"{k} {v:.3f}" for k, v in results.items())
             tqdm.write(f"step {self.state.step}: valid {shown}", file=sys.stderr)
             self.save(is_best)
-        barrier(self.ctx)
+        # no barrier: the other ranks wait for rank 0 at the next gradient reduction anyway, and the files
+        # are written by a background thread while everyone trains on
 
     def save(self, is_best: bool) -> None:
+        """Copy the state now; write the step folder, `last`, `best` and prune old steps in the background."""
         step_dir = self.out / "checkpoints" / f"step_{self.state.step:08d}"
         opt_meta, tensors = ckpt.optimizer_state(self.optimizer)
+        tensors = {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        sampler = self.train_data.sampler
         meta = {
             "step": self.state.step,
             "elapsed_s": self.state.elapsed_s,
             "best_value": self.state.best_value,
             "best_step": self.state.best_step,
-            "sampler": self.train_data.sampler.state_dict(),
+            "sampler": sampler.state_dict()
+            if self.last_batch is None
+            else sampler.state_after(self.last_batch),
             "objective": self.objective.state_dict(),
             "optimizer": opt_meta,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "world_size": self.ctx.world_size,
         }
-        ckpt.save_checkpoint(
-            step_dir, self.model, self.tokenizer, {**self.run_config, "step": self.state.step}, meta, tensors
-        )
-        ckpt.link_checkpoint(step_dir, self.out / "last")
-        if is_best:
-            ckpt.link_checkpoint(step_dir, self.out / "best")
-        steps = sorted((self.out / "checkpoints").glob("step_*"))
-        for old in steps[: max(0, len(steps) - self.cfg.keep_last)]:
-            ckpt.remove_checkpoint(old)
+        config = {**self.run_config, "step": self.state.step}
+        out, keep_last, tokenizer = self.out, self.cfg.keep_last, self.tokenizer
+
+        def write() -> None:
+            ckpt.save_checkpoint(step_dir, weights, tokenizer, config, meta, tensors)
+            ckpt.link_checkpoint(step_dir, out / "last")
+            if is_best:
+                ckpt.link_checkpoint(step_dir, out / "best")
+            steps = sorted((out / "checkpoints").glob("step_*"))
+            for old in steps[: max(0, len(steps) - keep_last)]:
+                ckpt.remove_checkpoint(old)
+
+        self.writer.submit(write)

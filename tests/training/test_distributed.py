@@ -182,3 +182,32 @@ def test_bf16_autocast_under_ddp(toy_data, tmp_path):
     rc, log = _finish(_janus(args, nproc=2))
     assert rc == 0, log
     assert json.loads((tmp_path / "run" / "last" / "trainer_state.json").read_text())["world_size"] == 2
+
+
+def _valid_rows(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if '"valid"' in x]
+
+
+def test_more_ranks_than_validation_batches(toy_data, tmp_path):
+    """The valid split falls on fewer batches than there are ranks: validation still covers every batch
+    once (no trim, no error), and its losses equal those of one process with the same global batch."""
+    from janusgen.config import model_preset
+    from janusgen.data.batching import PairBatches
+    from janusgen.data.dataset import PairDataset
+
+    valid = PairBatches(PairDataset.open(toy_data, "valid"), model_preset("tiny"), 512, 3, False, even=False)
+    assert len(valid.sampler.global_batches(0)) < 3
+
+    common = ["--data", str(toy_data), *TRAIN, "--max-updates", "2", "--validate-every", "1"]
+    rc, log = _finish(_janus(["train", "--out", str(tmp_path / "ddp"), *common], nproc=3))
+    assert rc == 0, log[-3000:]
+    rc, log = _finish(_janus(["train", "--out", str(tmp_path / "one"), *common, "--update-freq", "3"]))
+    assert rc == 0, log[-3000:]
+    ddp, one = _valid_rows(tmp_path / "ddp"), _valid_rows(tmp_path / "one")
+    assert [r["step"] for r in ddp] == [r["step"] for r in one] == [1, 2]
+    for a, b in zip(ddp, one, strict=True):
+        for name in ("loss", "ar", "nar", "aux", "length", "kl_ar_nar", "kl_nar_aux", "kl_ar_aux"):
+            assert a[name] == pytest.approx(b[name], rel=1e-5, abs=1e-6), name
+    for run in ("ddp", "one"):
+        assert (tmp_path / run / "last" / "model.safetensors").is_file()
+        assert (tmp_path / run / "best" / "model.safetensors").is_file()
