@@ -349,9 +349,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--recipe",
         choices=tuple(RECIPES),
         default=None,
-        help="defaults for the training options: paper (tens of thousands of updates, GPU scale) or cpu "
-        "(learns within minutes on a few CPU cores: small batches, high lr, warmup and curriculum as "
-        "fractions of --time-budget, no dropout). Options given explicitly win (default paper)",
+        help="defaults for the training options: paper (tens of thousands of updates, GPU scale; the "
+        "paper's loss, KL terms on) or cpu (learns within minutes on a few CPU cores: small batches, high "
+        "lr, warmup and curriculum as fractions of --time-budget, no dropout; for janus, the AR loss alone "
+        "for the first half, then JANUS without the KL terms (the cpu recipe): the paper's 'without KL' "
+        "ablation, not the paper's loss). Options given explicitly win (default paper)",
     )
     train.add_argument("--resume", action="store_true", help="continue the run in --out from out/last")
     train.add_argument(
@@ -956,9 +958,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo",
         help="the main job: Bible corpus -> train a small JANUS model -> translate in both modes",
-        description="Build and prepare the Spanish->English Bible, train a small JANUS model for "
-        "--time-budget on the CPU, then translate the test split with AR beam search and NAR Mask-Predict "
-        "and print BLEU, chrF and speed. Steps whose output exists in --work are skipped.",
+        description="Build and prepare the Spanish->English Bible, train a small JANUS model (JANUS "
+        "without the KL terms: the cpu recipe) for --time-budget on the CPU, then translate the test split "
+        "with AR beam search and NAR Mask-Predict and print BLEU, chrF and speed. Steps whose output exists "
+        "in --work are skipped.",
     )
     demo.add_argument("--work", type=Path, default=Path("work"), help="working folder (default %(default)s)")
     demo.add_argument(

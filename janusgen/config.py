@@ -557,10 +557,11 @@ def cpu_recipe(
     2,048-token batches (at equal time twice the updates of 4,096 learned faster), lr 2e-3 with a
     warmup of 5% of the run, no dropout (about one epoch: nothing to regularise yet). A JANUS objective
     trains L_AR alone for the first half of the run (an AR-only update costs ~40% of a joint one), then
-    the full loss without its KL terms: at these budgets the NAR and AUX distributions are poor teachers
-    and the KLs pull the AR view toward them (AR and NAR both better without, in every seed measured:
-    BENCHMARKS.md). Fractions are of --time-budget when there is one, so the recipe behaves alike on a
-    slow and a fast machine."""
+    JANUS without the KL terms (the cpu recipe): the paper's "without KL" ablation, not the paper's loss,
+    and every result it gives must be named so. At these budgets the NAR and AUX distributions are poor
+    teachers and the KLs pull the AR view toward them (AR greedy and NAR both better without, at both
+    seeds measured at 1,500 updates: BENCHMARKS.md). Fractions are of --time-budget when there is one, so
+    the recipe behaves alike on a slow and a fast machine."""
     model = dataclasses.replace(model, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
     joint = objective.ar_weight > 0 and (objective.nar_weight > 0 or objective.aux_weight > 0)
     if joint:

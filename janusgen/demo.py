@@ -39,6 +39,7 @@ from janusgen.hardware import PrecisionChoice, resolve_precision
 from janusgen.model.transformer import JanusTransformer
 
 SUMMARY = "summary.json"
+NO_KL_NAME = "JANUS without the KL terms (the cpu recipe)"
 PLAN = "demo_plan.json"
 NEAR_ZERO_BLEU = 1.0
 
@@ -219,8 +220,9 @@ def run_demo(
     if not (run / SUMMARY).is_file():
         resume = resume_point(run) is not None
         threads = torch.get_num_threads()
+        name = objective_name(dataclasses.asdict((preset or DemoPreset()).objective()))
         step(
-            f"3/4 training a JANUS model for {time_budget_s / 60:.0f} min on {threads} CPU thread(s) "
+            f"3/4 training {name} for {time_budget_s / 60:.0f} min on {threads} CPU thread(s) "
             f"(CPU capability {torch.backends.cpu.get_cpu_capability()}){' (resuming)' if resume else ''}"
         )
         if preset is None and not resume:
@@ -261,11 +263,22 @@ def run_demo(
     if (work / PLAN).is_file():
         report["plan"] = json.loads((work / PLAN).read_text())
     (work / "demo_results.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nSpanish->English Bible, test split ({len(sources)} verses), model {run / 'best'}")
+    name = objective_name(report["objective"])
+    print(f"\nSpanish->English Bible, test split ({len(sources)} verses), {name}, model {run / 'best'}")
     print(format_table(results, baseline=label(SPEED_BASELINE)))
     for problem in _problems(report):
         print(f"\nwarning: {problem}")
     return results
+
+
+def objective_name(objective: dict[str, Any]) -> str:
+    """How the demo names the model it trained, wherever it shows a result: JANUS with its KL weights at 0
+    is the paper's "without KL" ablation and must never read as the paper's loss."""
+    if objective.get("name") != "janus":
+        return f"a {objective.get('name', 'model')} model"
+    if any(objective.get(k, 0.0) for k in ("kl_ar_nar", "kl_nar_aux", "kl_ar_aux")):
+        return "JANUS (the paper's loss, KL terms on)"
+    return NO_KL_NAME
 
 
 def _problems(report: dict[str, Any]) -> list[str]:
@@ -287,6 +300,7 @@ def _report(results: list[EvalResult], run: Path) -> dict[str, Any]:
     return {
         "training": summary,
         "best_step": config.get("step"),
+        "objective": config.get("objective", {}),
         "results": [r.to_dict() for r in results],
         "threads": torch.get_num_threads(),
     }

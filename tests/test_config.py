@@ -1,4 +1,4 @@
-"""Config validation (issue 12, item 6): every bad value is refused where the config is built, with
+"""Config validation (RELIABILITY.md): every bad value is refused where the config is built, with
 one message naming the option, from the command line and from a checkpoint's config.json alike."""
 
 import dataclasses

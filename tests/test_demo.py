@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from janusgen.demo import TARGET_UPDATES, DemoPreset, _problems, plan_demo
+import dataclasses
+
+from janusgen.config import objective_preset
+from janusgen.demo import NO_KL_NAME, TARGET_UPDATES, DemoPreset, _problems, objective_name, plan_demo
 
 TINY = DemoPreset(d_model=32, ffn_dim=64, heads=2, encoder_layers=2, decoder_layers=2)
 TINIER = DemoPreset(d_model=32, ffn_dim=64, heads=2, encoder_layers=1, decoder_layers=1)
@@ -25,6 +28,13 @@ def test_recipe_fractions_reach_the_demo_configs():
     train = preset.train(900.0, seed=2)
     assert train.warmup_fraction and train.time_budget_s == 900.0 and train.precision == "auto"
     assert preset.model().dropout == 0.0
+
+
+def test_the_demo_names_its_model_without_the_kl_terms_never_as_the_papers_loss():
+    assert objective_name(dataclasses.asdict(DemoPreset().objective())) == NO_KL_NAME
+    assert "without the KL terms" in NO_KL_NAME and "cpu recipe" in NO_KL_NAME
+    paper = objective_name(dataclasses.asdict(objective_preset("janus")))
+    assert "paper's loss" in paper and "without" not in paper
 
 
 def test_a_table_of_zeros_is_never_printed_without_comment():

@@ -412,8 +412,8 @@ def test_a_second_encoder_pass_differs_only_by_its_dropout():
 def test_release_masking_masks_about_0_56_of_the_inner_tokens_and_never_the_ends():
     """The authors' release aims at ceil(0.7 (n + 2)) positions with overlapping spans over the whole
     sequence and then unmasks BOS/EOS: about 0.56 of the inner tokens end up masked, a varying number,
-    and a 3-token sentence is sometimes not masked at all (the issue's simulation: 0.57/0.57/0.56/0.57
-    at n = 8, 15, 25, 40)."""
+    and a 3-token sentence is sometimes not masked at all (a simulation of the release's code:
+    0.57/0.57/0.56/0.57 at n = 8, 15, 25, 40)."""
     g = torch.Generator().manual_seed(0)
     for n in (8, 15, 25, 40):
         tgt = torch.full((400, n + 2), 7)

@@ -79,7 +79,7 @@ def test_unknown_version_missing_keys_and_bad_json(copy_of):
 
 
 def test_tokenizer_must_be_a_file_inside_the_folder(copy_of, tmp_path):
-    """Issue 12, item 11: meta.json may not point the tokenizer at a file outside the folder."""
+    """meta.json may not (RELIABILITY.md) point the tokenizer at a file outside the folder."""
     meta = json.loads((copy_of / "meta.json").read_text())
     outside = tmp_path / "elsewhere.model"
     shutil.copy(copy_of / "spm.model", outside)

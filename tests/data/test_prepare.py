@@ -201,7 +201,7 @@ def test_output_folder_checks(text_dir, tmp_path, small_config):
 def test_rerun_is_refused_without_overwrite_and_never_deletes_foreign_files(
     text_dir, tmp_path, small_config, monkeypatch
 ):
-    """Issue 12, item 3: a second prepare into a prepared folder needs --overwrite, and even then it
+    """A second prepare into a prepared folder needs --overwrite, and even then it
     refuses while the folder holds anything prepare did not write (replacing the folder deletes all)."""
     source, out = TextFilesSource(text_dir, "es", "en"), tmp_path / "out"
     (out).mkdir()
@@ -240,7 +240,7 @@ def test_files_added_while_prepare_runs_are_not_deleted(text_dir, tmp_path, smal
 
 
 def test_stale_temporaries_of_killed_runs_are_removed(text_dir, tmp_path, small_config):
-    """Issue 12, item 11: `.NAME.tmp-PID-*` / `.NAME.old-PID-*` folders whose process is gone are removed
+    """`.NAME.tmp-PID-*` / `.NAME.old-PID-*` folders whose process is gone are removed
     by the next write to NAME; a live process's, and names without a PID, are left alone."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -1,5 +1,6 @@
-"""`janus generate` never loses a line or a file, and every bad input is one clear error (issue 12:
-items 1, 4, 5 and 9). Driven through `janusgen.cli.main` in-process, but for the closed pipe."""
+"""`janus generate` never loses a line or a file, and every bad input is one clear error
+(RELIABILITY.md, "Data loss" and "Clear errors"). Driven through `janusgen.cli.main` in-process, but
+for the closed pipe."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A run folder survives kills, refuses to mix two runs, and corrupt checkpoints or data are reported
-(issue 12, items 2, 7 and 8)."""
+(RELIABILITY.md)."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def test_a_kill_at_any_rename_leaves_a_resumable_run(toy_data, tmp_path, monkeyp
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_sigkill_at_a_rename_under_strace_leaves_a_resumable_run(toy_data, tmp_path):
-    """The issue's reproduction: a real SIGKILL at the N-th rename system call of `janus train`."""
+    """The reproduction in RELIABILITY.md: a real SIGKILL at the N-th rename system call of `janus train`."""
     argv = [
         sys.executable,
         "-m",

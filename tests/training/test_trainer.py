@@ -118,7 +118,7 @@ def _valid_rows(out: Path) -> dict[int, dict]:
 
 def test_resumed_run_logs_the_same_validation_and_best_as_the_uninterrupted_one(toy_data, tmp_path):
     """The valid masks are fixed per run: neither the number of earlier validations nor a resume
-    changes a validation loss, so `best` is the same checkpoint too (issue 12, item 10)."""
+    changes a validation loss, so `best` is the same checkpoint too."""
     cfg = dataclasses.replace(FAST, max_updates=6, validate_every=2)
     _run(toy_data, tmp_path / "full", "janus", cfg)
     _run(toy_data, tmp_path / "split", "janus", dataclasses.replace(cfg, max_updates=2))
