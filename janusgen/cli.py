@@ -671,7 +671,11 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-len-a", type=float, default=d.max_len_a, help="output limit a*|x|+b: a")
     parser.add_argument("--max-len-b", type=int, default=d.max_len_b, help="output limit a*|x|+b: b")
     parser.add_argument("--max-tokens", type=int, default=d.max_tokens, help="source tokens per batch")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (a GPU when there is one), cpu, cuda or cuda:N (default %(default)s)",
+    )
     parser.add_argument(
         "--dtype",
         default="auto",
@@ -855,7 +859,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     srv.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (e.g. RUN/best)")
     srv.add_argument("--host", default=d.host, help="address to listen on (default %(default)s)")
     srv.add_argument("--port", type=int, default=d.port, help="port (default %(default)s)")
-    srv.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
+    srv.add_argument(
+        "--device",
+        default="auto",
+        help="auto (a GPU when there is one), cpu, cuda or cuda:N (default %(default)s)",
+    )
     srv.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default auto)")
     for name, help_text in ServeConfig.OPTION_HELP.items():
         value = getattr(d, name)

@@ -28,10 +28,9 @@ def decode_ar(
     """Autoregressive decoding of `src` (B, S) (ids + EOS, right-padded): beam search, or greedy for
     beam = 1. At most ⌊a·|x| + b⌋ output tokens per sentence. Scores: `log_probs` sums the log-probs of
     the output and EOS; `scores` divides it by (n + 1)^length_penalty, which beam search ranks by."""
-    src = check_inputs(model, src)
-    if src.shape[0] == 0:
+    if src.dim() == 2 and src.shape[0] == 0:
         return Decoded([], [], [])
-    enc = model.encode(src)
+    enc = check_inputs(model, src)
     max_len = max_output_lengths(model, src, max_len_a, max_len_b)
     if beam == 1:
         return Decoded.of(greedy_search(model, enc, max_len, length_penalty))
@@ -57,10 +56,9 @@ def decode_nar(
     offset. Keeps the candidate with the best mean NAR log-prob, or with `rerank` the best AR
     log-prob / (n + 1)^length_penalty; the returned scores are those it was chosen by.
     `collapse_repeats`: each run of a repeated token is kept once, before the AR view reranks."""
-    src = check_inputs(model, src)
-    if src.shape[0] == 0:
+    if src.dim() == 2 and src.shape[0] == 0:
         return Decoded([], [], [])
-    enc = model.encode(src)
+    enc = check_inputs(model, src)
     max_len = max_output_lengths(model, src, max_len_a, max_len_b)
     hyps = mask_predict(
         model,
@@ -91,9 +89,8 @@ def decode_speculative(
     and scores are those of `decode_ar(..., beam=1)`; `stats` counts the rounds and emitted tokens.
     `drafting`: how drafts are made, one of `speculative.DRAFTINGS`; `block`: the most draft tokens
     verified a round (None: all the rest of the draft)."""
-    src = check_inputs(model, src)
-    if src.shape[0] == 0:
+    if src.dim() == 2 and src.shape[0] == 0:
         return Decoded([], [], [], SpeculativeStats())
-    enc = model.encode(src)
+    enc = check_inputs(model, src)
     max_len = max_output_lengths(model, src, max_len_a, max_len_b)
     return Decoded.of(*speculative_search(model, enc, max_len, length_penalty, drafting, block))

@@ -42,20 +42,23 @@ class Decoded:
         return Decoded(hyps.token_lists(), hyps.log_prob.tolist(), hyps.score.tolist(), stats)
 
 
-def check_inputs(model: JanusTransformer, src: torch.Tensor) -> torch.Tensor:
-    """Validate a source batch (B, S) and drop all-padding columns; raise ValueError on misuse."""
+def check_inputs(model: JanusTransformer, src: torch.Tensor) -> Encoded:
+    """Validate a source batch (B, S), drop all-padding columns and encode it; raise ValueError on
+    misuse. The encoder knows whether any source is padded (no attention mask is needed if none is)."""
     if model.training:
         raise ValueError("call model.eval() before decoding: dropout would make the outputs random")
     if src.dim() != 2:
         raise ValueError(f"src must be a (batch, length) tensor of token ids, got shape {tuple(src.shape)}")
     cfg = model.cfg
-    longest = int((src != cfg.pad_id).sum(dim=1).max()) if src.shape[0] else 0
+    lengths = (src != cfg.pad_id).sum(dim=1)
+    longest, shortest = torch.stack([lengths.max(), lengths.min()]).tolist() if src.shape[0] else (0, 0)
     if longest > cfg.max_positions:
         raise ValueError(
             f"a source has {longest} tokens (EOS included) but the model takes at most "
             f"max_positions={cfg.max_positions}; truncate it before decoding"
         )
-    return src[:, : max(longest, 1)]
+    src = src[:, : max(longest, 1)]
+    return model.encode(src, padded=shortest < src.shape[1])
 
 
 def max_output_lengths(model: JanusTransformer, src: torch.Tensor, a: float, b: int) -> torch.Tensor:

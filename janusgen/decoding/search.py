@@ -54,7 +54,7 @@ class _Search:
         cfg, w = self.cfg, self.width
         device = enc.states.device
         enc = enc.index_select(torch.arange(enc.states.shape[0], device=device).repeat_interleave(w))
-        cache = DecoderCache()
+        cache = DecoderCache(capacity=self.steps + 1)  # room for every step's content entry up front
         last = torch.full((enc.states.shape[0],), cfg.bos_id, device=device)  # (rows,) token at position t
         positions = torch.arange(self.steps + 1, device=device)
         for t in range(self.steps):

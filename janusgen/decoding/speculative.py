@@ -74,19 +74,6 @@ class SpeculativeStats:
         return self.rounds / self.sentences if self.sentences else 0.0
 
 
-def _compact(cache: DecoderCache, rows: torch.Tensor, index: torch.Tensor, drop_rows: bool) -> None:
-    """Keep, for each kept row `rows` (A',), the content entries `index` (A', C') of the cache, in place;
-    with `drop_rows` the encoder keys/values also keep only `rows`."""
-    for layer in cache.layers:
-        _, heads, _, head_dim = layer.self_k.shape
-        gather = index[:, None, :, None].expand(-1, heads, -1, head_dim)  # (A', heads, C', head_dim)
-        layer.self_k = layer.self_k[rows].gather(2, gather)
-        layer.self_v = layer.self_v[rows].gather(2, gather)
-        if drop_rows:
-            layer.cross_k, layer.cross_v = layer.cross_k[rows], layer.cross_v[rows]
-    cache.positions = cache.positions[rows].gather(1, index)
-
-
 def _encoder_rows(cache: DecoderCache, rows: torch.Tensor, alive: int) -> DecoderCache:
     """The encoder keys/values of sentences `rows` (of the `alive` in the cache), for a draft pass."""
     whole = cache.encoder_only()
@@ -276,7 +263,7 @@ def speculative_search(
         c = torch.arange(entries, device=device)[None]  # (1, C')
         t_old = (t - count)[kept, None]
         index = torch.where(c < t_old, c, cached + c - t_old).clamp(max=cached + r - 1)  # (A', C')
-        _compact(cache, kept, index, drop_rows=kept.numel() < a)
+        cache.keep_entries(kept, index, drop_rows=kept.numel() < a)
         if kept.numel() < a:
             alive, limit, predicted, t = alive[kept], limit[kept], predicted[kept], t[kept]
             draft, n, redraft = draft[kept], n[kept], redraft[kept]

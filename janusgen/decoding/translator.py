@@ -53,14 +53,16 @@ class Translator:
         self.device = next(model.parameters()).device
 
     @classmethod
-    def load(cls, checkpoint: str | Path, device: str = "cpu", dtype: str = "float32") -> Translator:
-        """Load a checkpoint folder (weights, config, vocabulary) onto `device` in `dtype`."""
+    def load(cls, checkpoint: str | Path, device: str = "auto", dtype: str = "float32") -> Translator:
+        """Load a checkpoint folder (weights, config, vocabulary) onto `device` (auto: a GPU when there is
+        one, else the CPU; cpu; cuda; cuda:N) in `dtype`."""
         if dtype not in DTYPES and dtype != "auto":
             raise JanusError(f"--dtype {dtype!r}: choose auto or one of {', '.join(DTYPES)}")
-        model, tokenizer, config = load_model(Path(checkpoint), check_device(device))
+        where = check_device(device)
+        model, tokenizer, config = load_model(Path(checkpoint), where)
         if dtype == "auto":  # the training rule (janusgen.hardware), at the model's shapes
             cfg = model.cfg
-            torch_dtype = resolve_precision("auto", device, cfg.d_model, cfg.ffn_dim, rows=256).dtype
+            torch_dtype = resolve_precision("auto", where, cfg.d_model, cfg.ffn_dim, rows=256).dtype
         else:
             torch_dtype = DTYPES[dtype]
         return cls(model.to(torch_dtype), tokenizer, config)

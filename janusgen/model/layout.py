@@ -15,7 +15,7 @@ Visibility is computed from two per-entry tensors compared by broadcasting:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -32,6 +32,9 @@ class DecoderView:
     # (B, R, C) bool, or broadcastable (B, 1, C): row r may attend to content entry c; None: every entry
     visible: torch.Tensor | None
     num_content: int  # C
+    # > 0 when the rows are this many blocks of C rows in which row i sees the entries <= i, padding aside
+    # (the AR view: the content stream and the query stream): attention may then use a causal kernel
+    causal_blocks: int = field(default=0, kw_only=True)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> DecoderView:
         """The same view with every tensor on `device` (a view built on the CPU by the data loader)."""
@@ -81,7 +84,7 @@ def ar_view(tgt: torch.Tensor, pad_id: int, mask_id: int) -> DecoderView:
     visible[:, :, 0] = True
     tokens = torch.cat([content, torch.full_like(content, mask_id)], dim=1)
     positions = torch.cat([pos, pos + 1])[None].expand(b, -1)
-    return DecoderView(tokens, positions, torch.cat([visible, visible], dim=1), n)
+    return DecoderView(tokens, positions, torch.cat([visible, visible], dim=1), n, causal_blocks=2)
 
 
 def content_only_ar_view(tgt: torch.Tensor, pad_id: int) -> DecoderView:
@@ -92,7 +95,7 @@ def content_only_ar_view(tgt: torch.Tensor, pad_id: int) -> DecoderView:
     pos = torch.arange(t - 1, device=tgt.device)
     visible = (pos[None, :] <= pos[:, None])[None] & (content != pad_id)[:, None, :]
     visible[:, :, 0] = True
-    return DecoderView(content, pos[None].expand(b, -1), visible, t - 1)
+    return DecoderView(content, pos[None].expand(b, -1), visible, t - 1, causal_blocks=1)
 
 
 def masked_view(

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from janusgen.config import ModelConfig
+from janusgen.model.attention import KeyPadding, Mask, RelativeBias, ViewMask, attend
 from janusgen.model.layout import DecoderView, ar_view, content_only_ar_view
 
 
@@ -24,37 +24,94 @@ from janusgen.model.layout import DecoderView, ar_view, content_only_ar_view
 class Encoded:
     states: torch.Tensor  # (B, S, d)
     valid: torch.Tensor  # (B, S) bool: True for real source tokens
+    padded: bool = True  # False when no source is padded: attention to it then needs no mask
 
     def index_select(self, index: torch.Tensor) -> Encoded:
-        return Encoded(self.states.index_select(0, index), self.valid.index_select(0, index))
+        return Encoded(self.states.index_select(0, index), self.valid.index_select(0, index), self.padded)
+
+    def key_padding(self) -> KeyPadding:
+        return KeyPadding(self.valid if self.padded else None)
 
 
 @dataclass
 class LayerCache:
-    """Keys/values of one decoder layer: content self-attention (grows) and encoder (fixed)."""
+    """Keys/values of one decoder layer: the content self-attention's, in a buffer of `capacity` entries
+    of which the first `DecoderCache.length` are filled (no copy of the whole per step), and the
+    encoder's (fixed)."""
 
-    self_k: torch.Tensor | None = None  # (B, heads, C, head_dim)
+    self_k: torch.Tensor | None = None  # (B, heads, capacity, head_dim)
     self_v: torch.Tensor | None = None
     cross_k: torch.Tensor | None = None  # (B, heads, S, head_dim)
     cross_v: torch.Tensor | None = None
 
+    def append(
+        self, k: torch.Tensor, v: torch.Tensor, start: int, capacity: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new entries k, v (B, heads, n, head_dim) at `start`; the filled keys and values."""
+        end = start + k.shape[2]
+        if self.self_k is None or end > self.self_k.shape[2]:
+            old = 0 if self.self_k is None else self.self_k.shape[2]
+            size = max(end, capacity, 2 * old)  # doubling: amortised O(1) copies per entry
+            b, heads, _, head_dim = k.shape
+            grown_k, grown_v = k.new_empty(b, heads, size, head_dim), v.new_empty(b, heads, size, head_dim)
+            if start:
+                grown_k[:, :, :start], grown_v[:, :, :start] = (
+                    self.self_k[:, :, :start],
+                    self.self_v[:, :, :start],
+                )
+            self.self_k, self.self_v = grown_k, grown_v
+        self.self_k[:, :, start:end] = k
+        self.self_v[:, :, start:end] = v
+        return self.self_k[:, :, :end], self.self_v[:, :, :end]
+
 
 @dataclass
 class DecoderCache:
+    """The decoder's cache: per layer keys/values, the positions of the `length` cached content entries,
+    and the entries to make room for up front (`capacity`: the longest output, for a search)."""
+
     layers: list[LayerCache] = field(default_factory=list)
-    positions: torch.Tensor | None = None  # (B, C) positions of the cached content entries
+    positions: torch.Tensor | None = None  # (B, length) positions of the cached content entries
+    capacity: int = 0
+
+    @property
+    def length(self) -> int:
+        return 0 if self.positions is None else self.positions.shape[1]
 
     def reorder(self, self_rows: torch.Tensor, cross_rows: torch.Tensor | None = None) -> None:
         """Reorder in place: content keys/values by `self_rows` (a beam continues another beam), encoder
-        keys/values only by `cross_rows` (sentences leaving the batch), since a sentence's rows share them."""
+        keys/values only by `cross_rows` (sentences leaving the batch), since a sentence's rows share them.
+        Only the filled entries are copied, into the front rows of the same buffers."""
+        n, rows = self.length, self_rows.shape[0]
         if self.positions is not None:
             self.positions = self.positions.index_select(0, self_rows)
         for layer in self.layers:
-            layer.self_k = layer.self_k.index_select(0, self_rows)
-            layer.self_v = layer.self_v.index_select(0, self_rows)
+            if layer.self_k is not None:
+                k, v = (
+                    layer.self_k[:, :, :n].index_select(0, self_rows),
+                    layer.self_v[:, :, :n].index_select(0, self_rows),
+                )
+                layer.self_k, layer.self_v = layer.self_k[:rows], layer.self_v[:rows]
+                layer.self_k[:, :, :n], layer.self_v[:, :, :n] = k, v
             if cross_rows is not None:
                 layer.cross_k = layer.cross_k.index_select(0, cross_rows)
                 layer.cross_v = layer.cross_v.index_select(0, cross_rows)
+
+    def keep_entries(self, rows: torch.Tensor, index: torch.Tensor, drop_rows: bool) -> None:
+        """Keep, for each kept row `rows` (A',), the content entries `index` (A', C') in place (a
+        speculative round rolls back what the AR view rejected); with `drop_rows` the encoder
+        keys/values also keep only `rows`."""
+        n = self.length
+        for layer in self.layers:
+            _, heads, _, head_dim = layer.self_k.shape
+            gather = index[:, None, :, None].expand(-1, heads, -1, head_dim)  # (A', heads, C', head_dim)
+            k = layer.self_k[rows, :, :n].gather(2, gather)
+            v = layer.self_v[rows, :, :n].gather(2, gather)
+            layer.self_k, layer.self_v = layer.self_k[: rows.shape[0]], layer.self_v[: rows.shape[0]]
+            layer.self_k[:, :, : index.shape[1]], layer.self_v[:, :, : index.shape[1]] = k, v
+            if drop_rows:
+                layer.cross_k, layer.cross_v = layer.cross_k[rows], layer.cross_v[rows]
+        self.positions = self.positions[rows].gather(1, index)
 
     def encoder_only(self) -> DecoderCache:
         """The encoder keys/values alone: a later non-incremental pass (a Mask-Predict iteration)
@@ -81,21 +138,10 @@ class Attention(nn.Module):
     def project_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.split_heads(self.k_proj(memory)), self.split_heads(self.v_proj(memory))
 
-    def forward(
-        self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
-    ) -> torch.Tensor:
-        """x: (B, R, d) queries; k, v: (B, heads, C, head_dim); mask broadcastable to (B, heads, R, C):
-        bool (True = may attend), or float (added to the scores; -inf = may not attend), or None."""
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Mask) -> torch.Tensor:
+        """x: (B, R, d) queries; k, v: (B, heads, C, head_dim); mask: who sees whom (model/attention.py)."""
         q = self.split_heads(self.q_proj(x))
-        if mask is not None and mask.is_floating_point():
-            mask = mask.to(q.dtype)
-        p = self.dropout if self.training else 0.0
-        if q.device.type == "cpu" and q.dtype != torch.float32:
-            # on CPU the fused kernel is ~2x slower than the plain one in bf16 / fp16 (measured)
-            with sdpa_kernel(SDPBackend.MATH):
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        out = attend(q, k, v, mask, self.dropout if self.training else 0.0)
         b, _, r, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, r, -1))
 
@@ -122,7 +168,7 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.pre_norm = cfg.pre_norm
 
-    def forward(self, x: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, visible: KeyPadding) -> torch.Tensor:
         if self.pre_norm:
             h = self.norm1(x)
             x = x + self.dropout(self.self_attn(h, *self.self_attn.project_kv(h), visible))
@@ -150,20 +196,20 @@ class DecoderLayer(nn.Module):
         self,
         x: torch.Tensor,
         num_content: int,
-        self_mask: torch.Tensor | None,
+        self_mask: ViewMask,
         enc: Encoded,
         cache: LayerCache | None = None,
+        cached: int = 0,
+        capacity: int = 0,
     ) -> torch.Tensor:
         """x: (B, R, d) rows, the first `num_content` of them content; self_mask: the self-attention
-        mask over the C_cached + num_content content entries (see JanusTransformer.self_attention_mask).
-        With a cache, the new content keys/values are appended to it (incremental decoding)."""
+        mask over the `cached` + num_content content entries (see JanusTransformer.self_attention_mask).
+        With a cache, the new content keys/values are written after its `cached` entries (incremental
+        decoding; `capacity`: the entries to make room for)."""
         h = self.norm1(x) if self.pre_norm else x
         k, v = self.self_attn.project_kv(h[:, :num_content])
         if cache is not None:
-            if cache.self_k is not None:
-                k = torch.cat([cache.self_k, k], dim=2)
-                v = torch.cat([cache.self_v, v], dim=2)
-            cache.self_k, cache.self_v = k, v
+            k, v = cache.append(k, v, cached, capacity)
         a = self.dropout(self.self_attn(h, k, v, self_mask))
         x = x + a if self.pre_norm else self.norm1(x + a)
 
@@ -174,7 +220,7 @@ class DecoderLayer(nn.Module):
             if cache is not None:
                 cache.cross_k, cache.cross_v = ck, cv
         h = self.norm2(x) if self.pre_norm else x
-        a = self.dropout(self.cross_attn(h, ck, cv, enc.valid[:, None, None, :]))
+        a = self.dropout(self.cross_attn(h, ck, cv, enc.key_padding()))
         x = x + a if self.pre_norm else self.norm2(x + a)
 
         h = self.norm3(x) if self.pre_norm else x
@@ -259,18 +305,19 @@ class JanusTransformer(nn.Module):
             self.embed.weight[self.cfg.pad_id].zero_()
 
     # -------------------------------------------------------------------------------------- encoder
-    def encode(self, src: torch.Tensor) -> Encoded:
-        """src: (B, S) token ids + EOS, right-padded (with source_bos, BOS is put in front here)."""
+    def encode(self, src: torch.Tensor, padded: bool = True) -> Encoded:
+        """src: (B, S) token ids + EOS, right-padded (with source_bos, BOS is put in front here).
+        `padded`: False when the caller knows no source is padded (attention then needs no mask)."""
         if self.cfg.source_bos:
             src = torch.cat([src.new_full((src.shape[0], 1), self.cfg.bos_id), src], dim=1)
         valid = src != self.cfg.pad_id
         positions = torch.arange(src.shape[1], device=src.device)[None] + self.cfg.position_offset
         x = self.embed(src) * self.embed_scale + self.enc_positions(positions)
         x = self.dropout(self.enc_embed_norm(x))
-        visible = valid[:, None, None, :]  # (B, 1, 1, S): every row sees every real token
+        visible = KeyPadding(valid if padded else None)  # every row sees every real token
         for layer in self.encoder_layers:
             x = layer(x, visible)
-        return Encoded(self.encoder_norm(x), valid)
+        return Encoded(self.encoder_norm(x), valid, padded)
 
     def length_logits(self, enc: Encoded) -> torch.Tensor:
         """(B, max_target_length + 1): logits of the number of target tokens n = L - 2."""
@@ -289,33 +336,34 @@ class JanusTransformer(nn.Module):
         x = self.embed(view.tokens) * self.embed_scale + self.dec_positions(positions)
         x = self.dropout(self.dec_embed_norm(x))
         content_positions = view.positions[:, : view.num_content]
+        cached = 0
         if cache is not None:
             if not cache.layers:
                 cache.layers.extend(LayerCache() for _ in self.decoder_layers)
+            cached = cache.length
             if cache.positions is not None:
                 content_positions = torch.cat([cache.positions, content_positions], dim=1)
             cache.positions = content_positions
         mask = self.self_attention_mask(view, content_positions)
+        capacity = 0 if cache is None else cache.capacity
         for i, layer in enumerate(self.decoder_layers):
-            x = layer(x, view.num_content, mask, enc, None if cache is None else cache.layers[i])
+            layer_cache = None if cache is None else cache.layers[i]
+            x = layer(x, view.num_content, mask, enc, layer_cache, cached, capacity)
         return self.decoder_norm(x)
 
-    def self_attention_mask(self, view: DecoderView, content_positions: torch.Tensor) -> torch.Tensor | None:
+    def self_attention_mask(self, view: DecoderView, content_positions: torch.Tensor) -> ViewMask:
         """The decoder self-attention mask, shared by every layer: the view's visibility, plus, with
         relative positions, a learned bias per head and clipped distance (key position - row position).
 
         The query stream carries no token, only [MASK] and a position, so it finds the tokens it needs
         (the previous one above all) through positions alone; with absolute positions that is slow to
         learn (MPNet uses relative positions for the same reason). BENCHMARKS.md has the measurement."""
-        visible = view.visible
-        if self.relative_bias is None:
-            return None if visible is None else visible[:, None]  # (B, 1, R, C)
-        m = self.cfg.relative_positions
-        distance = content_positions[:, None, :] - view.positions[:, :, None]  # (B, R, C)
-        bias = self.relative_bias(distance.clamp(-m, m) + m).permute(0, 3, 1, 2)  # (B, heads, R, C)
-        if visible is not None:
-            bias = bias.masked_fill(~visible[:, None], float("-inf"))
-        return bias
+        bias = None
+        if self.relative_bias is not None:
+            bias = RelativeBias(
+                self.relative_bias.weight, self.cfg.relative_positions, view.positions, content_positions
+            )
+        return ViewMask(view.visible, bias, view.causal_blocks)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Output projection (tied to the embeddings unless tie_output is off): (..., d) -> (..., vocab)."""

@@ -181,11 +181,13 @@ def test_no_relative_bias_leaves_the_visibility_mask_alone_and_decodes():
     cfg = model.cfg
     _, tgt, masked = make_batch(cfg)
     view = masked_view(tgt, masked, cfg.pad_id, cfg.mask_id)
-    mask = model.self_attention_mask(view, view.positions[:, : view.num_content])
+    mask = model.self_attention_mask(view, view.positions[:, : view.num_content]).dense(torch.float32)
     assert mask.dtype == torch.bool and torch.equal(mask, view.visible[:, None])  # no bias added
     ar_view = model.ar_view(tgt)
     ar_mask = model.self_attention_mask(ar_view, ar_view.positions[:, : ar_view.num_content])
-    assert ar_mask is None or ar_mask.dtype == torch.bool
+    assert ar_mask.bias is None and ar_mask.causal_blocks == 2
+    dense = ar_mask.dense(torch.float32)
+    assert dense is None or dense.dtype == torch.bool
     out = check_runs(model)
     biased = tiny(relative_positions=4)
     assert biased.relative_bias is not None

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -306,3 +307,17 @@ def test_a_run_too_short_to_learn_says_so_and_records_the_precision(toy_data, tm
     assert "too few to learn" in err
     config = read_config(tmp_path / "run" / "last")
     assert config["precision"]["precision"] == config["train"]["precision"] == "fp32"
+
+
+def test_fp16_with_loss_scaling_runs_on_the_cpu(toy_data, tmp_path, make_trainer):
+    """The fp16 path (autocast + GradScaler: unscale before clipping, a skipped step on overflow, the
+    scaler's state in the checkpoint) is a GPU path; the CPU's scaler runs the same code."""
+    cfg = dataclasses.replace(FAST, precision="fp16", max_updates=4, validate_every=4)
+    trainer = make_trainer(toy_data, tmp_path / "run", objective_preset("janus"), cfg)
+    assert trainer.scaler is not None
+    summary = trainer.fit()
+    assert summary["step"] == 4
+    state = json.loads((tmp_path / "run" / "last" / "trainer_state.json").read_text())
+    assert state["scaler"]["scale"] > 0
+    losses = _train_losses(tmp_path / "run")
+    assert all(math.isfinite(v) for v in losses.values())
