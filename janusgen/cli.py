@@ -317,6 +317,26 @@ _TRAIN_OPTIONS = {  # option -> (TrainConfig field, type, metavar, help)
     ),
     "--keep-last": ("keep_last", int, "LAST", "step checkpoints to keep besides best and last"),
     "--best-metric": ("best_metric", str, "METRIC", f"what `best` means: {', '.join(BEST_METRICS)}"),
+    "--data-workers": (
+        "data_workers",
+        int,
+        "WORKERS",
+        "DataLoader processes per rank that collate and mask batches ahead (default: 2 on a GPU, 0 on a CPU)",
+    ),
+    "--deterministic": (
+        "deterministic",
+        bool,
+        None,
+        "deterministic kernels (and cuBLAS's fixed workspace): a rerun on the same hardware, software and "
+        "number of ranks gives bit-identical weights; batches and masks never depend on the number of ranks, "
+        "the order of the gradient sums does",
+    ),
+    "--compile": (
+        "compile",
+        bool,
+        None,
+        "torch.compile the model and loss, with dynamic shapes (batches differ in length)",
+    ),
     "--ar-targets": (
         "ar_targets",
         str,
@@ -393,6 +413,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     cpu = cpu_recipe(model_preset("small"), objective_preset("janus"))[2]
     for flag, (name, kind, metavar, text) in _TRAIN_OPTIONS.items():
+        if kind is bool:  # a switch, off unless given
+            train.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=text)
+            continue
         default, cpu_default = getattr(d, name), getattr(cpu, name)
         shown = f"{default}" if default == cpu_default else f"paper {default}, cpu {cpu_default}"
         train.add_argument(

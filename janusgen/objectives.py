@@ -152,6 +152,10 @@ def label_smoothed_ce(
     """Mean over valid tokens of (1 - eps) * NLL + eps * mean_v(-log p_v), in float32.
     logits (..., V), target and valid (...)."""
     vocab = logits.shape[-1]
+    if torch.compiler.is_compiling():  # the compiler fuses the plain expression itself
+        logp = F.log_softmax(logits.float(), dim=-1)
+        per_row = -(1.0 - eps) * logp.gather(-1, target[..., None]).squeeze(-1) - eps * logp.mean(dim=-1)
+        return _masked_mean(per_row, valid)
     per_row = _SmoothedCrossEntropy.apply(logits.reshape(-1, vocab), target.reshape(-1), eps)
     return _masked_mean(per_row.view(target.shape), valid)
 
@@ -161,6 +165,10 @@ def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor, valid: torch.Te
     in float32, with gradients through both sides (through one where the other is detached).
     logits (..., V), valid (...)."""
     vocab = logits_p.shape[-1]
+    if torch.compiler.is_compiling():  # the compiler fuses the plain expression itself
+        log_p, log_q = F.log_softmax(logits_p.float(), dim=-1), F.log_softmax(logits_q.float(), dim=-1)
+        per_row = 0.5 * ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=-1)
+        return _masked_mean(per_row, valid)
     per_row = _SymmetricKL.apply(logits_p.reshape(-1, vocab), logits_q.reshape(-1, vocab))
     return _masked_mean(per_row.view(valid.shape), valid)
 
@@ -348,10 +356,15 @@ class JanusObjective:
         return self.loss(model, self.prepare(src, tgt, ar_tgt, cfg.pad_id, cfg.mask_id))
 
     def loss(self, model: JanusTransformer, batch: LossInputs) -> LossOutput:
-        """The loss of one prepared batch. `batch.ar_tgt`: other targets for the AR view (distilled data:
-        the original references; the NAR/AUX views learn `tgt`); the KLs with the AR view then have no
-        common target and are refused (the trainer checks that before training). Reads nothing back from
-        the device."""
+        """The loss of one prepared batch: `terms`, then `combine`."""
+        return self.combine(self.terms(model, batch), batch)
+
+    def terms(self, model: JanusTransformer, batch: LossInputs) -> dict[str, torch.Tensor]:
+        """Every term of one prepared batch, unweighted (what `--compile` compiles: the weights, which a
+        ramp changes every update, stay outside). `batch.ar_tgt`: other targets for the AR view
+        (distilled data: the original references; the NAR/AUX views learn `tgt`); the KLs with the AR
+        view then have no common target and are refused (the trainer checks that before training).
+        Reads nothing back from the device."""
         cfg, mcfg = self.cfg, model.cfg
         src, tgt, ar_tgt = batch.src, batch.tgt, batch.ar_tgt
         eps = cfg.label_smoothing
@@ -398,7 +411,11 @@ class JanusObjective:
         if cfg.length_weight > 0:
             enc_len = enc_nar if (needs_nar or needs_aux) else enc
             terms["length"] = self.length_loss(model, enc_len, tgt)
+        return terms
 
+    def combine(self, terms: dict[str, torch.Tensor], batch: LossInputs) -> LossOutput:
+        """The weighted sum of `terms` (the KL weights as the curriculum's ramp has them now)."""
+        cfg = self.cfg
         weights = {
             "ar": cfg.ar_weight,
             "nar": cfg.nar_weight,
@@ -413,7 +430,7 @@ class JanusObjective:
             loss,
             {k: v.detach() for k, v in terms.items()},
             batch.target_tokens,
-            batch.masked_tokens if (needs_nar or needs_aux) else 0,
+            batch.masked_tokens if "nar" in terms or "aux" in terms else 0,
         )
 
     @staticmethod

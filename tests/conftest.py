@@ -108,3 +108,30 @@ def toy_checkpoint(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     model = dataclasses.replace(model_preset("tiny"), d_model=64, ffn_dim=128)
     train(toy_data, run, model, objective_preset("janus"), cfg, device="cpu")
     return run / "last"
+
+
+@pytest.fixture
+def make_trainer_on():
+    """A Trainer built directly (no recipe) on a given device, for tests of its parts."""
+    from janusgen.data.batching import PairBatches
+    from janusgen.data.dataset import PairDataset
+    from janusgen.model.transformer import JanusTransformer
+    from janusgen.objectives import JanusObjective
+    from janusgen.training.distributed import DistributedContext
+    from janusgen.training.trainer import Trainer
+
+    def make(device, data, out, objective, cfg):
+        from janusgen.config import model_preset
+
+        tokenizer = PairDataset.open(data, "train").tokenizer
+        model_cfg = dataclasses.replace(model_preset("tiny"), vocab_size=tokenizer.vocab_size)
+        model = JanusTransformer(model_cfg).to(device)
+        splits = {
+            split: PairBatches(PairDataset.open(data, split), model_cfg, cfg.max_tokens, cfg.seed, shuffle)
+            for split, shuffle in (("train", True), ("valid", False))
+        }
+        ctx = DistributedContext(0, 1, 0, torch.device(device))
+        objective = JanusObjective(objective, cfg.seed)
+        return Trainer(model, objective, splits["train"], splits["valid"], tokenizer, cfg, ctx, out, {})
+
+    return make

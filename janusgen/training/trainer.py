@@ -32,7 +32,7 @@ from janusgen.data.batching import PairBatches, SampledBatch
 from janusgen.data.tokenizer import TextTokenizer
 from janusgen.errors import JanusError
 from janusgen.model.transformer import JanusTransformer
-from janusgen.objectives import JanusObjective, LossInputs, LossOutput
+from janusgen.objectives import JanusObjective, LossInputs
 from janusgen.training.checkpoint_writer import CheckpointWriter
 from janusgen.training.distributed import (
     DistributedContext,
@@ -63,8 +63,8 @@ class ObjectiveModule(nn.Module):
         self.model = model
         self.objective = objective
 
-    def forward(self, inputs: LossInputs) -> LossOutput:
-        return self.objective.loss(self.model, inputs)
+    def forward(self, inputs: LossInputs) -> dict[str, torch.Tensor]:
+        return self.objective.terms(self.model, inputs)
 
 
 @dataclass
@@ -202,7 +202,7 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.module.no_sync()
             with sync:
                 with self.autocast():
-                    out = self.module(inputs)
+                    out = self.objective.combine(self.module(inputs), inputs)
                 loss = out.loss / len(batches)
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             for name, value in (*out.terms.items(), ("loss", out.loss.detach())):

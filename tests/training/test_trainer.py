@@ -85,6 +85,20 @@ def test_resumed_run_equals_the_uninterrupted_one(toy_data, tmp_path):
     _assert_same_run(tmp_path / "full", tmp_path / "split", updates=6)
 
 
+@pytest.mark.slow
+def test_data_loader_workers_change_nothing_and_resume_where_the_training_was(toy_data, tmp_path):
+    """Batches made ahead by worker processes (a GPU's default) are the batches made in the training
+    thread, masks included; the checkpoint records the position of the last batch trained on, not of
+    the last one prefetched, so a resumed run equals the uninterrupted one."""
+    _run(toy_data, tmp_path / "inline")
+    workers = dataclasses.replace(FAST, data_workers=2)
+    _run(toy_data, tmp_path / "workers", cfg=workers)
+    _assert_same_run(tmp_path / "inline", tmp_path / "workers", updates=6)
+    _run(toy_data, tmp_path / "split", cfg=dataclasses.replace(workers, max_updates=3))
+    _run(toy_data, tmp_path / "split", cfg=FAST, resume=True, resume_overrides={"max_updates": 6})
+    _assert_same_run(tmp_path / "inline", tmp_path / "split", updates=6)
+
+
 def test_a_run_paused_with_stop_at_and_resumed_equals_the_uninterrupted_one(toy_data, tmp_path):
     """--stop-at pauses a run whose schedules (warmup and AR-only phase, fractions of the run) still
     span --max-updates; a plain --resume goes on to the end, exactly as if never paused."""
