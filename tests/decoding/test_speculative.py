@@ -165,7 +165,10 @@ def test_translator_cli_and_evaluate(toy_checkpoint, toy_data, tmp_path, capsys)
     source.write_text("\n".join(texts) + "\n", encoding="utf-8")
     assert (
         main(
-            ["generate", "--checkpoint", str(toy_checkpoint), "--mode", "speculative", "--input", str(source)]
+            [
+                *("generate", "--checkpoint", str(toy_checkpoint), "--mode", "speculative"),
+                *("--input", str(source), "--dtype", "float32"),  # as the Translator above, whatever the CPU
+            ]
         )
         == 0
     )
