@@ -236,6 +236,14 @@ class ModelConfig:
     # initialisation: "default" (PyTorch's per layer; embeddings N(0, 1/d)) or "bert" (every linear and
     # embedding weight N(0, 0.02), biases 0: fairseq's --apply-bert-init, which the authors trained with)
     init: str = "default"
+    # The length classifier over the mean-pooled encoder states (classes 0 .. max_target_length):
+    # "ours" reads them without back-propagating into the encoder, adds an embedding of the source length
+    # and has a bias; "release" is the authors' release's: the rows of a length embedding table are the
+    # output weights (logits = pooled @ embed_length^T, no bias) and the length loss reaches the encoder.
+    length_predictor: str = "ours"
+    # Position of the AR query row that predicts s_{i+1}: "next" (ours: i + 1, the position it predicts)
+    # or "same" (the authors' release: i, the position of content row i, whose visibility it shares).
+    ar_query_position: str = "next"
 
     def __post_init__(self) -> None:
         s = "model"
@@ -260,6 +268,8 @@ class ModelConfig:
             _check_bool(self, s, name)
         _check_choice(self, s, "ar_stream", AR_STREAMS)
         _check_choice(self, s, "init", INITS)
+        _check_choice(self, s, "length_predictor", LENGTH_PREDICTORS)
+        _check_choice(self, s, "ar_query_position", AR_QUERY_POSITIONS)
         seen: dict[int, str] = {}
         for name in ("pad_id", "unk_id", "bos_id", "eos_id", "mask_id"):
             _check_int(self, s, name, 0, self.vocab_size - 1)
@@ -290,6 +300,8 @@ class ModelConfig:
 ACTIVATIONS = ("relu", "gelu")
 AR_STREAMS = ("query", "content")
 INITS = ("default", "bert")
+LENGTH_PREDICTORS = ("ours", "release")
+AR_QUERY_POSITIONS = ("next", "same")
 MAX_D_MODEL = 16384
 MAX_LAYERS = 1000
 MAX_POSITIONS = 1 << 16
@@ -302,7 +314,10 @@ def model_preset(name: str) -> ModelConfig:
     IWSLT model: pre-norm, attention dropout 0.1, a relative-position bias in the decoder, PyTorch's
     initialisation), `paper-iwslt` (the paper's IWSLT model exactly, as the authors' release trains it:
     fairseq's transformer_iwslt_de_en, post-norm, attention dropout 0, learned absolute positions only,
-    BERT-style initialisation, dropout 0.3), `transformer-base` (Vaswani et al. base)."""
+    BERT-style initialisation, dropout 0.3, BOS before the source, the release's length classifier over
+    lengths 0 .. 255, AR query rows at their content row's position), `transformer-base` (Vaswani et al.
+    base). Every preset but `paper-iwslt` keeps our own choices (`length_predictor` "ours",
+    `ar_query_position` "next", no source BOS)."""
     presets = {
         "tiny": ModelConfig(
             d_model=32,
@@ -342,6 +357,10 @@ def model_preset(name: str) -> ModelConfig:
             learned_positions=True,
             relative_positions=0,
             init="bert",
+            source_bos=True,
+            length_predictor="release",
+            max_target_length=255,  # the release's embed_length has 256 rows: lengths 0 .. 255
+            ar_query_position="same",
         ),
         "transformer-base": ModelConfig(ffn_dim=2048, heads=8, dropout=0.1),
     }

@@ -235,7 +235,7 @@ class JanusObjective:
         """The parts of `model` no term gives a gradient: the length classifier without L_len."""
         if self.cfg.length_weight > 0:
             return []
-        return [model.length_head, model.source_length_embed]
+        return model.length_modules()
 
     def freeze_untrained(self, model: JanusTransformer) -> None:
         """Turn off the gradients of `untrained_modules`, before the optimizer is built: they stay out of

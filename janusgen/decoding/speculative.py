@@ -10,10 +10,10 @@ unfinished sentence with accepted prefix s_0 .. s_t (s_0 = BOS):
    accepted none of it: a draft pass costs about 1.5 verify passes, more than the acceptance it regains
    (BENCHMARKS.md: 0.67x greedy against 0.60x when a miss also redrafted).
 2. Verify, one pass of the AR view over the content-stream cache, which holds s_0 .. s_{t-1}: content
-   rows s_t, d_{t+1} .. d_e at positions t .. e (causal), query rows at t+1 .. e+1 (with
-   `ar_stream` "content", the content rows themselves predict). The row for position p gives a_p, AR
-   greedy's choice given the prefix and the draft before p (same bans and length limit as
-   `greedy_search`).
+   rows s_t, d_{t+1} .. d_e at positions t .. e (causal), query rows at t+1 .. e+1 (at t .. e with
+   `ar_query_position` "same"; with `ar_stream` "content", the content rows themselves predict). The
+   row that predicts position p gives a_p, AR greedy's choice given the prefix and the draft before p
+   (same bans and length limit as `greedy_search`).
 3. Accept a_{t+1} .. a_{t+j+1}, where j counts the leading draft tokens with d_p = a_p: each of them
    is conditioned only on accepted tokens, so they are exactly what greedy decoding would choose, and
    every round gains at least one token. With `block` = k, at most k draft tokens are verified a
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from janusgen.decoding.common import Hypotheses, banned_tokens, length_normalized
 from janusgen.decoding.mask_predict import length_candidates, nar_view
-from janusgen.model.layout import DecoderView
+from janusgen.model.layout import DecoderView, ar_query_offset
 from janusgen.model.transformer import DecoderCache, Encoded, JanusTransformer
 
 
@@ -212,7 +212,8 @@ def speculative_search(
         content = torch.where(i == 0, seq[alive].gather(1, t[:, None]), draft.gather(1, at))
         content = content.masked_fill(~used, cfg.pad_id)
         content_pos = torch.where(used, t[:, None] + i, t[:, None])  # padding rows: any legal position
-        query_pos = content_pos + 1
+        predicted_pos = content_pos + 1  # the position each AR row predicts
+        query_pos = content_pos + ar_query_offset(cfg.ar_query_position)  # where its query row sits
         cached = cache.positions.shape[1] if cache.positions is not None else 0
         old = torch.arange(cached, device=device)[None, None, :] < t[:, None, None]  # (A, 1, C)
         causal = (i <= i.T)[None]  # (1, R, R): new row i sees new entries <= i
@@ -249,7 +250,7 @@ def speculative_search(
             nar_hidden = hidden[:, r : r + w]
             _store_draft(model, draft, slice(None), nar_tokens, nar_placeholder, nar_hidden, nar_ban)
             n = n_next
-        at_limit = (query_pos == limit[:, None] + 1)[:, :, None]
+        at_limit = (predicted_pos == limit[:, None] + 1)[:, :, None]
         best, choice = (logp + torch.where(at_limit, only_eos, ar_ban)).max(dim=-1)  # (A, R): a_{t+1+i}
 
         # ---- accept: the leading agreements, AR's next token, cut after an EOS

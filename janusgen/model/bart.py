@@ -128,8 +128,11 @@ def weight_names(cfg: ModelConfig) -> dict[str, str]:
     return names
 
 
-# parameters of ours that BART has no counterpart for: the length classifier, initialised fresh
-NEW_PARAMETERS = ("source_length_embed.weight", "length_head.weight", "length_head.bias")
+def new_parameters(model: JanusTransformer) -> set[str]:
+    """The names of our parameters that BART has no counterpart for: the length classifier's, which
+    keep their fresh initialisation."""
+    length = {id(p) for module in model.length_modules() for p in module.parameters()}
+    return {name for name, p in model.named_parameters() if id(p) in length}
 
 
 def from_hf(hf_model: Any, tokenizer: Any, max_target_length: int | None = None) -> JanusTransformer:
@@ -139,7 +142,7 @@ def from_hf(hf_model: Any, tokenizer: Any, max_target_length: int | None = None)
     theirs = hf_model.state_dict()
     ours = model.state_dict()
     names = weight_names(cfg)
-    unmapped = sorted(set(ours) - set(names) - set(NEW_PARAMETERS))
+    unmapped = sorted(set(ours) - set(names) - new_parameters(model))
     if unmapped:  # a model option added without a mapping: fail here, not with silently random weights
         raise JanusError(f"no BART weight for {', '.join(unmapped)}")
     for side in ("encoder", "decoder"):  # transformers 5 unties these too when tie_word_embeddings is off

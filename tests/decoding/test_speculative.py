@@ -25,10 +25,18 @@ def _varied_sentences(n: int, seed: int) -> list[str]:
 
 @pytest.mark.parametrize("drafting", DRAFTINGS)
 @pytest.mark.parametrize(
-    "seed, eos_ramp, stream", [(0, 0.3, "query"), (1, 0.5, "query"), (2, 0.3, "content")]
+    "seed, eos_ramp, stream, where",
+    [
+        (0, 0.3, "query", "next"),
+        (1, 0.5, "query", "next"),
+        (2, 0.3, "content", "next"),
+        (3, 0.3, "query", "same"),
+    ],
 )
-def test_random_models_equal_greedy_batched_and_alone(random_model, seed, eos_ramp, stream, drafting):
-    model = random_model(seed=seed, eos_ramp=eos_ramp, ar_stream=stream)
+def test_random_models_equal_greedy_batched_and_alone(random_model, seed, eos_ramp, stream, where, drafting):
+    """Also with the release's AR query rows (`ar_query_position` "same"): the verify pass places them
+    as `ar_view` and greedy's `ar_step_view` do."""
+    model = random_model(seed=seed, eos_ramp=eos_ramp, ar_stream=stream, ar_query_position=where)
     lengths = [random.Random(seed).randint(1, 20) for _ in range(40)]
     src = make_sources(lengths, seed=seed)
     greedy = decode_ar(model, src, beam=1)

@@ -15,7 +15,7 @@ tokenizers = pytest.importorskip("tokenizers")
 from janusgen.checkpoint import load_model  # noqa: E402
 from janusgen.data.hf_tokenizer import HFTokenizer  # noqa: E402
 from janusgen.decoding.api import decode_ar  # noqa: E402
-from janusgen.model.bart import NEW_PARAMETERS, convert, weight_names  # noqa: E402
+from janusgen.model.bart import convert, new_parameters, weight_names  # noqa: E402
 from janusgen.model.layout import ar_view  # noqa: E402
 from janusgen.model.transformer import JanusTransformer  # noqa: E402
 
@@ -109,7 +109,7 @@ def batch(tok: HFTokenizer, texts: list[str], bos: bool) -> torch.Tensor:
 def test_every_weight_is_mapped_or_new(converted: Path) -> None:
     model, tok, config = load_model(converted)
     assert isinstance(tok, HFTokenizer) and (converted / "tokenizer.json").is_file()
-    assert set(model.state_dict()) == set(weight_names(model.cfg)) | set(NEW_PARAMETERS)
+    assert set(model.state_dict()) == set(weight_names(model.cfg)) | new_parameters(model)
     assert config["converted_from"]["class"] == "BartForConditionalGeneration"
     cfg = model.cfg
     assert (cfg.pad_id, cfg.bos_id, cfg.eos_id, cfg.unk_id, cfg.mask_id) == (1, 0, 2, 3, tok.vocab_size - 1)
