@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from janusgen.config import (
+    BENCH_BUDGET_UPDATES,
     BEST_METRICS,
     DECODE_MODES,
     DEMO_TIME_BUDGET_S,
@@ -349,7 +350,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--recipe",
         choices=tuple(RECIPES),
         default=None,
-        help="defaults for the training options: paper (tens of thousands of updates, GPU scale) or cpu "
+        help="defaults for the training options: paper (GPU scale, the authors' release's script: warmup "
+        "10,000, no clipping, 200,000 updates) or cpu "
         "(learns within minutes on a few CPU cores: small batches, high lr, warmup and curriculum as "
         "fractions of --time-budget, no dropout). Options given explicitly win (default paper)",
     )
@@ -998,16 +1000,20 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     quality.add_argument("--out", type=Path, required=True, help="folder for the runs, outputs and reports")
     quality.add_argument(
         "--budget",
-        choices=("cpu", "cpu-long", "gpu"),
+        choices=tuple(BENCH_BUDGET_UPDATES),
         default="cpu",
         help="cpu: the demo's small model for 2 CPU cores; cpu-long: the same at 4x the updates (hours: "
-        "stop it any time and run the command again to continue); gpu: `paper-iwslt`, the paper's model",
+        "stop it any time and run the command again to continue); gpu: `paper-iwslt` trained as the "
+        "authors' release trains it (warmup 10,000, no clipping); gpu-ours: the same model with our "
+        "warmup (4,000) and clipping (1.0)",
     )
     quality.add_argument(
         "--updates",
         type=int,
         default=None,
-        help="updates per system, the same for every system (default: cpu 1500, cpu-long 6000, gpu 50000)",
+        help="updates per system, the same for every system (default: "
+        + ", ".join(f"{name} {n}" for name, n in BENCH_BUDGET_UPDATES.items())
+        + ")",
     )
     quality.add_argument(
         "--time-budget",

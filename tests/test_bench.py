@@ -276,6 +276,27 @@ def test_the_gpu_budget_is_the_papers_model_and_encoding():
     assert budget.objectives["janus"].encode_per_view
 
 
+def test_the_gpu_budget_trains_as_the_release_script_and_gpu_ours_as_we_did():
+    """The release's IWSLT script: lr 5e-4, inverse sqrt after 10,000 warmup updates from 1e-7, Adam
+    (0.9, 0.98), no clipping, 200,000 updates by default; `gpu-ours` keeps our warmup and clipping."""
+    train = gpu_budget(100, 1).train
+    assert (train.lr, train.warmup_updates, train.warmup_fraction, train.warmup_init_lr) == (
+        5e-4,
+        10_000,
+        None,
+        1e-7,
+    )
+    assert (train.adam_beta1, train.adam_beta2, train.clip_norm, train.max_tokens) == (0.9, 0.98, 0.0, 8192)
+    assert bench.DEFAULT_UPDATES["gpu"] == 200_000
+    assert all(objective.label_smoothing == 0.1 for objective in gpu_budget(100, 1).objectives.values())
+    ours = bench.BUDGETS["gpu-ours"](100, 1)
+    assert (ours.name, ours.train.warmup_updates, ours.train.clip_norm) == ("gpu-ours", 4000, 1.0)
+    assert dataclasses.replace(ours.train, warmup_updates=10_000, clip_norm=0.0) == train
+    assert ours.model == model_preset("paper-iwslt") and ours.objectives == gpu_budget(100, 1).objectives
+    assert bench.DEFAULT_UPDATES["gpu-ours"] == 50_000
+    assert set(bench.DEFAULT_UPDATES) == set(bench.BUDGETS)
+
+
 def test_a_run_saved_before_a_config_field_existed_is_still_reused(quality_run, toy_data, tmp_path):
     """A field added to ModelConfig / ObjectiveConfig after a run was trained takes its default when the
     bench compares setups: the run is the same, not "another configuration"."""
