@@ -400,7 +400,8 @@ class ObjectiveConfig:
     kl_warmup_fraction: float = 0.0
     # span (ours: exactly round(ratio * n) inner tokens, in Poisson spans), release (the authors' release:
     # ceil(ratio * (n + 2)) positions in possibly overlapping Poisson spans, then BOS/EOS unmasked, which
-    # leaves about 0.56 of the inner tokens masked) or uniform (CMLM: k ~ U{1..n} single tokens)
+    # leaves about 0.56 of the inner tokens masked, and every <unk> of the target masked too) or uniform
+    # (CMLM: k ~ U{1..n} single tokens)
     masking: str = "span"
     # the share of sentences masked after a random cut instead (everything from there to EOS): what a
     # speculative draft sees, a given prefix to continue; 0 is the paper's training

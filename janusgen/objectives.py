@@ -243,12 +243,14 @@ class JanusObjective:
         for module in self.untrained_modules(model):
             module.requires_grad_(False)
 
-    def sample_mask(self, tgt: torch.Tensor, pad_id: int) -> torch.Tensor:
+    def sample_mask(self, tgt: torch.Tensor, pad_id: int, unk_id: int | None = None) -> torch.Tensor:
+        """The masked positions of targets `tgt` (B, T); `unk_id`: the <unk> that release masking masks
+        wherever the target has it."""
         cfg = self.cfg
         if cfg.masking == "span":
             mask = span_mask(tgt, pad_id, cfg.mask_ratio, cfg.span_lambda, self.generator)
         elif cfg.masking == "release":
-            mask = release_mask(tgt, pad_id, cfg.mask_ratio, cfg.span_lambda, self.generator)
+            mask = release_mask(tgt, pad_id, cfg.mask_ratio, cfg.span_lambda, self.generator, unk_id)
         elif cfg.masking == "uniform":
             mask = uniform_mask(tgt, pad_id, self.generator)
         else:
@@ -283,7 +285,7 @@ class JanusObjective:
 
         if needs_nar or needs_aux:
             enc_nar = model.encode(src) if cfg.encode_per_view and self.needs_ar else enc
-            masked = self.sample_mask(tgt, mcfg.pad_id)
+            masked = self.sample_mask(tgt, mcfg.pad_id, mcfg.unk_id)
             rank = masked_ranks(masked, cfg.random_order, self.generator)
             view = masked_view(tgt, masked, mcfg.pad_id, mcfg.mask_id, rank, query_stream=self.needs_aux)
             hidden = model.decode(view, enc_nar)
