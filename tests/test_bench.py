@@ -17,6 +17,7 @@ from janusgen.bench import (
     run_speed_bench,
     settings_for,
 )
+from janusgen.checkpoint import read_config
 from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.decoding.settings import SETTINGS, label
 from janusgen.decoding.translator import Translator
@@ -51,6 +52,9 @@ def quality_run(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 def test_quality_bench_trains_equal_budgets_and_evaluates_every_setting(quality_run):
     out, report = quality_run
     assert json.loads((out / bench.QUALITY).read_text()) == report
+    # the trained model, whose vocabulary is the data's, not the budget's preset
+    assert report["model"] == read_config(out / "janus" / "last")["model"]
+    assert report["model"]["vocab_size"] == 64 != _tiny_budget().model.vocab_size
     assert set(report["systems"]) == {"ar", "cmlm", "janus"}
     for system, entry in report["systems"].items():
         assert entry["training"]["step"] == 6  # the same number of updates for every system
