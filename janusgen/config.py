@@ -244,6 +244,13 @@ class ModelConfig:
     # Position of the AR query row that predicts s_{i+1}: "next" (ours: i + 1, the position it predicts)
     # or "same" (the authors' release: i, the position of content row i, whose visibility it shares).
     ar_query_position: str = "next"
+    # The token the decoder reads first. None: BOS (janusgen's own models: the decoder reads the target
+    # BOS s_1 .. s_n). A converted BART: its decoder_start_token_id, </s>: the decoder reads </s> BOS s_1
+    # .. s_n and first predicts BOS, as fairseq's and Hugging Face's BART fine-tuning and generation do.
+    decoder_start_id: int | None = None
+    # With a decoder_start_id: BOS is forced as the first generated token (Hugging Face's
+    # forced_bos_token_id, which bart-large and bart-large-cnn set); otherwise the model chooses it.
+    forced_bos: bool = False
 
     def __post_init__(self) -> None:
         s = "model"
@@ -270,6 +277,7 @@ class ModelConfig:
         _check_choice(self, s, "init", INITS)
         _check_choice(self, s, "length_predictor", LENGTH_PREDICTORS)
         _check_choice(self, s, "ar_query_position", AR_QUERY_POSITIONS)
+        _check_bool(self, s, "forced_bos")
         seen: dict[int, str] = {}
         for name in ("pad_id", "unk_id", "bos_id", "eos_id", "mask_id"):
             _check_int(self, s, name, 0, self.vocab_size - 1)
@@ -277,6 +285,15 @@ class ModelConfig:
             if value in seen:
                 raise ConfigError(s, name, value, f"must differ from {seen[value]}")
             seen[value] = name
+        _check_int(self, s, "decoder_start_id", 0, self.vocab_size - 1, optional=True)
+        if self.decoder_start_id in (self.bos_id, self.pad_id, self.mask_id):
+            raise ConfigError(
+                s, "decoder_start_id", self.decoder_start_id, "must not be BOS (leave it unset), pad or mask"
+            )
+        if self.forced_bos and self.decoder_start_id is None:
+            raise ConfigError(
+                s, "forced_bos", True, "needs a decoder_start_id (BOS is the start without one)"
+            )
         n = self.estimated_parameters()
         if n > MAX_PARAMETERS:
             raise JanusError(

@@ -28,7 +28,7 @@ from janusgen.data.masking import (
     uniform_mask,
     with_suffixes,
 )
-from janusgen.model.layout import masked_view
+from janusgen.model.layout import decoder_sequence, masked_view
 from janusgen.model.transformer import Encoded, JanusTransformer
 
 # The vocabulary-sized terms dominate a JANUS step on CPU when written as plain tensor expressions
@@ -278,16 +278,20 @@ class JanusObjective:
 
         needs_nar, needs_aux = self.needs_nar and self.joint, self.needs_aux and self.joint
         ar_logits = None
+        # what the decoder reads: the targets, after a decoder start token if the model has one (BART)
+        start = mcfg.decoder_start_id
         if self.needs_ar:
-            ar_seq = tgt if ar_tgt is None else ar_tgt
+            ar_seq = decoder_sequence(tgt if ar_tgt is None else ar_tgt, start)
             ar_logits = model.ar_logits(ar_seq, enc)  # (B, T-1, V): predicts ar_seq[:, 1:]
             terms["ar"] = label_smoothed_ce(ar_logits, ar_seq[:, 1:], ar_seq[:, 1:] != mcfg.pad_id, eps)
 
         if needs_nar or needs_aux:
             enc_nar = model.encode(src) if cfg.encode_per_view and self.needs_ar else enc
-            masked = self.sample_mask(tgt, mcfg.pad_id, mcfg.unk_id)
+            dec_tgt = decoder_sequence(tgt, start)
+            masked = self.sample_mask(tgt, mcfg.pad_id, mcfg.unk_id)  # never the start token
+            masked = F.pad(masked, (dec_tgt.shape[1] - tgt.shape[1], 0))
             rank = masked_ranks(masked, cfg.random_order, self.generator)
-            view = masked_view(tgt, masked, mcfg.pad_id, mcfg.mask_id, rank, query_stream=self.needs_aux)
+            view = masked_view(dec_tgt, masked, mcfg.pad_id, mcfg.mask_id, rank, query_stream=self.needs_aux)
             hidden = model.decode(view, enc_nar)
             targets, valid = view.masked_targets, view.masked_valid
             masked_tokens = int(valid.sum())

@@ -46,6 +46,9 @@ BAD_MODEL = [
     ({"d_model": 16384, "ffn_dim": 65536, "encoder_layers": 24, "decoder_layers": 24, "heads": 16}, "20B"),
     ({"length_predictor": "plain"}, "--model-option length_predictor='plain': choose one of ours, release"),
     ({"ar_query_position": 1}, "--model-option ar_query_position=1: choose one of next, same"),
+    ({"decoder_start_id": 2}, "--model-option decoder_start_id=2: must not be BOS"),
+    ({"decoder_start_id": 9000}, "decoder_start_id=9000: must be <= 7999"),
+    ({"forced_bos": True}, "--model-option forced_bos=True: needs a decoder_start_id"),
 ]
 
 BAD_OBJECTIVE = [

@@ -40,7 +40,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from janusgen.decoding.common import Hypotheses, banned_tokens, length_normalized
+from janusgen.decoding.common import (
+    Hypotheses,
+    ar_prefix,
+    banned_tokens,
+    drop_leading_bos,
+    length_normalized,
+    prime_cache,
+)
 from janusgen.decoding.mask_predict import length_candidates, nar_view
 from janusgen.model.layout import DecoderView, ar_query_offset
 from janusgen.model.transformer import DecoderCache, Encoded, JanusTransformer
@@ -157,30 +164,38 @@ def speculative_search(
     device = enc.states.device
     b = max_len.shape[0]
     steps = int(max_len.max()) + 1 if b else 0  # the longest output, plus its EOS
-    seq = torch.full((b, steps + 1), cfg.pad_id, device=device)  # (B, 1 + steps) BOS, outputs, EOS
-    seq[:, 0] = cfg.bos_id
+    # the prefix the decoder reads before the outputs (BOS; a BART's start token, and BOS if forced), as
+    # greedy_search: positions 0 .. o, outputs from o + 1 on; every position below is a sequence position
+    prefix = ar_prefix(cfg)
+    o = len(prefix.tokens) - 1
+    seq = torch.full((b, o + 1 + steps), cfg.pad_id, device=device)  # (B, o + 1 + steps) prefix, outputs, EOS
+    seq[:, : o + 1] = torch.tensor(prefix.tokens, device=device)
     log_prob = torch.zeros(b, device=device)
     rounds = torch.zeros(b, dtype=torch.long, device=device)
     if b == 0:
-        return Hypotheses(seq[:, 1:], rounds, log_prob, log_prob), SpeculativeStats()
+        return Hypotheses(seq[:, o + 1 :], rounds, log_prob, log_prob), SpeculativeStats()
 
     ar_ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.mask_id)
+    # a BART whose BOS is not forced chooses it as its first token (greedy_search does the same)
+    first_ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.mask_id) if prefix.free_bos else ar_ban
     only_eos = torch.full_like(ar_ban, -math.inf)
     only_eos[cfg.eos_id] = 0.0
     nar_ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.eos_id, cfg.mask_id)
 
     alive = torch.arange(b, device=device)  # (A,) batch index of each unfinished sentence
-    limit = max_len.clone()  # (A,) most output tokens
-    predicted = length_candidates(model, enc, max_len, length_beam=1)[:, 0]  # (A,) predicted n
-    t = torch.zeros(b, dtype=torch.long, device=device)  # (A,) accepted output tokens = position of s_t
+    limit = max_len + o  # (A,) position of the last output token allowed
+    predicted = length_candidates(model, enc, max_len, length_beam=1)[:, 0] + o  # (A,) at the predicted n
+    t = torch.full((b,), o, dtype=torch.long, device=device)  # (A,) position of s_t, the last accepted
     cache = DecoderCache()  # content entries s_0 .. s_{t-1} of each row (first t entries), encoder k/v
+    prime_cache(model, enc, prefix, cache)  # a BART's start token before BOS
     # The draft of each sentence, position by position (BOS, d_1 .. d_n, EOS at n + 1), kept across
     # rounds: a round whose AR view disagrees early still leaves the rest of the draft, which often
     # lines up again after a substituted word, so the NAR view drafts again only for the sentences
     # that used up their draft (`redraft`).
-    draft = torch.full((b, steps + 2), cfg.pad_id, device=device)
-    # (A,) last draft position of each sentence; fused drafting starts without one (-1: nothing to verify)
-    n = torch.full((b,), -1 if fused else 0, dtype=torch.long, device=device)
+    draft = torch.full((b, o + steps + 2), cfg.pad_id, device=device)
+    # (A,) last draft position of each sentence; fused drafting starts without one (o - 1: nothing to
+    # verify)
+    n = torch.full((b,), o - 1 if fused else o, dtype=torch.long, device=device)
     redraft = torch.full((b,), not fused, dtype=torch.bool, device=device)
     while alive.numel():
         a = alive.numel()
@@ -251,7 +266,8 @@ def speculative_search(
             _store_draft(model, draft, slice(None), nar_tokens, nar_placeholder, nar_hidden, nar_ban)
             n = n_next
         at_limit = (predicted_pos == limit[:, None] + 1)[:, :, None]
-        best, choice = (logp + torch.where(at_limit, only_eos, ar_ban)).max(dim=-1)  # (A, R): a_{t+1+i}
+        ban = torch.where((predicted_pos == o + 1)[:, :, None], first_ban, ar_ban)
+        best, choice = (logp + torch.where(at_limit, only_eos, ban)).max(dim=-1)  # (A, R): a_{t+1+i}
 
         # ---- accept: the leading agreements, AR's next token, cut after an EOS
         agree = (choice[:, :-1] == content[:, 1:]) & used[:, 1:]  # (A, R - 1)
@@ -283,14 +299,16 @@ def speculative_search(
             draft, n, redraft = draft[kept], n[kept], redraft[kept]
             enc = enc.index_select(kept)
 
-    out = seq[:, 1:]
+    out = seq[:, o + 1 :]
     is_eos = out == cfg.eos_id  # every sentence has exactly one EOS (forced at its limit)
     lengths = is_eos.int().argmax(dim=1)
     hyps = Hypotheses(
         out.masked_fill(is_eos, cfg.pad_id),
         lengths,
         log_prob,
-        length_normalized(log_prob, lengths + 1, length_penalty),
+        length_normalized(log_prob, lengths + 1 + prefix.counted, length_penalty),  # as greedy_search
     )
     stats = SpeculativeStats(b, int(rounds.sum()), int((lengths + 1).sum()))
+    if prefix.free_bos:
+        hyps = drop_leading_bos(hyps, cfg.bos_id, cfg.pad_id)
     return hyps, stats

@@ -56,6 +56,16 @@ def ar_query_offset(ar_query_position: str) -> int:
     return AR_QUERY_OFFSETS[ar_query_position]
 
 
+def decoder_sequence(tgt: torch.Tensor, start_id: int | None) -> torch.Tensor:
+    """What the decoder reads for targets `tgt` (B, T) = BOS s_1 .. s_n EOS: `tgt` itself, or, with a
+    decoder start token `start_id` (ModelConfig.decoder_start_id: a BART's </s>), (B, T + 1) with it in
+    front, every target token one position further. The start token is never masked or predicted; BOS
+    is then predicted (or forced) like the tokens after it."""
+    if start_id is None:
+        return tgt
+    return torch.cat([tgt.new_full((tgt.shape[0], 1), start_id), tgt], dim=1)
+
+
 def ar_view(tgt: torch.Tensor, pad_id: int, mask_id: int, query_offset: int = 1) -> DecoderView:
     """AR view of targets `tgt` (B, T) = BOS s_1 .. s_n EOS, right-padded.
 

@@ -208,8 +208,10 @@ class JanusTransformer(nn.Module):
         nn.init.normal_(self.embed.weight, std=d**-0.5)
         with torch.no_grad():
             self.embed.weight[cfg.pad_id].zero_()
-        # BART keeps rows 0, 1 unused (offset 2); a source_bos BOS takes one position more than the data
-        table = cfg.max_positions + cfg.position_offset + int(cfg.source_bos)
+        # BART keeps rows 0, 1 unused (offset 2); a source_bos BOS, or a decoder start token before the
+        # target's BOS, takes one position more than the data
+        extra = int(cfg.source_bos or cfg.decoder_start_id is not None)
+        table = cfg.max_positions + cfg.position_offset + extra
         if cfg.learned_positions:
             self.enc_positions: nn.Module = nn.Embedding(table, d)
             self.dec_positions: nn.Module = nn.Embedding(table, d)
