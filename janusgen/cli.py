@@ -642,7 +642,8 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
         default=d.mode,
         help="ar (beam search), nar (Mask-Predict), or speculative: the NAR view drafts the rest of the "
         "sentence and the AR view verifies it in one pass, keeping the longest prefix it agrees with; the "
-        "output is exactly AR greedy (--beam is ignored), faster where the two views agree",
+        "output is AR greedy's (--beam is ignored) up to floating-point near-ties (where the two best "
+        "tokens are within rounding error, either may be chosen), faster where the two views agree",
     )
     parser.add_argument(
         "--beam", type=int, default=d.beam, help="AR beam size; 1 = greedy (default %(default)s)"

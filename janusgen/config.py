@@ -650,7 +650,7 @@ DEMO_TIME_BUDGET_S = 17 * 60.0  # `janus demo`: training time (README: 17 minute
 class DecodeConfig:
     """How to generate: AR beam search (beam 1 = greedy) or NAR Mask-Predict."""
 
-    mode: str = "ar"  # ar, nar, or speculative (NAR drafts, AR verifies: exactly AR greedy)
+    mode: str = "ar"  # ar, nar, or speculative (NAR drafts, AR verifies: AR greedy up to near-ties)
     beam: int = 5  # AR
     iterations: int = 10  # NAR refinement passes T
     length_beam: int = 3  # NAR length candidates l

@@ -1,4 +1,5 @@
-"""Lossless self-speculative decoding: the NAR view drafts, the AR view verifies, the output is AR greedy.
+"""Self-speculative decoding: the NAR view drafts, the AR view verifies, the output is AR greedy's, up to
+floating-point near-ties (below).
 
 One model holds both distributions, so no second drafting model is needed. Each round, for every
 unfinished sentence with accepted prefix s_0 .. s_t (s_0 = BOS):
@@ -15,7 +16,7 @@ unfinished sentence with accepted prefix s_0 .. s_t (s_0 = BOS):
    row that predicts position p gives a_p, AR greedy's choice given the prefix and the draft before p
    (same bans and length limit as `greedy_search`).
 3. Accept a_{t+1} .. a_{t+j+1}, where j counts the leading draft tokens with d_p = a_p: each of them
-   is conditioned only on accepted tokens, so they are exactly what greedy decoding would choose, and
+   is conditioned only on accepted tokens, so they are what greedy would choose (up to near-ties), and
    every round gains at least one token. With `block` = k, at most k draft tokens are verified a
    round: on a CPU a pass costs what its rows cost, and AR seldom agrees far ahead. The cache keeps the
    entries of s_t and the accepted draft tokens and drops the rest (rolled back), in one gather per
@@ -26,6 +27,13 @@ a draft from the same prefix s_0 .. s_t (seeing only each other, as in step 1, w
 see them), and the next round verifies that draft beyond its new prefix: one decoder pass per round
 instead of up to two, for a draft one round older. The NAR rows' cache entries are dropped with the
 rejected ones.
+
+Near-ties: the verify pass computes each AR row among several rows of one pass, greedy search one row a
+step; the two shapes may sum in different orders, so their logits can differ in the last bits. Where
+the two best tokens are that close (within about 1e-6 relative) the two searches may choose different
+ones, both argmaxes up to rounding, and from there the outputs go their own ways; greedy search on a
+batch and on one sentence alone differ at such ties too. Everywhere else the outputs are greedy's
+(tests/decoding/test_speculative.py builds a near-tie and checks both).
 
 Sentences advance by different amounts: every per-sentence quantity (t, n, the draft length, j) is a
 tensor, rows are padded to the longest draft of the round, and the visibility masks hide the padding
@@ -152,7 +160,8 @@ def speculative_search(
     block: int | None = DEFAULT_BLOCK,
 ) -> tuple[Hypotheses, SpeculativeStats]:
     """Self-speculative decoding of encoded sources; `max_len` (B,) caps each output's length. The
-    outputs are those of `greedy_search(model, enc, max_len, length_penalty)`, with the same scores.
+    outputs are those of `greedy_search(model, enc, max_len, length_penalty)`, with the same scores, up
+    to floating-point near-ties (module docstring).
     `drafting`: one of DRAFTINGS (module docstring). `block`: verify at most this many draft tokens a
     round (None: the whole rest of the draft); the rest of a kept draft waits for the next rounds."""
     if drafting not in DRAFTINGS:
