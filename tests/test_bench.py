@@ -277,7 +277,10 @@ def test_the_gpu_budget_is_the_papers_model_and_encoding():
     budget = gpu_budget(100, 1)
     assert budget.model == model_preset("paper-iwslt")
     assert not budget.model.pre_norm and budget.model.relative_positions == 0 and budget.model.init == "bert"
-    assert budget.objectives["janus"].encode_per_view
+    assert budget.objectives["janus"].encode_per_view and budget.objectives["janus"].masking == "release"
+    assert budget.objectives["janus"] == dataclasses.replace(
+        objective_preset("janus"), encode_per_view=True, masking="release"
+    )
 
 
 def test_the_gpu_budget_trains_as_the_release_script_and_gpu_ours_as_we_did():

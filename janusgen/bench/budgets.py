@@ -59,10 +59,11 @@ def gpu_budget(updates: int, seed: int) -> Budget:
     6+6 layers, d512, post-norm, BERT init, dropout 0.3, source BOS, their length classifier and AR query
     positions), the `paper` recipe's optimisation (their script: lr 5e-4 inverse square root after
     10,000 warmup updates, no clipping), 8k-token batches (theirs: 4,096 on each of 2 GPUs), and JANUS
-    encoding the source once per view as their release does (each view its own dropout)."""
+    with their masking (`release`) and encoding the source once per view as they do (each view its own
+    dropout)."""
     model = model_preset("paper-iwslt")
     objectives = {name: objective_preset(name) for name in SYSTEMS}
-    objectives["janus"] = dataclasses.replace(objectives["janus"], encode_per_view=True)
+    objectives["janus"] = dataclasses.replace(objectives["janus"], encode_per_view=True, masking="release")
     _, _, paper = paper_recipe(model, objectives["janus"])
     train_cfg = dataclasses.replace(
         paper,
