@@ -204,7 +204,7 @@ def synthetic_batch(cfg, max_tokens: int, objective: JanusObjective, rng: np.ran
     tgt = torch.randint(5, cfg.vocab_size, (rows, length + 2))
     src[:, -1], tgt[:, 0], tgt[:, -1] = cfg.eos_id, cfg.bos_id, cfg.eos_id
     generator = torch.Generator().manual_seed(seed)
-    inputs = objective.prepare(src, tgt, None, cfg.pad_id, cfg.mask_id, generator)
+    inputs = objective.prepare(src, tgt, None, cfg, generator)
     return ReadyBatch(SampledBatch(0, seed, np.arange(rows)), seed, inputs)
 
 

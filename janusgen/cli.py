@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from janusgen.config import (
+    BENCH_BUDGET_UPDATES,
     BEST_METRICS,
     DECODE_MODES,
     DEMO_TIME_BUDGET_S,
@@ -369,11 +370,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--recipe",
         choices=tuple(RECIPES),
         default=None,
-        help="defaults for the training options: paper (tens of thousands of updates, GPU scale; the "
-        "paper's loss, KL terms on) or cpu (learns within minutes on a few CPU cores: small batches, high "
-        "lr, warmup and curriculum as fractions of --time-budget, no dropout; for janus, the AR loss alone "
-        "for the first half, then JANUS without the KL terms (the cpu recipe): the paper's 'without KL' "
-        "ablation, not the paper's loss). Options given explicitly win (default paper)",
+        help="defaults for the training options: paper (GPU scale, the authors' release's script: warmup "
+        "10,000, no clipping, 200,000 updates; the paper's loss, KL terms on) or cpu (learns within minutes "
+        "on a few CPU cores: small batches, high lr, warmup and curriculum as fractions of --time-budget, no "
+        "dropout; for janus, the AR loss alone for the first half, then JANUS without the KL terms (the cpu "
+        "recipe): the paper's 'without KL' ablation, not the paper's loss). Options given explicitly win "
+        "(default paper)",
     )
     train.add_argument("--resume", action="store_true", help="continue the run in --out from out/last")
     train.add_argument(
@@ -665,7 +667,8 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
         default=d.mode,
         help="ar (beam search), nar (Mask-Predict), or speculative: the NAR view drafts the rest of the "
         "sentence and the AR view verifies it in one pass, keeping the longest prefix it agrees with; the "
-        "output is exactly AR greedy (--beam is ignored), faster where the two views agree",
+        "output is AR greedy's (--beam is ignored) up to floating-point near-ties (where the two best "
+        "tokens are within rounding error, either may be chosen), faster where the two views agree",
     )
     parser.add_argument(
         "--beam", type=int, default=d.beam, help="AR beam size; 1 = greedy (default %(default)s)"
@@ -1032,16 +1035,20 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     quality.add_argument("--out", type=Path, required=True, help="folder for the runs, outputs and reports")
     quality.add_argument(
         "--budget",
-        choices=("cpu", "cpu-long", "gpu"),
+        choices=tuple(BENCH_BUDGET_UPDATES),
         default="cpu",
         help="cpu: the demo's small model for 2 CPU cores; cpu-long: the same at 4x the updates (hours: "
-        "stop it any time and run the command again to continue); gpu: `paper-iwslt`, the paper's model",
+        "stop it any time and run the command again to continue); gpu: `paper-iwslt` trained as the "
+        "authors' release trains it (warmup 10,000, no clipping); gpu-ours: the same model with our "
+        "warmup (4,000) and clipping (1.0)",
     )
     quality.add_argument(
         "--updates",
         type=int,
         default=None,
-        help="updates per system, the same for every system (default: cpu 1500, cpu-long 6000, gpu 50000)",
+        help="updates per system, the same for every system (default: "
+        + ", ".join(f"{name} {n}" for name, n in BENCH_BUDGET_UPDATES.items())
+        + ")",
     )
     quality.add_argument(
         "--time-budget",

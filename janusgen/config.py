@@ -236,6 +236,21 @@ class ModelConfig:
     # initialisation: "default" (PyTorch's per layer; embeddings N(0, 1/d)) or "bert" (every linear and
     # embedding weight N(0, 0.02), biases 0: fairseq's --apply-bert-init, which the authors trained with)
     init: str = "default"
+    # The length classifier over the mean-pooled encoder states (classes 0 .. max_target_length):
+    # "ours" reads them without back-propagating into the encoder, adds an embedding of the source length
+    # and has a bias; "release" is the authors' release's: the rows of a length embedding table are the
+    # output weights (logits = pooled @ embed_length^T, no bias) and the length loss reaches the encoder.
+    length_predictor: str = "ours"
+    # Position of the AR query row that predicts s_{i+1}: "next" (ours: i + 1, the position it predicts)
+    # or "same" (the authors' release: i, the position of content row i, whose visibility it shares).
+    ar_query_position: str = "next"
+    # The token the decoder reads first. None: BOS (janusgen's own models: the decoder reads the target
+    # BOS s_1 .. s_n). A converted BART: its decoder_start_token_id, </s>: the decoder reads </s> BOS s_1
+    # .. s_n and first predicts BOS, as fairseq's and Hugging Face's BART fine-tuning and generation do.
+    decoder_start_id: int | None = None
+    # With a decoder_start_id: BOS is forced as the first generated token (Hugging Face's
+    # forced_bos_token_id, which bart-large and bart-large-cnn set); otherwise the model chooses it.
+    forced_bos: bool = False
 
     def __post_init__(self) -> None:
         s = "model"
@@ -260,6 +275,9 @@ class ModelConfig:
             _check_bool(self, s, name)
         _check_choice(self, s, "ar_stream", AR_STREAMS)
         _check_choice(self, s, "init", INITS)
+        _check_choice(self, s, "length_predictor", LENGTH_PREDICTORS)
+        _check_choice(self, s, "ar_query_position", AR_QUERY_POSITIONS)
+        _check_bool(self, s, "forced_bos")
         seen: dict[int, str] = {}
         for name in ("pad_id", "unk_id", "bos_id", "eos_id", "mask_id"):
             _check_int(self, s, name, 0, self.vocab_size - 1)
@@ -267,6 +285,15 @@ class ModelConfig:
             if value in seen:
                 raise ConfigError(s, name, value, f"must differ from {seen[value]}")
             seen[value] = name
+        _check_int(self, s, "decoder_start_id", 0, self.vocab_size - 1, optional=True)
+        if self.decoder_start_id in (self.bos_id, self.pad_id, self.mask_id):
+            raise ConfigError(
+                s, "decoder_start_id", self.decoder_start_id, "must not be BOS (leave it unset), pad or mask"
+            )
+        if self.forced_bos and self.decoder_start_id is None:
+            raise ConfigError(
+                s, "forced_bos", True, "needs a decoder_start_id (BOS is the start without one)"
+            )
         n = self.estimated_parameters()
         if n > MAX_PARAMETERS:
             raise JanusError(
@@ -290,6 +317,8 @@ class ModelConfig:
 ACTIVATIONS = ("relu", "gelu")
 AR_STREAMS = ("query", "content")
 INITS = ("default", "bert")
+LENGTH_PREDICTORS = ("ours", "release")
+AR_QUERY_POSITIONS = ("next", "same")
 MAX_D_MODEL = 16384
 MAX_LAYERS = 1000
 MAX_POSITIONS = 1 << 16
@@ -302,7 +331,10 @@ def model_preset(name: str) -> ModelConfig:
     IWSLT model: pre-norm, attention dropout 0.1, a relative-position bias in the decoder, PyTorch's
     initialisation), `paper-iwslt` (the paper's IWSLT model exactly, as the authors' release trains it:
     fairseq's transformer_iwslt_de_en, post-norm, attention dropout 0, learned absolute positions only,
-    BERT-style initialisation, dropout 0.3), `transformer-base` (Vaswani et al. base)."""
+    BERT-style initialisation, dropout 0.3, BOS before the source, the release's length classifier over
+    lengths 0 .. 255, AR query rows at their content row's position), `transformer-base` (Vaswani et al.
+    base). Every preset but `paper-iwslt` keeps our own choices (`length_predictor` "ours",
+    `ar_query_position` "next", no source BOS)."""
     presets = {
         "tiny": ModelConfig(
             d_model=32,
@@ -342,6 +374,10 @@ def model_preset(name: str) -> ModelConfig:
             learned_positions=True,
             relative_positions=0,
             init="bert",
+            source_bos=True,
+            length_predictor="release",
+            max_target_length=255,  # the release's embed_length has 256 rows: lengths 0 .. 255
+            ar_query_position="same",
         ),
         "transformer-base": ModelConfig(ffn_dim=2048, heads=8, dropout=0.1),
     }
@@ -381,7 +417,8 @@ class ObjectiveConfig:
     kl_warmup_fraction: float = 0.0
     # span (ours: exactly round(ratio * n) inner tokens, in Poisson spans), release (the authors' release:
     # ceil(ratio * (n + 2)) positions in possibly overlapping Poisson spans, then BOS/EOS unmasked, which
-    # leaves about 0.56 of the inner tokens masked) or uniform (CMLM: k ~ U{1..n} single tokens)
+    # leaves about 0.56 of the inner tokens masked, and every <unk> of the target masked too) or uniform
+    # (CMLM: k ~ U{1..n} single tokens)
     masking: str = "span"
     # the share of sentences masked after a random cut instead (everything from there to EOS): what a
     # speculative draft sees, a given prefix to continue; 0 is the paper's training
@@ -577,9 +614,19 @@ def cpu_recipe(
 def paper_recipe(
     model: ModelConfig, objective: ObjectiveConfig
 ) -> tuple[ModelConfig, ObjectiveConfig, TrainConfig]:
-    """The paper-scale defaults (tens of thousands of updates, a GPU): the presets and TrainConfig as
-    they are."""
-    return model, objective, TrainConfig()
+    """The paper-scale defaults (a GPU), as the authors' release's IWSLT script trains: lr 5e-4 with the
+    inverse square root schedule after 10,000 warmup updates, Adam betas (0.9, 0.98), no gradient
+    clipping, up to 200,000 updates. Its weight decay is not established here: TrainConfig's (ours,
+    0.0001) stays. TrainConfig's own defaults (4,000 warmup updates, clipping at 1.0) are our choices,
+    which `janus bench quality --budget gpu-ours` keeps."""
+    return (
+        model,
+        objective,
+        TrainConfig(max_updates=RELEASE_MAX_UPDATES, warmup_updates=10_000, clip_norm=0.0),
+    )
+
+
+RELEASE_MAX_UPDATES = 200_000  # the authors' IWSLT script's --max-update
 
 
 def finetune_recipe(
@@ -602,6 +649,9 @@ def finetune_recipe(
 
 
 RECIPES = {"paper": paper_recipe, "cpu": cpu_recipe, "finetune": finetune_recipe}
+# `janus bench quality --budget` (janusgen.bench.budgets builds each) and its updates per system when
+# --updates is not given; here so that the command line knows them without importing torch
+BENCH_BUDGET_UPDATES = {"cpu": 1500, "cpu-long": 6000, "gpu": RELEASE_MAX_UPDATES, "gpu-ours": 50_000}
 DEMO_TIME_BUDGET_S = 17 * 60.0  # `janus demo`: training time (README: 17 minutes; under 25 in all on 2 cores)
 
 
@@ -612,7 +662,7 @@ DEMO_TIME_BUDGET_S = 17 * 60.0  # `janus demo`: training time (README: 17 minute
 class DecodeConfig:
     """How to generate: AR beam search (beam 1 = greedy) or NAR Mask-Predict."""
 
-    mode: str = "ar"  # ar, nar, or speculative (NAR drafts, AR verifies: exactly AR greedy)
+    mode: str = "ar"  # ar, nar, or speculative (NAR drafts, AR verifies: AR greedy up to near-ties)
     beam: int = 5  # AR
     iterations: int = 10  # NAR refinement passes T
     length_beam: int = 3  # NAR length candidates l

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from janusgen.config import ObjectiveConfig
+from janusgen.config import ModelConfig, ObjectiveConfig
 from janusgen.data.masking import (
     inner_lengths,
     masked_ranks,
@@ -30,7 +30,7 @@ from janusgen.data.masking import (
     uniform_mask,
     with_suffixes,
 )
-from janusgen.model.layout import MaskedView, masked_view
+from janusgen.model.layout import MaskedView, decoder_sequence, masked_view
 from janusgen.model.transformer import Encoded, JanusTransformer
 
 # The vocabulary-sized terms dominate a JANUS step on CPU when written as plain tensor expressions
@@ -293,7 +293,7 @@ class JanusObjective:
         """The parts of `model` no term gives a gradient: the length classifier without L_len."""
         if self.cfg.length_weight > 0:
             return []
-        return [model.length_head, model.source_length_embed]
+        return model.length_modules()
 
     def freeze_untrained(self, model: JanusTransformer) -> None:
         """Turn off the gradients of `untrained_modules`, before the optimizer is built: they stay out of
@@ -302,14 +302,20 @@ class JanusObjective:
             module.requires_grad_(False)
 
     def sample_mask(
-        self, tgt: torch.Tensor, pad_id: int, generator: torch.Generator | None = None
+        self,
+        tgt: torch.Tensor,
+        pad_id: int,
+        unk_id: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        """The masked positions of targets `tgt` (B, T); `unk_id`: the <unk> that release masking masks
+        wherever the target has it; `generator`: default the objective's own."""
         cfg = self.cfg
         generator = self.generator if generator is None else generator
         if cfg.masking == "span":
             mask = span_mask(tgt, pad_id, cfg.mask_ratio, cfg.span_lambda, generator)
         elif cfg.masking == "release":
-            mask = release_mask(tgt, pad_id, cfg.mask_ratio, cfg.span_lambda, generator)
+            mask = release_mask(tgt, pad_id, cfg.mask_ratio, cfg.span_lambda, generator, unk_id)
         elif cfg.masking == "uniform":
             mask = uniform_mask(tgt, pad_id, generator)
         else:
@@ -321,19 +327,22 @@ class JanusObjective:
         src: torch.Tensor,
         tgt: torch.Tensor,
         ar_tgt: torch.Tensor | None,
-        pad_id: int,
-        mask_id: int,
+        model_cfg: ModelConfig,
         generator: torch.Generator | None = None,
     ) -> LossInputs:
         """The inputs of `loss` for one batch, on the device of `tgt` (the data loader: the CPU). The masks
         are drawn from `generator` (default: the objective's own, which the trainer reseeds per batch), so
         a batch's masks depend only on the seed it is given."""
         view = None
+        pad_id = model_cfg.pad_id
         if self.needs_nar or self.needs_aux:
             generator = self.generator if generator is None else generator
-            masked = self.sample_mask(tgt, pad_id, generator)
+            # what the decoder reads: the targets, after a decoder start token if the model has one (BART)
+            dec_tgt = decoder_sequence(tgt, model_cfg.decoder_start_id)
+            masked = self.sample_mask(tgt, pad_id, model_cfg.unk_id, generator)  # never the start token
+            masked = F.pad(masked, (dec_tgt.shape[1] - tgt.shape[1], 0))
             rank = masked_ranks(masked, self.cfg.random_order, generator)
-            view = masked_view(tgt, masked, pad_id, mask_id, rank, query_stream=self.needs_aux)
+            view = masked_view(dec_tgt, masked, pad_id, model_cfg.mask_id, rank, query_stream=self.needs_aux)
         return LossInputs(
             src,
             tgt,
@@ -352,8 +361,7 @@ class JanusObjective:
     ) -> LossOutput:
         """The loss of one batch given as tensors: `prepare` (masks from the objective's generator),
         then `loss`."""
-        cfg = model.cfg
-        return self.loss(model, self.prepare(src, tgt, ar_tgt, cfg.pad_id, cfg.mask_id))
+        return self.loss(model, self.prepare(src, tgt, ar_tgt, model.cfg))
 
     def loss(self, model: JanusTransformer, batch: LossInputs) -> LossOutput:
         """The loss of one prepared batch: `terms`, then `combine`."""
@@ -375,8 +383,10 @@ class JanusObjective:
 
         needs_nar, needs_aux = self.needs_nar and self.joint, self.needs_aux and self.joint
         ar_logits = None
+        # what the decoder reads: the targets, after a decoder start token if the model has one (BART)
+        start = mcfg.decoder_start_id
         if self.needs_ar:
-            ar_seq = tgt if ar_tgt is None else ar_tgt
+            ar_seq = decoder_sequence(tgt if ar_tgt is None else ar_tgt, start)
             ar_logits = model.ar_logits(ar_seq, enc)  # (B, T-1, V): predicts ar_seq[:, 1:]
             terms["ar"] = label_smoothed_ce(ar_logits, ar_seq[:, 1:], ar_seq[:, 1:] != mcfg.pad_id, eps)
 

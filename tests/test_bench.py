@@ -17,6 +17,7 @@ from janusgen.bench import (
     run_speed_bench,
     settings_for,
 )
+from janusgen.checkpoint import read_config
 from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.decoding.settings import SETTINGS, label
 from janusgen.decoding.translator import Translator
@@ -51,6 +52,9 @@ def quality_run(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 def test_quality_bench_trains_equal_budgets_and_evaluates_every_setting(quality_run):
     out, report = quality_run
     assert json.loads((out / bench.QUALITY).read_text()) == report
+    # the trained model, whose vocabulary is the data's, not the budget's preset
+    assert report["model"] == read_config(out / "janus" / "last")["model"]
+    assert report["model"]["vocab_size"] == 64 != _tiny_budget().model.vocab_size
     assert set(report["systems"]) == {"ar", "cmlm", "janus"}
     for system, entry in report["systems"].items():
         assert entry["training"]["step"] == 6  # the same number of updates for every system
@@ -273,7 +277,31 @@ def test_the_gpu_budget_is_the_papers_model_and_encoding():
     budget = gpu_budget(100, 1)
     assert budget.model == model_preset("paper-iwslt")
     assert not budget.model.pre_norm and budget.model.relative_positions == 0 and budget.model.init == "bert"
-    assert budget.objectives["janus"].encode_per_view
+    assert budget.objectives["janus"].encode_per_view and budget.objectives["janus"].masking == "release"
+    assert budget.objectives["janus"] == dataclasses.replace(
+        objective_preset("janus"), encode_per_view=True, masking="release"
+    )
+
+
+def test_the_gpu_budget_trains_as_the_release_script_and_gpu_ours_as_we_did():
+    """The release's IWSLT script: lr 5e-4, inverse sqrt after 10,000 warmup updates from 1e-7, Adam
+    (0.9, 0.98), no clipping, 200,000 updates by default; `gpu-ours` keeps our warmup and clipping."""
+    train = gpu_budget(100, 1).train
+    assert (train.lr, train.warmup_updates, train.warmup_fraction, train.warmup_init_lr) == (
+        5e-4,
+        10_000,
+        None,
+        1e-7,
+    )
+    assert (train.adam_beta1, train.adam_beta2, train.clip_norm, train.max_tokens) == (0.9, 0.98, 0.0, 8192)
+    assert bench.DEFAULT_UPDATES["gpu"] == 200_000
+    assert all(objective.label_smoothing == 0.1 for objective in gpu_budget(100, 1).objectives.values())
+    ours = bench.BUDGETS["gpu-ours"](100, 1)
+    assert (ours.name, ours.train.warmup_updates, ours.train.clip_norm) == ("gpu-ours", 4000, 1.0)
+    assert dataclasses.replace(ours.train, warmup_updates=10_000, clip_norm=0.0) == train
+    assert ours.model == model_preset("paper-iwslt") and ours.objectives == gpu_budget(100, 1).objectives
+    assert bench.DEFAULT_UPDATES["gpu-ours"] == 50_000
+    assert set(bench.DEFAULT_UPDATES) == set(bench.BUDGETS)
 
 
 def test_a_run_saved_before_a_config_field_existed_is_still_reused(quality_run, toy_data, tmp_path):

@@ -10,6 +10,7 @@ from janusgen.cli import main
 from janusgen.config import (
     MODEL_PRESETS,
     OBJECTIVES,
+    RECIPES,
     ModelConfig,
     ObjectiveConfig,
     TrainConfig,
@@ -43,6 +44,11 @@ BAD_MODEL = [
     ({"vocab_size": 4}, "mask_id=4: must be <= 3"),
     ({"bos_id": 0}, "bos_id=0: must differ from pad_id"),
     ({"d_model": 16384, "ffn_dim": 65536, "encoder_layers": 24, "decoder_layers": 24, "heads": 16}, "20B"),
+    ({"length_predictor": "plain"}, "--model-option length_predictor='plain': choose one of ours, release"),
+    ({"ar_query_position": 1}, "--model-option ar_query_position=1: choose one of next, same"),
+    ({"decoder_start_id": 2}, "--model-option decoder_start_id=2: must not be BOS"),
+    ({"decoder_start_id": 9000}, "decoder_start_id=9000: must be <= 7999"),
+    ({"forced_bos": True}, "--model-option forced_bos=True: needs a decoder_start_id"),
 ]
 
 BAD_OBJECTIVE = [
@@ -118,6 +124,30 @@ def test_presets_and_defaults_are_valid():
     TrainConfig(time_budget_s=0.0, keep_last=0, clip_norm=0.0, warmup_updates=0)
     ObjectiveConfig(ar_only_updates=10, kl_warmup_updates=5)
     ModelConfig(activation="gelu", relative_positions=0, learned_positions=False)
+
+
+def test_the_paper_recipe_is_the_release_iwslt_script():
+    """warmup 10,000 (inverse sqrt, lr 5e-4, from 1e-7), Adam (0.9, 0.98), no clipping, 200,000 updates;
+    the weight decay is ours (the release's is not established). TrainConfig's defaults stay ours."""
+    model, objective = model_preset("paper-iwslt"), objective_preset("janus")
+    m, o, train = RECIPES["paper"](model, objective)
+    assert (m, o) == (model, objective)
+    assert (train.lr, train.warmup_updates, train.warmup_fraction, train.warmup_init_lr) == (
+        5e-4,
+        10_000,
+        None,
+        1e-7,
+    )
+    assert (train.adam_beta1, train.adam_beta2, train.clip_norm, train.max_updates) == (
+        0.9,
+        0.98,
+        0.0,
+        200_000,
+    )
+    assert train.weight_decay == TrainConfig().weight_decay == 0.0001
+    assert (
+        dataclasses.replace(train, max_updates=100_000, warmup_updates=4000, clip_norm=1.0) == TrainConfig()
+    )
 
 
 def test_a_checkpoint_config_names_the_file_and_key():

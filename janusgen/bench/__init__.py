@@ -25,6 +25,7 @@ from janusgen.bench.budgets import (
     cpu_long_budget,
     decodes,
     gpu_budget,
+    gpu_ours_budget,
     settings_for,
     system_setup,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "format_speed",
     "format_tests",
     "gpu_budget",
+    "gpu_ours_budget",
     "hardware",
     "plot_valid_bleu",
     "run_quality_bench",

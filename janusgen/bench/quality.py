@@ -66,7 +66,7 @@ def run_quality_bench(
         "distilled_for": None if distilled is None else distilled_for,
         "time_budget_s": time_budget_s,  # equal time; None: equal updates
         "test_sentences": len(sources),
-        "model": dataclasses.asdict(budget.model),
+        "model": None,  # the trained model's (its vocabulary is the data's), filled in below
         "train": dataclasses.asdict(budget.train),
         "date": datetime.date.today().isoformat(),
         "systems": {},
@@ -97,6 +97,8 @@ def run_quality_bench(
                 device=device,
             )
             summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+        if report["model"] is None:  # every system trains the same model
+            report["model"] = _trained_model(run)
         translator = Translator.load(run / "last", device=str(pick_device(device)))
         entry = {
             "data": _stored_path(out, system_data),
@@ -118,6 +120,14 @@ def run_quality_bench(
     (out / QUALITY).write_text(json.dumps(report, indent=2) + "\n")
     plot_valid_bleu(out, systems)
     return report
+
+
+def _trained_model(run: Path) -> dict[str, Any]:
+    """The model configuration a run in the bench trained, from its config.json: the budget's preset with
+    the data's vocabulary and special ids (a field added since the run takes its default)."""
+    config_file = run / "last" / CONFIG_FILE
+    saved = json.loads(config_file.read_text())["model"]
+    return dataclasses.asdict(from_dict(ModelConfig, saved, where=str(config_file)))
 
 
 def _check_same_setup(run: Path, budget: Budget, system: str, train_cfg: TrainConfig, data: Path) -> None:

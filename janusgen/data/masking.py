@@ -3,7 +3,7 @@
 The distributions choose among the inner positions 1 .. n of `tgt` = BOS s_1 .. s_n EOS (pad):
 - `span_mask`: JANUS default, a fixed ratio of the inner tokens in spans with Poisson(lam) lengths;
 - `release_mask`: what the authors' release does (spans over the whole sequence, overlapping, ends
-  unmasked afterwards: fewer inner tokens masked, a varying number);
+  unmasked afterwards: fewer inner tokens masked, a varying number; every <unk> masked too);
 - `uniform_mask`: CMLM / Mask-Predict, k ~ Uniform{1..n} positions chosen uniformly;
 - `suffix_mask`: everything after a random cut, the placeholders a speculative draft fills (mixed into
   the others by `with_suffixes`).
@@ -73,56 +73,81 @@ def span_mask(
     return mask[:, :t].to(device)
 
 
+def release_spans(
+    total: torch.Tensor,
+    width: int,
+    ratio: float = 0.7,
+    span_lambda: float = 2.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The spans of the authors' release masking for sequences of `total` (B,) positions (L, BOS and EOS
+    included) in rows of `width` >= max(L) columns: (starts, lengths, kept), each (B, width), where
+    `kept` marks a row's spans (its first columns) and `lengths` is 0 past them.
+
+    Each row aims at m = ceil(ratio * L) positions. Span lengths are drawn from Poisson(span_lambda)
+    (zero allowed: such a span masks nothing) until they add up to m, and at most L spans are kept; the
+    last kept span is cut so that the lengths add up to exactly m, or, when L spans fall short of m,
+    stretched to fill it. The spans start at distinct random positions among the L (a random
+    permutation); `release_mask` then lays them out.
+    """
+    b = total.shape[0]
+    budget = torch.ceil(ratio * total.float()).long()[:, None]  # (B, 1) m
+    lengths = torch.poisson(torch.full((b, width), float(span_lambda)), generator=generator).long()
+    j = torch.arange(width)[None]  # (1, W)
+    ends = lengths.cumsum(dim=1)
+    # kept: the spans up to the first whose end reaches m, and at most L of them
+    reached_before = (ends - lengths) >= budget  # an earlier span already reached m
+    kept = ~reached_before & (j < total[:, None])
+    last = kept.long().sum(dim=1, keepdim=True) - 1  # (B, 1) index of the last kept span
+    before = ends - lengths
+    # the last kept span takes what the others leave of m: cut when they would overshoot, stretched when
+    # L spans fall short
+    lengths = torch.where(j == last, budget - before, lengths)
+    lengths = lengths.masked_fill(~kept, 0)
+    # distinct random starts among the L positions: the ranks of random scores, padding last
+    scores = torch.rand(b, width, generator=generator).masked_fill(j >= total[:, None], 2.0)
+    starts = scores.argsort(dim=1)
+    return starts, lengths, kept
+
+
 def release_mask(
     tgt: torch.Tensor,
     pad_id: int,
     ratio: float = 0.7,
     span_lambda: float = 2.0,
     generator: torch.Generator | None = None,
+    unk_id: int | None = None,
 ) -> torch.Tensor:
     """The masking of the authors' release, for a whole batch. (B, T) bool.
 
-    Over the whole sequence of L = n + 2 positions (BOS and EOS included) it aims at m = ceil(ratio * L)
-    masked positions: span lengths are drawn from Poisson(span_lambda) (zero allowed) until they add up
-    to m, the last one cut so that they add up to exactly m, and at most L spans are kept; each span
-    starts at a distinct random position (a span that would run past the end masks its start only), spans
-    may overlap, and BOS and EOS are unmasked at the end. Overlaps, zero-length spans and the two ends
-    leave about 0.56 of the inner tokens masked at ratio 0.7, and sometimes none of a short sentence.
+    Over the whole sequence of L = n + 2 positions (BOS and EOS included) it lays out `release_spans`
+    (m = ceil(ratio * L) positions in all, in Poisson(span_lambda) spans at distinct random starts): a
+    span that would run past the end masks its start only, spans may overlap, and BOS and EOS are
+    unmasked at the end. Overlaps, zero-length spans and the two ends leave about 0.56 of the inner
+    tokens masked at ratio 0.7, and sometimes none of a short sentence. Every `unk_id` token of the
+    target is masked too: the release finds its masked positions by comparing with <unk>, its mask
+    token, so a real <unk> counts as masked.
     """
     b, t = tgt.shape
     device = tgt.device
-    total = (tgt != pad_id).sum(dim=1).cpu()  # L per sentence
-    budget = torch.ceil(ratio * total.float()).long()  # m
-    most = int(budget.max()) if b else 0
-    if most == 0:
+    if b == 0:
         return torch.zeros_like(tgt, dtype=torch.bool)
-    # 2m + 8 draws reach a sum of m with overwhelming probability at any lambda >= 1 (mean 2m lambda)
-    draws = 2 * most + 8
-    lengths = torch.poisson(torch.full((b, draws), float(span_lambda)), generator=generator).long()
-    ends = lengths.cumsum(dim=1)
-    # the spans kept: up to the first whose end reaches m, and at most L of them
-    reached = (ends >= budget[:, None]).long().cumsum(dim=1)
-    j = torch.arange(draws)[None]
-    kept = ((reached == 0) | ((reached == 1) & (ends >= budget[:, None]))) & (j < total[:, None])
-    # the last kept span is cut so that the kept lengths add up to m
-    before = ends - lengths
-    lengths = torch.where(kept, torch.minimum(lengths, (budget[:, None] - before).clamp(min=0)), 0)
-    # distinct random starts among the L positions: the ranks of random scores
-    scores = torch.rand(b, t, generator=generator).masked_fill(torch.arange(t)[None] >= total[:, None], 2.0)
-    starts_all = scores.argsort(dim=1)  # (B, T) positions in random order, padding last
-    spans = min(draws, t)
-    starts = starts_all[:, :spans]
-    lengths, kept = lengths[:, :spans], kept[:, :spans]
+    total = (tgt != pad_id).sum(dim=1).cpu()  # L per sentence
+    starts, lengths, _ = release_spans(total, t, ratio, span_lambda, generator)
     # a span running past the end masks only its start
     lengths = torch.where(starts + lengths > total[:, None], lengths.clamp(max=1), lengths)
     # union of [start, start + length): +1 at each start, -1 at each end, a running sum > 0 is covered
+    used = (lengths > 0).long()
     cover = torch.zeros(b, t + 1, dtype=torch.long)
-    cover.scatter_add_(1, starts, (kept & (lengths > 0)).long())
-    cover.scatter_add_(1, (starts + lengths).clamp(max=t), -(kept & (lengths > 0)).long())
+    cover.scatter_add_(1, starts, used)
+    cover.scatter_add_(1, (starts + lengths).clamp(max=t), -used)
     mask = cover.cumsum(dim=1)[:, :t] > 0
     pos = torch.arange(t)[None]
-    mask &= (pos >= 1) & (pos < total[:, None] - 1)  # BOS, EOS and padding unmasked
-    return mask.to(device)
+    inner = (pos >= 1) & (pos < total[:, None] - 1)  # BOS, EOS and padding unmasked
+    mask = mask.to(device) & inner.to(device)
+    if unk_id is not None:
+        mask |= (tgt == unk_id) & inner.to(device)
+    return mask
 
 
 def suffix_mask(tgt: torch.Tensor, pad_id: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Decoding in both modes: AR greedy / beam search with a key/value cache, and NAR Mask-Predict with a
-length beam and optional self-reranking by the AR view, and lossless self-speculative decoding (NAR
-drafts, AR verifies)."""
+length beam and optional self-reranking by the AR view, and self-speculative decoding (NAR drafts, AR
+verifies: AR greedy's outputs, up to floating-point near-ties)."""
 
 from janusgen.decoding.api import decode_ar, decode_nar, decode_speculative
 from janusgen.decoding.common import Decoded, Hypotheses, teacher_forced_log_probs

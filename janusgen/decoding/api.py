@@ -86,7 +86,9 @@ def decode_speculative(
     block: int | None = DEFAULT_BLOCK,
 ) -> Decoded:
     """Self-speculative decoding of `src` (B, S): the NAR view drafts, the AR view verifies. The outputs
-    and scores are those of `decode_ar(..., beam=1)`; `stats` counts the rounds and emitted tokens.
+    and scores are those of `decode_ar(..., beam=1)`, up to floating-point near-ties (where the two best
+    tokens are within rounding error, either may be chosen: `decoding.speculative`); `stats` counts the
+    rounds and emitted tokens.
     `drafting`: how drafts are made, one of `speculative.DRAFTINGS`; `block`: the most draft tokens
     verified a round (None: all the rest of the draft)."""
     if src.dim() == 2 and src.shape[0] == 0:

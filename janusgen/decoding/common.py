@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from janusgen.model.transformer import Encoded, JanusTransformer
+from janusgen.config import ModelConfig
+from janusgen.model.layout import DecoderView, decoder_sequence
+from janusgen.model.transformer import DecoderCache, Encoded, JanusTransformer
 
 if TYPE_CHECKING:
     from janusgen.decoding.speculative import SpeculativeStats
@@ -70,6 +72,57 @@ def max_output_lengths(model: JanusTransformer, src: torch.Tensor, a: float, b: 
     return limit.clamp(min=0, max=cfg.max_positions - 2)
 
 
+@dataclass(frozen=True)
+class DecoderPrefix:
+    """What the AR decoder reads before the first token a search chooses (ModelConfig.decoder_start_id
+    and forced_bos): BOS for janusgen's own models; a BART's start token </s>, then BOS when it is forced
+    (Hugging Face's forced_bos_token_id) or chosen by the model."""
+
+    tokens: tuple[int, ...]
+    # how many of `tokens` the length normalisation counts as generated: a forced BOS, as Hugging Face's
+    # and fairseq's searches count it
+    counted: int
+    # BOS may be the first chosen token (a start token without forced BOS): it is dropped from the output
+    free_bos: bool
+
+
+def ar_prefix(cfg: ModelConfig) -> DecoderPrefix:
+    if cfg.decoder_start_id is None:
+        return DecoderPrefix((cfg.bos_id,), 0, False)
+    if cfg.forced_bos:
+        return DecoderPrefix((cfg.decoder_start_id, cfg.bos_id), 1, False)
+    return DecoderPrefix((cfg.decoder_start_id,), 0, True)
+
+
+def nar_prefix(cfg: ModelConfig) -> tuple[int, ...]:
+    """What the NAR view reads before the first output token, as training's masked view holds it."""
+    return tuple(decoder_sequence(torch.tensor([[cfg.bos_id]]), cfg.decoder_start_id)[0].tolist())
+
+
+def prime_cache(model: JanusTransformer, enc: Encoded, prefix: DecoderPrefix, cache: DecoderCache) -> None:
+    """Put the content entries of all but the last prefix token into `cache` (one causal pass over them,
+    for every row of `enc`), so that a search's first step reads the last one at its position."""
+    n = len(prefix.tokens) - 1
+    if n == 0:
+        return
+    rows, device = enc.states.shape[0], enc.states.device
+    tokens = torch.tensor(prefix.tokens[:-1], device=device).expand(rows, n)
+    pos = torch.arange(n, device=device)
+    visible = (pos[None, :] <= pos[:, None]).expand(rows, n, n)  # causal
+    model.decode(DecoderView(tokens, pos.expand(rows, n), visible, n), enc, cache)
+
+
+def drop_leading_bos(hyps: Hypotheses, bos_id: int, pad_id: int) -> Hypotheses:
+    """The outputs without a BOS the model chose as its first token (`DecoderPrefix.free_bos`); the
+    scores are those the search ranked by."""
+    if hyps.tokens.shape[1] == 0:
+        return hyps
+    first = (hyps.tokens[:, 0] == bos_id) & (hyps.lengths > 0)  # (B,)
+    shifted = torch.cat([hyps.tokens[:, 1:], torch.full_like(hyps.tokens[:, :1], pad_id)], dim=1)
+    tokens = torch.where(first[:, None], shifted, hyps.tokens)
+    return Hypotheses(tokens, hyps.lengths - first.long(), hyps.log_prob, hyps.score)
+
+
 def banned_tokens(model: JanusTransformer, *ids: int) -> torch.Tensor:
     """(V,) additive mask: -inf at `ids`, 0 elsewhere; added to log-probs so these are never chosen
     (the log-prob of every allowed token is unchanged, so scores stay comparable to teacher forcing)."""
@@ -88,7 +141,8 @@ def teacher_forced_log_probs(model: JanusTransformer, enc: Encoded, tgt: torch.T
     """Log-probs P_AR(s_p | s_<p, x) of targets `tgt` (B, T) = BOS s_1 .. s_n EOS (right-padded),
     all positions in ONE parallel pass of the AR view: (B, T - 1), aligned with tgt[:, 1:], 0 at padding."""
     cfg = model.cfg
-    logits = model.ar_logits(tgt, enc).float()  # (B, T-1, V)
+    seq = decoder_sequence(tgt, cfg.decoder_start_id)  # after a start token, BOS is predicted too
+    logits = model.ar_logits(seq, enc).float()[:, seq.shape[1] - tgt.shape[1] :]  # (B, T-1, V)
     # log p = logit - logsumexp: no second (B, T-1, V) tensor for the log-softmax
     picked = logits.gather(-1, tgt[:, 1:, None]).squeeze(-1) - logits.logsumexp(dim=-1)  # (B, T-1)
     return picked.masked_fill(tgt[:, 1:] == cfg.pad_id, 0.0)

@@ -21,6 +21,7 @@ from janusgen.decoding.common import (
     Hypotheses,
     banned_tokens,
     length_normalized,
+    nar_prefix,
     teacher_forced_log_probs,
     with_bos_eos,
 )
@@ -82,10 +83,14 @@ def refine(
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     cfg = model.cfg
-    width = int(lengths.max()) + 2 if lengths.numel() else 2
+    # BOS (after a BART's start token) at positions 0 .. p - 1, the outputs from p on, as in training
+    prefix = torch.tensor(nar_prefix(cfg), device=lengths.device)
+    p = prefix.shape[0]
+    width = (int(lengths.max()) if lengths.numel() else 0) + p + 1
     pos = torch.arange(width, device=lengths.device)[None]  # (1, L)
-    inner = (pos >= 1) & (pos <= lengths[:, None])  # (N, L)
-    tgt = torch.where(pos == 0, cfg.bos_id, torch.where(pos == lengths[:, None] + 1, cfg.eos_id, cfg.pad_id))
+    inner = (pos >= p) & (pos < p + lengths[:, None])  # (N, L)
+    tgt = torch.where(pos == p + lengths[:, None], cfg.eos_id, cfg.pad_id)
+    tgt[:, :p] = prefix
     tgt = tgt.masked_fill(inner, cfg.mask_id)  # (N, L)
     token_logp = torch.zeros(tgt.shape, device=lengths.device)  # (N, L) log-prob of each current token
     # inner positions: never pad, <unk>, BOS, EOS or [MASK]
@@ -107,7 +112,7 @@ def refine(
         best, token = logits.add_(ban).max(dim=-1)
         tgt[masked] = token
         token_logp[masked] = best - normalizer
-    tokens = tgt[:, 1:-1].masked_fill(~inner[:, 1:-1], cfg.pad_id)  # (N, L - 2) outputs without BOS/EOS
+    tokens = tgt[:, p:-1].masked_fill(~inner[:, p:-1], cfg.pad_id)  # (N, L - p - 1) outputs, no BOS/EOS
     log_prob = token_logp.sum(dim=1)
     return Hypotheses(tokens, lengths, log_prob, log_prob / lengths.clamp(min=1))
 

@@ -1,8 +1,10 @@
 """Autoregressive decoding with the AR view and a key/value cache: greedy and batched beam search.
 
 Each time step appends ONE content row (the token at position t) and runs ONE query row ([MASK] at
-position t + 1), whose output is P_AR(s_{t+1} | s_<=t, x). The content keys/values grow in the cache;
-the encoder keys/values are computed on the first step and reused.
+position t + 1, or t with `ar_query_position` "same"), whose output is P_AR(s_{t+1} | s_<=t, x). The
+content keys/values grow in the cache; the encoder keys/values are computed on the first step and
+reused. A converted BART's start token (and a forced BOS) go into the cache before the first step
+(`decoding.common.DecoderPrefix`).
 
 Both strategies share one loop (`_Search.run`, after OpenNMT's DecodeStrategy): the per-sentence length
 limit (only EOS may follow the last allowed token), stopping, and dropping finished sentences from the
@@ -17,7 +19,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from janusgen.decoding.common import Hypotheses, banned_tokens, length_normalized
+from janusgen.decoding.common import (
+    Hypotheses,
+    ar_prefix,
+    banned_tokens,
+    drop_leading_bos,
+    length_normalized,
+    prime_cache,
+)
 from janusgen.model.transformer import DecoderCache, Encoded, JanusTransformer
 
 
@@ -34,10 +43,23 @@ class _Search:
         self.alive = torch.arange(max_len.shape[0], device=max_len.device)
         self.limit = max_len  # (A,) most output tokens per unfinished sentence
         self.steps = int(max_len.max()) + 1 if max_len.numel() else 0  # the longest output, plus its EOS
+        # what the decoder reads before the first chosen token: BOS, or a BART's start token (and BOS)
+        self.prefix = ar_prefix(self.cfg)
         # pad, <unk>, BOS and [MASK] are never outputs; EOS is the only choice at a sentence's limit
         self.ban = banned_tokens(model, self.cfg.pad_id, self.cfg.unk_id, self.cfg.bos_id, self.cfg.mask_id)
+        # ... except that a BART whose BOS is not forced chooses it first, as it was trained to
+        free = (self.cfg.pad_id, self.cfg.unk_id, self.cfg.mask_id)
+        self.first_ban = banned_tokens(model, *free) if self.prefix.free_bos else self.ban
         self.only_eos = torch.full_like(self.ban, -math.inf)
         self.only_eos[self.cfg.eos_id] = 0.0
+
+    def normalized(self, log_prob: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """The length-normalised score of `chosen` chosen tokens (EOS included) and a forced BOS."""
+        return length_normalized(log_prob, chosen + self.prefix.counted, self.length_penalty)
+
+    def outputs(self, hyps: Hypotheses) -> Hypotheses:
+        """The outputs without a BOS the model chose first (a BART without forced BOS)."""
+        return drop_leading_bos(hyps, self.cfg.bos_id, self.cfg.pad_id) if self.prefix.free_bos else hyps
 
     def advance(self, logp: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Choose the tokens of position t + 1 from logp (rows, V). Returns the tokens (rows,), the old
@@ -51,18 +73,22 @@ class _Search:
         raise NotImplementedError
 
     def run(self, enc: Encoded) -> Hypotheses:
-        cfg, w = self.cfg, self.width
+        w = self.width
         device = enc.states.device
         enc = enc.index_select(torch.arange(enc.states.shape[0], device=device).repeat_interleave(w))
-        cache = DecoderCache(capacity=self.steps + 1)  # room for every step's content entry up front
-        last = torch.full((enc.states.shape[0],), cfg.bos_id, device=device)  # (rows,) token at position t
-        positions = torch.arange(self.steps + 1, device=device)
+        # room for the prefix and every step's content entry up front
+        cache = DecoderCache(capacity=len(self.prefix.tokens) + self.steps)
+        prime_cache(self.model, enc, self.prefix, cache)  # a BART's start token before BOS
+        # (rows,) the token the step reads: the prefix's last, then each chosen one
+        last = torch.full((enc.states.shape[0],), self.prefix.tokens[-1], device=device)
+        # output t (0-based) sits at position len(prefix) + t
+        positions = torch.arange(self.steps + 1, device=device) + len(self.prefix.tokens) - 1
         for t in range(self.steps):
             view = self.model.ar_step_view(last, positions[t : t + 2])
             hidden = self.model.decode(view, enc, cache)  # (rows, 2 or 1, d): content row, query row
             logp = F.log_softmax(self.model.logits(self.model.ar_rows(view, hidden)[:, 0]).float(), dim=-1)
             at_limit = (self.limit == t).repeat_interleave(w)[:, None]  # (rows, 1)
-            logp = logp + torch.where(at_limit, self.only_eos, self.ban)
+            logp = logp + torch.where(at_limit, self.only_eos, self.first_ban if t == 0 else self.ban)
             last, origin, done = self.advance(logp, t)
             done = done | (self.limit == t)
             kept = (~done).nonzero().squeeze(1)  # (A',)
@@ -99,8 +125,8 @@ class _Greedy(_Search):
         is_eos = self.tokens == self.cfg.eos_id  # every sentence has exactly one EOS (forced at its limit)
         lengths = is_eos.int().argmax(dim=1)
         tokens = self.tokens.masked_fill(is_eos, self.cfg.pad_id)
-        return Hypotheses(
-            tokens, lengths, self.log_prob, length_normalized(self.log_prob, lengths + 1, self.length_penalty)
+        return self.outputs(
+            Hypotheses(tokens, lengths, self.log_prob, self.normalized(self.log_prob, lengths + 1))
         )
 
 
@@ -137,7 +163,7 @@ class _Beam(_Search):
 
         # finished: EOS among the top K candidates (a worse one could not enter the beam anyway)
         finished = is_eos[:, :k] & top[:, :k].isfinite()
-        fin_score = length_normalized(top[:, :k], torch.tensor(t + 1), self.length_penalty)
+        fin_score = self.normalized(top[:, :k], torch.tensor(t + 1))
         fin_score = fin_score.masked_fill(~finished, -math.inf)
         fin_tokens = self.history.gather(1, beam[:, :k, None].expand(-1, -1, t))  # (A, K, t)
         fin_tokens = F.pad(fin_tokens, (0, self.pool_tokens.shape[2] - t), value=self.cfg.pad_id)  # (A, K, T)
@@ -165,12 +191,13 @@ class _Beam(_Search):
     def result(self) -> Hypotheses:
         best = self.pool_score.argmax(dim=1, keepdim=True)  # (B, 1)
         tokens = self.pool_tokens.gather(1, best[:, :, None].expand(-1, -1, self.pool_tokens.shape[2]))
-        return Hypotheses(
+        hyps = Hypotheses(
             tokens.squeeze(1),
             self.pool_len.gather(1, best).squeeze(1),
             self.pool_log_prob.gather(1, best).squeeze(1),
             self.pool_score.gather(1, best).squeeze(1),
         )
+        return self.outputs(hyps)
 
 
 @torch.inference_mode()

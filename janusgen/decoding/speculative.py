@@ -1,4 +1,5 @@
-"""Lossless self-speculative decoding: the NAR view drafts, the AR view verifies, the output is AR greedy.
+"""Self-speculative decoding: the NAR view drafts, the AR view verifies, the output is AR greedy's, up to
+floating-point near-ties (below).
 
 One model holds both distributions, so no second drafting model is needed. Each round, for every
 unfinished sentence with accepted prefix s_0 .. s_t (s_0 = BOS):
@@ -10,12 +11,12 @@ unfinished sentence with accepted prefix s_0 .. s_t (s_0 = BOS):
    accepted none of it: a draft pass costs about 1.5 verify passes, more than the acceptance it regains
    (BENCHMARKS.md: 0.67x greedy against 0.60x when a miss also redrafted).
 2. Verify, one pass of the AR view over the content-stream cache, which holds s_0 .. s_{t-1}: content
-   rows s_t, d_{t+1} .. d_e at positions t .. e (causal), query rows at t+1 .. e+1 (with
-   `ar_stream` "content", the content rows themselves predict). The row for position p gives a_p, AR
-   greedy's choice given the prefix and the draft before p (same bans and length limit as
-   `greedy_search`).
+   rows s_t, d_{t+1} .. d_e at positions t .. e (causal), query rows at t+1 .. e+1 (at t .. e with
+   `ar_query_position` "same"; with `ar_stream` "content", the content rows themselves predict). The
+   row that predicts position p gives a_p, AR greedy's choice given the prefix and the draft before p
+   (same bans and length limit as `greedy_search`).
 3. Accept a_{t+1} .. a_{t+j+1}, where j counts the leading draft tokens with d_p = a_p: each of them
-   is conditioned only on accepted tokens, so they are exactly what greedy decoding would choose, and
+   is conditioned only on accepted tokens, so they are what greedy would choose (up to near-ties), and
    every round gains at least one token. With `block` = k, at most k draft tokens are verified a
    round: on a CPU a pass costs what its rows cost, and AR seldom agrees far ahead. The cache keeps the
    entries of s_t and the accepted draft tokens and drops the rest (rolled back), in one gather per
@@ -26,6 +27,13 @@ a draft from the same prefix s_0 .. s_t (seeing only each other, as in step 1, w
 see them), and the next round verifies that draft beyond its new prefix: one decoder pass per round
 instead of up to two, for a draft one round older. The NAR rows' cache entries are dropped with the
 rejected ones.
+
+Near-ties: the verify pass computes each AR row among several rows of one pass, greedy search one row a
+step; the two shapes may sum in different orders, so their logits can differ in the last bits. Where
+the two best tokens are that close (within about 1e-6 relative) the two searches may choose different
+ones, both argmaxes up to rounding, and from there the outputs go their own ways; greedy search on a
+batch and on one sentence alone differ at such ties too. Everywhere else the outputs are greedy's
+(tests/decoding/test_speculative.py builds a near-tie and checks both).
 
 Sentences advance by different amounts: every per-sentence quantity (t, n, the draft length, j) is a
 tensor, rows are padded to the longest draft of the round, and the visibility masks hide the padding
@@ -40,9 +48,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from janusgen.decoding.common import Hypotheses, banned_tokens, length_normalized
+from janusgen.decoding.common import (
+    Hypotheses,
+    ar_prefix,
+    banned_tokens,
+    drop_leading_bos,
+    length_normalized,
+    prime_cache,
+)
 from janusgen.decoding.mask_predict import length_candidates, nar_view
-from janusgen.model.layout import DecoderView
+from janusgen.model.layout import DecoderView, ar_query_offset
 from janusgen.model.transformer import DecoderCache, Encoded, JanusTransformer
 
 
@@ -132,7 +147,8 @@ def speculative_search(
     block: int | None = DEFAULT_BLOCK,
 ) -> tuple[Hypotheses, SpeculativeStats]:
     """Self-speculative decoding of encoded sources; `max_len` (B,) caps each output's length. The
-    outputs are those of `greedy_search(model, enc, max_len, length_penalty)`, with the same scores.
+    outputs are those of `greedy_search(model, enc, max_len, length_penalty)`, with the same scores, up
+    to floating-point near-ties (module docstring).
     `drafting`: one of DRAFTINGS (module docstring). `block`: verify at most this many draft tokens a
     round (None: the whole rest of the draft); the rest of a kept draft waits for the next rounds."""
     if drafting not in DRAFTINGS:
@@ -144,30 +160,38 @@ def speculative_search(
     device = enc.states.device
     b = max_len.shape[0]
     steps = int(max_len.max()) + 1 if b else 0  # the longest output, plus its EOS
-    seq = torch.full((b, steps + 1), cfg.pad_id, device=device)  # (B, 1 + steps) BOS, outputs, EOS
-    seq[:, 0] = cfg.bos_id
+    # the prefix the decoder reads before the outputs (BOS; a BART's start token, and BOS if forced), as
+    # greedy_search: positions 0 .. o, outputs from o + 1 on; every position below is a sequence position
+    prefix = ar_prefix(cfg)
+    o = len(prefix.tokens) - 1
+    seq = torch.full((b, o + 1 + steps), cfg.pad_id, device=device)  # (B, o + 1 + steps) prefix, outputs, EOS
+    seq[:, : o + 1] = torch.tensor(prefix.tokens, device=device)
     log_prob = torch.zeros(b, device=device)
     rounds = torch.zeros(b, dtype=torch.long, device=device)
     if b == 0:
-        return Hypotheses(seq[:, 1:], rounds, log_prob, log_prob), SpeculativeStats()
+        return Hypotheses(seq[:, o + 1 :], rounds, log_prob, log_prob), SpeculativeStats()
 
     ar_ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.mask_id)
+    # a BART whose BOS is not forced chooses it as its first token (greedy_search does the same)
+    first_ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.mask_id) if prefix.free_bos else ar_ban
     only_eos = torch.full_like(ar_ban, -math.inf)
     only_eos[cfg.eos_id] = 0.0
     nar_ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.eos_id, cfg.mask_id)
 
     alive = torch.arange(b, device=device)  # (A,) batch index of each unfinished sentence
-    limit = max_len.clone()  # (A,) most output tokens
-    predicted = length_candidates(model, enc, max_len, length_beam=1)[:, 0]  # (A,) predicted n
-    t = torch.zeros(b, dtype=torch.long, device=device)  # (A,) accepted output tokens = position of s_t
+    limit = max_len + o  # (A,) position of the last output token allowed
+    predicted = length_candidates(model, enc, max_len, length_beam=1)[:, 0] + o  # (A,) at the predicted n
+    t = torch.full((b,), o, dtype=torch.long, device=device)  # (A,) position of s_t, the last accepted
     cache = DecoderCache()  # content entries s_0 .. s_{t-1} of each row (first t entries), encoder k/v
+    prime_cache(model, enc, prefix, cache)  # a BART's start token before BOS
     # The draft of each sentence, position by position (BOS, d_1 .. d_n, EOS at n + 1), kept across
     # rounds: a round whose AR view disagrees early still leaves the rest of the draft, which often
     # lines up again after a substituted word, so the NAR view drafts again only for the sentences
     # that used up their draft (`redraft`).
-    draft = torch.full((b, steps + 2), cfg.pad_id, device=device)
-    # (A,) last draft position of each sentence; fused drafting starts without one (-1: nothing to verify)
-    n = torch.full((b,), -1 if fused else 0, dtype=torch.long, device=device)
+    draft = torch.full((b, o + steps + 2), cfg.pad_id, device=device)
+    # (A,) last draft position of each sentence; fused drafting starts without one (o - 1: nothing to
+    # verify)
+    n = torch.full((b,), o - 1 if fused else o, dtype=torch.long, device=device)
     redraft = torch.full((b,), not fused, dtype=torch.bool, device=device)
     while alive.numel():
         a = alive.numel()
@@ -199,7 +223,8 @@ def speculative_search(
         content = torch.where(i == 0, seq[alive].gather(1, t[:, None]), draft.gather(1, at))
         content = content.masked_fill(~used, cfg.pad_id)
         content_pos = torch.where(used, t[:, None] + i, t[:, None])  # padding rows: any legal position
-        query_pos = content_pos + 1
+        predicted_pos = content_pos + 1  # the position each AR row predicts
+        query_pos = content_pos + ar_query_offset(cfg.ar_query_position)  # where its query row sits
         cached = cache.positions.shape[1] if cache.positions is not None else 0
         old = torch.arange(cached, device=device)[None, None, :] < t[:, None, None]  # (A, 1, C)
         causal = (i <= i.T)[None]  # (1, R, R): new row i sees new entries <= i
@@ -236,8 +261,9 @@ def speculative_search(
             nar_hidden = hidden[:, r : r + w]
             _store_draft(model, draft, slice(None), nar_tokens, nar_placeholder, nar_hidden, nar_ban)
             n = n_next
-        at_limit = (query_pos == limit[:, None] + 1)[:, :, None]
-        best, choice = (logp + torch.where(at_limit, only_eos, ar_ban)).max(dim=-1)  # (A, R): a_{t+1+i}
+        at_limit = (predicted_pos == limit[:, None] + 1)[:, :, None]
+        ban = torch.where((predicted_pos == o + 1)[:, :, None], first_ban, ar_ban)
+        best, choice = (logp + torch.where(at_limit, only_eos, ban)).max(dim=-1)  # (A, R): a_{t+1+i}
 
         # ---- accept: the leading agreements, AR's next token, cut after an EOS
         agree = (choice[:, :-1] == content[:, 1:]) & used[:, 1:]  # (A, R - 1)
@@ -269,14 +295,16 @@ def speculative_search(
             draft, n, redraft = draft[kept], n[kept], redraft[kept]
             enc = enc.index_select(kept)
 
-    out = seq[:, 1:]
+    out = seq[:, o + 1 :]
     is_eos = out == cfg.eos_id  # every sentence has exactly one EOS (forced at its limit)
     lengths = is_eos.int().argmax(dim=1)
     hyps = Hypotheses(
         out.masked_fill(is_eos, cfg.pad_id),
         lengths,
         log_prob,
-        length_normalized(log_prob, lengths + 1, length_penalty),
+        length_normalized(log_prob, lengths + 1 + prefix.counted, length_penalty),  # as greedy_search
     )
     stats = SpeculativeStats(b, int(rounds.sum()), int((lengths + 1).sum()))
+    if prefix.free_bos:
+        hyps = drop_leading_bos(hyps, cfg.bos_id, cfg.pad_id)
     return hyps, stats

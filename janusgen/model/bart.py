@@ -5,6 +5,10 @@ GELU, tied embeddings and a fixed final logits bias; ModelConfig has an option f
 BART is our JanusTransformer with BART's weights, name for name (`weight_names`). The decoder's weights
 serve both streams unchanged: the query stream reads BART's `<mask>` embedding plus the position.
 
+The decoder reads what BART's reads: its decoder_start_token_id (</s> in real checkpoints) before the
+target's <s>, and generation forces <s> next where the checkpoint's forced_bos_token_id says so
+(ModelConfig.decoder_start_id, forced_bos), in decoding and in the targets fed to the decoder in training.
+
 What reproduces BART exactly is the content stream: a causal decoder over the real tokens. A converted
 model therefore takes P_AR from the content stream (`ar_stream="content"`), so that before any
 fine-tuning its AR view IS the pre-trained model (same logits, same greedy and beam outputs), and JANUS
@@ -38,8 +42,36 @@ def _transformers() -> Any:
     return transformers
 
 
-def model_config(hf: Any, tokenizer: Any, max_target_length: int | None = None) -> ModelConfig:
-    """The ModelConfig that is exactly the BART of HF config `hf`, with `tokenizer`'s special ids."""
+def start_tokens(hf_model: Any, bos_id: int) -> tuple[int | None, bool]:
+    """(decoder_start_id, forced_bos) of ModelConfig from a BartForConditionalGeneration's generation
+    config (or, for older files, its model config): the token its decoder reads first (a real BART's is
+    </s>; None when it is BOS) and whether generation forces BOS next (`forced_bos_token_id`)."""
+
+    def setting(name: str) -> int | None:
+        for source in (getattr(hf_model, "generation_config", None), hf_model.config):
+            value = getattr(source, name, None) if source is not None else None
+            if value is not None:
+                return int(value)
+        return None
+
+    start, forced = setting("decoder_start_token_id"), setting("forced_bos_token_id")
+    if start is None or start == bos_id:  # the decoder reads BOS first: janusgen's own layout
+        if forced is not None:
+            raise JanusError(f"the BART starts with BOS and forces token {forced} after it: not supported")
+        return None, False
+    if forced not in (None, bos_id):
+        raise JanusError(f"the BART forces token {forced} as its first output; only BOS ({bos_id}) can be")
+    return start, forced == bos_id
+
+
+def model_config(
+    hf: Any,
+    tokenizer: Any,
+    max_target_length: int | None = None,
+    start: tuple[int | None, bool] = (None, False),
+) -> ModelConfig:
+    """The ModelConfig that is exactly the BART of HF config `hf`, with `tokenizer`'s special ids and
+    the decoder start token and forced BOS `start` (see `start_tokens`)."""
     if getattr(hf, "model_type", "bart") != "bart":
         raise JanusError(f"only BART models convert (this one is {hf.model_type!r})")
     pairs = {
@@ -84,6 +116,8 @@ def model_config(hf: Any, tokenizer: Any, max_target_length: int | None = None) 
         logits_bias=True,
         source_bos=True,
         ar_stream="content",
+        decoder_start_id=start[0],
+        forced_bos=start[1],
     )
 
 
@@ -128,18 +162,22 @@ def weight_names(cfg: ModelConfig) -> dict[str, str]:
     return names
 
 
-# parameters of ours that BART has no counterpart for: the length classifier, initialised fresh
-NEW_PARAMETERS = ("source_length_embed.weight", "length_head.weight", "length_head.bias")
+def new_parameters(model: JanusTransformer) -> set[str]:
+    """The names of our parameters that BART has no counterpart for: the length classifier's, which
+    keep their fresh initialisation."""
+    length = {id(p) for module in model.length_modules() for p in module.parameters()}
+    return {name for name, p in model.named_parameters() if id(p) in length}
 
 
 def from_hf(hf_model: Any, tokenizer: Any, max_target_length: int | None = None) -> JanusTransformer:
     """A JanusTransformer holding the weights of `hf_model` (a BartForConditionalGeneration)."""
-    cfg = model_config(hf_model.config, tokenizer, max_target_length)
+    start = start_tokens(hf_model, tokenizer.bos_id)
+    cfg = model_config(hf_model.config, tokenizer, max_target_length, start)
     model = JanusTransformer(cfg)
     theirs = hf_model.state_dict()
     ours = model.state_dict()
     names = weight_names(cfg)
-    unmapped = sorted(set(ours) - set(names) - set(NEW_PARAMETERS))
+    unmapped = sorted(set(ours) - set(names) - new_parameters(model))
     if unmapped:  # a model option added without a mapping: fail here, not with silently random weights
         raise JanusError(f"no BART weight for {', '.join(unmapped)}")
     for side in ("encoder", "decoder"):  # transformers 5 unties these too when tie_word_embeddings is off

@@ -67,11 +67,33 @@ class MaskedView(DecoderView):
         return self.masked_positions
 
 
-def ar_view(tgt: torch.Tensor, pad_id: int, mask_id: int) -> DecoderView:
+# Where the AR query row that predicts s_{i+1} sits (ModelConfig.ar_query_position), as an offset from
+# i: "next" (ours) at i + 1, the position it predicts; "same" (the authors' release) at i, the position
+# of content row i, whose visibility it shares. Every builder of AR query rows reads it from here.
+AR_QUERY_OFFSETS = {"next": 1, "same": 0}
+
+
+def ar_query_offset(ar_query_position: str) -> int:
+    """The position of the AR query row predicting s_{i+1}, minus i (see AR_QUERY_OFFSETS)."""
+    return AR_QUERY_OFFSETS[ar_query_position]
+
+
+def decoder_sequence(tgt: torch.Tensor, start_id: int | None) -> torch.Tensor:
+    """What the decoder reads for targets `tgt` (B, T) = BOS s_1 .. s_n EOS: `tgt` itself, or, with a
+    decoder start token `start_id` (ModelConfig.decoder_start_id: a BART's </s>), (B, T + 1) with it in
+    front, every target token one position further. The start token is never masked or predicted; BOS
+    is then predicted (or forced) like the tokens after it."""
+    if start_id is None:
+        return tgt
+    return torch.cat([tgt.new_full((tgt.shape[0], 1), start_id), tgt], dim=1)
+
+
+def ar_view(tgt: torch.Tensor, pad_id: int, mask_id: int, query_offset: int = 1) -> DecoderView:
     """AR view of targets `tgt` (B, T) = BOS s_1 .. s_n EOS, right-padded.
 
-    Content: s_0 .. s_{T-2} at positions 0 .. T-2, causal. Query row i: [MASK] at position i + 1,
-    sees content 0 .. i, and predicts s_{i+1}. The logits of the query rows line up with tgt[:, 1:].
+    Content: s_0 .. s_{T-2} at positions 0 .. T-2, causal. Query row i: [MASK] at position
+    i + `query_offset` (1: the position it predicts; 0: its content row's), sees content 0 .. i, and
+    predicts s_{i+1}. The logits of the query rows line up with tgt[:, 1:].
     """
     b, t = tgt.shape
     content = tgt[:, :-1]
@@ -83,7 +105,7 @@ def ar_view(tgt: torch.Tensor, pad_id: int, mask_id: int) -> DecoderView:
     # a padded row still needs one visible key (BOS) so attention stays finite
     visible[:, :, 0] = True
     tokens = torch.cat([content, torch.full_like(content, mask_id)], dim=1)
-    positions = torch.cat([pos, pos + 1])[None].expand(b, -1)
+    positions = torch.cat([pos, pos + query_offset])[None].expand(b, -1)
     return DecoderView(tokens, positions, torch.cat([visible, visible], dim=1), n, causal_blocks=2)
 
 

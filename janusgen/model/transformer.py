@@ -17,7 +17,7 @@ from torch import nn
 
 from janusgen.config import ModelConfig
 from janusgen.model.attention import KeyPadding, Mask, RelativeBias, ViewMask, attend
-from janusgen.model.layout import DecoderView, ar_view, content_only_ar_view
+from janusgen.model.layout import DecoderView, ar_query_offset, ar_view, content_only_ar_view
 
 
 @dataclass
@@ -254,8 +254,10 @@ class JanusTransformer(nn.Module):
         nn.init.normal_(self.embed.weight, std=d**-0.5)
         with torch.no_grad():
             self.embed.weight[cfg.pad_id].zero_()
-        # BART keeps rows 0, 1 unused (offset 2); a source_bos BOS takes one position more than the data
-        table = cfg.max_positions + cfg.position_offset + int(cfg.source_bos)
+        # BART keeps rows 0, 1 unused (offset 2); a source_bos BOS, or a decoder start token before the
+        # target's BOS, takes one position more than the data
+        extra = int(cfg.source_bos or cfg.decoder_start_id is not None)
+        table = cfg.max_positions + cfg.position_offset + extra
         if cfg.learned_positions:
             self.enc_positions: nn.Module = nn.Embedding(table, d)
             self.dec_positions: nn.Module = nn.Embedding(table, d)
@@ -279,10 +281,15 @@ class JanusTransformer(nn.Module):
             slopes = 2.0 ** -torch.arange(cfg.heads).float()
             with torch.no_grad():
                 self.relative_bias.weight.copy_(-distance[:, None] * slopes[None, :])
-        # the length classifier reads the pooled source states (without back-propagating into them) and
-        # an embedding of the source length, which pooled states cannot carry
-        self.source_length_embed = nn.Embedding(cfg.max_positions + 1, d)
-        self.length_head = nn.Linear(d, cfg.max_target_length + 1)
+        lengths = cfg.max_target_length + 1  # classes 0 .. max_target_length
+        if cfg.length_predictor == "ours":
+            # the pooled source states (without back-propagating into them) and an embedding of the
+            # source length, which pooled states cannot carry
+            self.source_length_embed = nn.Embedding(cfg.max_positions + 1, d)
+            self.length_head = nn.Linear(d, lengths)
+        else:  # "release": one embedding row per length is the output weight of that class, no bias
+            self.embed_length = nn.Embedding(lengths, d)
+            nn.init.normal_(self.embed_length.weight, std=d**-0.5)
         self.dropout = nn.Dropout(cfg.dropout)
         self.embed_scale = math.sqrt(d) if cfg.scale_embedding else 1.0
         if not cfg.tie_output:
@@ -319,13 +326,24 @@ class JanusTransformer(nn.Module):
             x = layer(x, visible)
         return Encoded(self.encoder_norm(x), valid, padded)
 
+    def length_modules(self) -> list[nn.Module]:
+        """The modules of the length classifier (only the length loss trains them)."""
+        if self.cfg.length_predictor == "ours":
+            return [self.length_head, self.source_length_embed]
+        return [self.embed_length]
+
     def length_logits(self, enc: Encoded) -> torch.Tensor:
-        """(B, max_target_length + 1): logits of the number of target tokens n = L - 2."""
-        # Stop-gradient: the length loss through mean-pooled states pushes every encoder state the same
-        # way; with it, the AR view reached 1.3 instead of 3.5 BLEU after 250 updates (BENCHMARKS.md).
+        """(B, max_target_length + 1): logits of the number of target tokens n = L - 2, from the mean of
+        the encoder states over the real source tokens (`length_predictor`)."""
         w = enc.valid.to(enc.states.dtype)[:, :, None]
         source_length = enc.valid.sum(1).clamp(max=self.cfg.max_positions)  # source_bos can add one
-        pooled = (enc.states.detach() * w).sum(1) / source_length.clamp(min=1)[:, None].to(w.dtype)
+        states = enc.states
+        if self.cfg.length_predictor == "release":
+            pooled = (states * w).sum(1) / source_length.clamp(min=1)[:, None].to(w.dtype)
+            return F.linear(pooled, self.embed_length.weight)
+        # Stop-gradient: the length loss through mean-pooled states pushes every encoder state the same
+        # way; with it, the AR view reached 1.3 instead of 3.5 BLEU after 250 updates (BENCHMARKS.md).
+        pooled = (states.detach() * w).sum(1) / source_length.clamp(min=1)[:, None].to(w.dtype)
         return self.length_head(pooled + self.source_length_embed(source_length))
 
     # -------------------------------------------------------------------------------------- decoder
@@ -378,7 +396,7 @@ class JanusTransformer(nn.Module):
         Either way its last T - 1 rows predict tgt[:, 1:] (see `ar_rows`)."""
         if self.cfg.ar_stream == "content":
             return content_only_ar_view(tgt, self.cfg.pad_id)
-        return ar_view(tgt, self.cfg.pad_id, self.cfg.mask_id)
+        return ar_view(tgt, self.cfg.pad_id, self.cfg.mask_id, ar_query_offset(self.cfg.ar_query_position))
 
     @staticmethod
     def ar_rows(view: DecoderView, hidden: torch.Tensor) -> torch.Tensor:
@@ -388,13 +406,15 @@ class JanusTransformer(nn.Module):
 
     def ar_step_view(self, last: torch.Tensor, positions: torch.Tensor) -> DecoderView:
         """One incremental AR step (with a cache): `last` (rows,) the token at positions[0] = t as one
-        content row, and with the query stream [MASK] at positions[1] = t + 1. `ar_rows(view, hidden)`
-        is then the one row that predicts the token at t + 1."""
+        content row, and with the query stream [MASK] at t + 1 or t (`ar_query_position`), as in
+        `ar_view`. `ar_rows(view, hidden)` is then the one row that predicts the token at t + 1."""
         rows = last.shape[0]
+        t = positions[:1]
         if self.cfg.ar_stream == "content":
-            return DecoderView(last[:, None], positions[:1].expand(rows, 1), None, 1)
+            return DecoderView(last[:, None], t.expand(rows, 1), None, 1)
         tokens = torch.stack([last, torch.full_like(last, self.cfg.mask_id)], dim=1)  # (rows, 2)
-        return DecoderView(tokens, positions[:2].expand(rows, 2), None, 1)
+        query = t + ar_query_offset(self.cfg.ar_query_position)
+        return DecoderView(tokens, torch.cat([t, query]).expand(rows, 2), None, 1)
 
     def ar_logits(self, tgt: torch.Tensor, enc: Encoded) -> torch.Tensor:
         """(B, T - 1, V) teacher-forced P_AR logits of `tgt`, aligned with tgt[:, 1:], in one pass."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 
+from janusgen.config import ModelConfig
 from janusgen.data.batching import PairBatches, SampledBatch
 from janusgen.objectives import JanusObjective, LossInputs
 
@@ -41,19 +42,19 @@ class BatchMaker:
     """`maker[sampled]`: the `ReadyBatch` of a `SampledBatch` of `data`, masks drawn from the batch's
     seed (derived from `base_seed` and its identity). A map-style dataset for `DataLoader`."""
 
-    def __init__(self, data: PairBatches, objective: JanusObjective, base_seed: int, mask_id: int) -> None:
+    def __init__(
+        self, data: PairBatches, objective: JanusObjective, base_seed: int, model_cfg: ModelConfig
+    ) -> None:
         self.data = data
         self.objective = objective
         self.base_seed = base_seed
-        self.mask_id = mask_id
+        self.model_cfg = model_cfg
 
     def __getitem__(self, sampled: SampledBatch) -> ReadyBatch:
         seed = sampled.seed(self.base_seed)
         batch = self.data.collate(sampled.indices)
         generator = torch.Generator().manual_seed(seed)
-        inputs = self.objective.prepare(
-            batch.src, batch.tgt, batch.ar_tgt, self.data.pad_id, self.mask_id, generator
-        )
+        inputs = self.objective.prepare(batch.src, batch.tgt, batch.ar_tgt, self.model_cfg, generator)
         return ReadyBatch(sampled, seed, inputs)
 
 

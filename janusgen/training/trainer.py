@@ -113,9 +113,8 @@ class Trainer:
         if cfg.compile:
             module = torch.compile(module, dynamic=True)
         self.module = module
-        mask_id = model.cfg.mask_id
-        self.train_maker = BatchMaker(train_data, objective, cfg.seed, mask_id)
-        self.valid_maker = BatchMaker(valid_data, objective, cfg.seed, mask_id)
+        self.train_maker = BatchMaker(train_data, objective, cfg.seed, model.cfg)
+        self.valid_maker = BatchMaker(valid_data, objective, cfg.seed, model.cfg)
         self.logger = MetricsLogger(out, enabled=ctx.is_main)
         self.writer = CheckpointWriter()
         self.last_valid: dict[str, float] = {}

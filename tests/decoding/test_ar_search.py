@@ -1,11 +1,15 @@
 """Greedy and beam search: agreement with each other and with teacher forcing, batching, length limits."""
 
+import dataclasses
+
 import pytest
 import torch
 
+from janusgen.config import model_preset
 from janusgen.decoding import beam_search, decode_ar, greedy_search, teacher_forced_log_probs
 from janusgen.decoding.common import max_output_lengths, with_bos_eos
 from janusgen.model.layout import DecoderView
+from janusgen.model.transformer import DecoderCache, JanusTransformer
 
 MIXED = [int(n) for n in torch.randint(0, 20, (32,), generator=torch.Generator().manual_seed(1))]
 
@@ -49,6 +53,34 @@ def test_incremental_log_probs_equal_teacher_forcing(random_model, sources, beam
         forced = teacher_forced_log_probs(model, model.encode(src), tgt)
     torch.testing.assert_close(forced.sum(dim=1), hyps.log_prob, atol=1e-4, rtol=0)
     torch.testing.assert_close(hyps.score, hyps.log_prob / (hyps.lengths + 1).float() ** 0.7)
+
+
+@pytest.mark.parametrize("where", ["next", "same"])
+@pytest.mark.parametrize(
+    "changes", [{}, {"relative_positions": 0, "pre_norm": False}, {"ar_stream": "content"}]
+)
+def test_incremental_logits_equal_teacher_forced_logits(sources, where, changes):
+    """ar_query_position acts alike in training (`ar_view`) and in incremental decoding (`ar_step_view`
+    with a cache): the logits of each step are the teacher-forced ones, for both positions."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(model_preset("tiny"), vocab_size=50, ar_query_position=where, **changes)
+    model = JanusTransformer(cfg).eval()
+    if model.relative_bias is not None:
+        torch.nn.init.normal_(model.relative_bias.weight)  # a trained bias, not the initial slopes
+    src = sources([4, 9, 6])
+    g = torch.Generator().manual_seed(0)
+    tgt = torch.tensor(
+        [[2, *torch.randint(5, 50, (n,), generator=g).tolist(), 3] + [0] * (9 - n) for n in (9, 3, 6)]
+    )
+    with torch.inference_mode():
+        enc = model.encode(src)
+        forced = model.ar_logits(tgt, enc)  # (B, T - 1, V)
+        cache, positions = DecoderCache(), torch.arange(tgt.shape[1])
+        for t in range(tgt.shape[1] - 1):
+            view = model.ar_step_view(tgt[:, t], positions[t : t + 2])
+            step = model.logits(model.ar_rows(view, model.decode(view, enc, cache))[:, 0])
+            valid = tgt[:, t + 1] != 0  # rows whose prefix is all real tokens
+            torch.testing.assert_close(step[valid], forced[valid, t], atol=1e-5, rtol=0)
 
 
 def test_teacher_forcing_equals_one_prefix_at_a_time(random_model, sources):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from janusgen.config import ModelConfig, model_preset, objective_preset
+from janusgen.config import MODEL_PRESETS, ModelConfig, model_preset, objective_preset
 from janusgen.decoding import decode_ar, decode_nar
 from janusgen.errors import JanusError
 from janusgen.model.layout import masked_view
@@ -80,7 +80,7 @@ def check_runs(model: JanusTransformer) -> dict[str, torch.Tensor]:
     out = views(model)
     k = int(make_batch(cfg)[2].sum(1).max())
     shapes = {
-        "encoder": (2, 7, cfg.d_model),
+        "encoder": (2, 7 + int(cfg.source_bos), cfg.d_model),
         "length": (2, cfg.max_target_length + 1),
         "ar": (2, 6, VOCAB),
         "nar": (2, k, VOCAB),
@@ -266,6 +266,10 @@ def test_unknown_init_names_the_option():
 def test_paper_iwslt_preset_is_post_norm_absolute_positions_bert_init():
     cfg = model_preset("paper-iwslt")
     assert (cfg.pre_norm, cfg.learned_positions, cfg.relative_positions) == (False, True, 0)
+    # the release's: BOS before the source, a 256-row embed_length, query row i at position i
+    assert (cfg.source_bos, cfg.length_predictor, cfg.max_target_length) == (True, "release", 255)
+    assert cfg.ar_query_position == "same"
+    assert JanusTransformer(cfg).embed_length.weight.shape == (256, 512)
     assert (cfg.init, cfg.attention_dropout, cfg.dropout, cfg.activation) == ("bert", 0.0, 0.3, "relu")
     assert (cfg.d_model, cfg.ffn_dim, cfg.heads, cfg.encoder_layers, cfg.decoder_layers) == (
         512,
@@ -291,3 +295,65 @@ def test_paper_iwslt_preset_is_post_norm_absolute_positions_bert_init():
     assert torch.isfinite(loss)
     grads = {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
     assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+
+
+def test_every_other_preset_keeps_our_choices():
+    """Our CPU benchmarks were measured with these: only `paper-iwslt` takes the release's."""
+    for name in MODEL_PRESETS:
+        if name != "paper-iwslt":
+            cfg = model_preset(name)
+            assert (cfg.length_predictor, cfg.ar_query_position, cfg.source_bos) == ("ours", "next", False)
+
+
+# -------------------------------------------------------------------------------- length_predictor
+
+
+def test_release_length_predictor_is_a_plain_length_table_over_the_mean_states():
+    """logits = mean of the encoder states over the real source tokens @ embed_length^T: no bias, no
+    source-length embedding, and the length loss reaches the encoder (ours stops it there)."""
+    release, ours = tiny(length_predictor="release"), tiny()
+    assert [n for n, _ in release.named_parameters() if "length" in n] == ["embed_length.weight"]
+    assert release.embed_length.weight.shape == (63, release.cfg.d_model)  # lengths 0 .. 62
+    assert release.length_modules() == [release.embed_length]
+    assert ours.length_modules() == [ours.length_head, ours.source_length_embed]
+    src = make_batch(release.cfg)[0]
+    enc = release.encode(src)
+    real = src != release.cfg.pad_id
+    pooled = torch.stack([enc.states[b, real[b]].mean(0) for b in range(src.shape[0])])
+    torch.testing.assert_close(release.length_logits(enc), pooled @ release.embed_length.weight.T)
+    for model, reaches_encoder in ((release, True), (ours, False)):
+        model.zero_grad()
+        model.length_logits(model.encode(src)).logsumexp(-1).sum().backward()
+        grad = model.encoder_layers[0].ffn.fc1.weight.grad
+        assert (grad is not None and grad.abs().sum() > 0) == reaches_encoder
+    with pytest.raises(JanusError, match="--model-option length_predictor='fairseq'"):
+        tiny_config(length_predictor="fairseq")
+
+
+def test_release_length_predictor_trains_and_freezes_with_the_length_loss():
+    model = tiny(length_predictor="release")
+    check_runs(model)
+    ar = JanusObjective(objective_preset("ar"))
+    assert ar.untrained_modules(model) == [model.embed_length]
+    assert JanusObjective(objective_preset("janus")).untrained_modules(model) == []
+
+
+# ------------------------------------------------------------------------------- ar_query_position
+
+
+def test_query_position_moves_only_the_ar_query_rows():
+    """`ar_query_position` "same" puts the AR query row that predicts s_{i+1} at position i, "next" at
+    i + 1; the content rows and every visibility stay as they are, and the predictions differ."""
+    src, tgt, _ = make_batch(tiny_config())
+    n = tgt.shape[1] - 1
+    out = {}
+    for where, first in (("next", 1), ("same", 0)):
+        model = tiny(ar_query_position=where)
+        view = model.ar_view(tgt)
+        assert torch.equal(view.positions[0, n:], torch.arange(first, first + n)), where
+        assert torch.equal(view.positions[0, :n], torch.arange(n))
+        out[where] = (view, model.ar_logits(tgt, model.encode(src)))
+    assert torch.equal(out["same"][0].visible, out["next"][0].visible)
+    assert not torch.allclose(out["same"][1], out["next"][1], atol=1e-4)
+    with pytest.raises(JanusError, match="--model-option ar_query_position='after'"):
+        tiny_config(ar_query_position="after")

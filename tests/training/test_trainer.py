@@ -99,6 +99,28 @@ def test_data_loader_workers_change_nothing_and_resume_where_the_training_was(to
     _assert_same_run(tmp_path / "inline", tmp_path / "split", updates=6)
 
 
+def test_a_time_budget_counts_the_training_time_before_a_resume(toy_data, tmp_path):
+    """--time-budget is the training time of the whole run: a resumed run goes on from the elapsed time
+    its checkpoint saved. Resumed with a budget equal to the time already spent, it stops after one
+    update; a clock reset on resume would train on for several more."""
+    cfg = dataclasses.replace(FAST, max_updates=12, time_budget_s=3600.0, stop_at=4)
+    paused = _run(toy_data, tmp_path / "run", cfg=cfg)
+    assert paused["step"] == 4 and paused["stop"] == "stop_at" and paused["elapsed_s"] > 0
+    spent = paused["elapsed_s"]
+    summary = train(
+        toy_data,
+        tmp_path / "run",
+        None,
+        None,
+        TrainConfig(),
+        resume=True,
+        device="cpu",
+        resume_overrides={"time_budget_s": spent},
+    )
+    assert summary["stop"] == "time_budget" and summary["step"] == 5
+    assert summary["elapsed_s"] > spent
+
+
 def test_a_run_paused_with_stop_at_and_resumed_equals_the_uninterrupted_one(toy_data, tmp_path):
     """--stop-at pauses a run whose schedules (warmup and AR-only phase, fractions of the run) still
     span --max-updates; a plain --resume goes on to the end, exactly as if never paused."""
