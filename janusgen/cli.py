@@ -25,6 +25,7 @@ from janusgen.config import (
     MODEL_PRESETS,
     OBJECTIVES,
     PRECISIONS,
+    QUANTIZATIONS,
     RECIPES,
     BibleConfig,
     DecodeConfig,
@@ -708,6 +709,13 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
         help="auto, float32, bfloat16 or float16; auto: the rule of --precision auto of `janus train` "
         "(default %(default)s)",
     )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default="none",
+        help="int8: int8 weights for every Linear layer (PyTorch's dynamic quantization; CPU, float32 "
+        "activations): faster on a CPU, BLEU in BENCHMARKS.md (default %(default)s)",
+    )
 
 
 def _decode_config(args: argparse.Namespace) -> DecodeConfig:
@@ -835,7 +843,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         raise JanusError(f"--buffer-lines {args.buffer_lines}: must be at least 1")
     cfg = _decode_config(args)
     _check_generate_files(args.input, args.output)
-    translator = Translator.load(args.checkpoint, args.device, args.dtype)
+    translator = Translator.load(args.checkpoint, args.device, args.dtype, args.quantize)
     with contextlib.ExitStack() as stack:
         if args.input is None:
             lines = _InputLines(getattr(sys.stdin, "buffer", sys.stdin), "stdin")
@@ -891,6 +899,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         help="auto (a GPU when there is one), cpu, cuda or cuda:N (default %(default)s)",
     )
     srv.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default auto)")
+    srv.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default="none",
+        help="int8: int8 weights for every Linear layer (PyTorch's dynamic quantization; CPU, float32 "
+        "activations): faster on a CPU, BLEU in BENCHMARKS.md (default %(default)s)",
+    )
     for name, help_text in ServeConfig.OPTION_HELP.items():
         value = getattr(d, name)
         srv.add_argument(
@@ -915,7 +930,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         ) from e
     from janusgen.decoding.translator import Translator
 
-    translator = Translator.load(args.checkpoint, args.device, args.dtype)
+    translator = Translator.load(args.checkpoint, args.device, args.dtype, args.quantize)
     run_server(translator, cfg)
     return 0
 
@@ -964,7 +979,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
         task_name = (dataset.meta.get("source") or {}).get("task")
         with_rouge = task_name in TASKS and TASKS[task_name].metric == "rouge"
-    translator = Translator.load(args.checkpoint, args.device, args.dtype)
+    translator = Translator.load(args.checkpoint, args.device, args.dtype, args.quantize)
     result, hyps = evaluate(translator, sources, references, cfg, with_rouge)
     print(format_table([result]))
     if args.json is not None:
@@ -976,6 +991,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             "decode": to_dict(cfg),
             "device": args.device,
             "dtype": args.dtype,
+            "quantize": args.quantize,
         }
         with atomic_file(args.json) as f:
             f.write(json.dumps(record, indent=2) + "\n")
@@ -1128,6 +1144,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     )
     speed.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default %(default)s)")
     speed.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
+    speed.add_argument(
+        "--quantize", choices=QUANTIZATIONS, default="none", help="int8 weights (CPU) (default %(default)s)"
+    )
     speed.set_defaults(func=_run_bench_speed)
 
     compare = bsub.add_parser(
@@ -1185,7 +1204,9 @@ def _run_bench_speed(args: argparse.Namespace) -> int:
         raise JanusError(f"--out {args.out}: no {QUALITY}; run `janus bench quality --out {args.out}` first")
     if args.sentences <= 0 or args.batch_size <= 0:
         raise JanusError("--sentences and --batch-size must be > 0")
-    print(format_speed(run_speed_bench(args.out, args.sentences, args.batch_size, args.device)))
+    print(
+        format_speed(run_speed_bench(args.out, args.sentences, args.batch_size, args.device, args.quantize))
+    )
     return 0
 
 

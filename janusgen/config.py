@@ -703,6 +703,7 @@ class DecodeConfig:
 
 
 DECODE_MODES = ("ar", "nar", "speculative")
+QUANTIZATIONS = ("none", "int8")  # weights for decoding (model/inference.py)
 MAX_BEAM = 128  # --beam, --length-beam: the cost grows linearly; past this it is minutes per sentence
 MAX_ITERATIONS = 1000  # --iterations: Mask-Predict converges in a few passes
 MAX_LEN_A = 1000.0  # outputs are capped at the model's max_positions anyway; this keeps a*|x| finite

@@ -30,9 +30,11 @@ def run_speed_bench(
     sentences: int = 200,
     batch_size: int = 64,
     device: str = "auto",
+    quantize: str = "none",
 ) -> dict[str, Any]:
     """Time every setting of every system in `out/quality.json` on the first `sentences` test
-    sentences: one at a time (latency) and `batch_size` at a time (throughput). Writes `out/speed.json`."""
+    sentences: one at a time (latency) and `batch_size` at a time (throughput), with the weights as
+    `quantize` says (none, int8). Writes `out/speed.json`."""
     out = Path(out)
     quality_file = out / QUALITY
     if not quality_file.is_file():
@@ -42,7 +44,9 @@ def run_speed_bench(
     sources = sources[:sentences]
     rows = []
     for system, entry in quality["systems"].items():
-        translator = Translator.load(_checkpoint(out, system, entry), device=str(pick_device(device)))
+        translator = Translator.load(
+            _checkpoint(out, system, entry), device=str(pick_device(device)), quantize=quantize
+        )
         bleu_of = {id_of(r): r["bleu"] for r in entry["results"]}
         for setting_id in settings_for(system):
             cfg, name = setting(setting_id), label(setting_id)
@@ -69,6 +73,7 @@ def run_speed_bench(
     report = {
         "sentences": len(sources),
         "batch_size": batch_size,
+        "quantize": quantize,
         "baseline": f"{base['system']} {base['setting']}" if base else None,
         "hardware": hardware(),
         "date": datetime.date.today().isoformat(),

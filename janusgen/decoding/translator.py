@@ -30,6 +30,7 @@ from janusgen.decoding.common import Decoded
 from janusgen.decoding.speculative import SpeculativeStats
 from janusgen.errors import JanusError
 from janusgen.hardware import check_device, resolve_precision
+from janusgen.model.inference import prepare_for_inference
 from janusgen.model.transformer import JanusTransformer
 
 _D = DecodeConfig()  # the defaults live in config.py
@@ -53,9 +54,12 @@ class Translator:
         self.device = next(model.parameters()).device
 
     @classmethod
-    def load(cls, checkpoint: str | Path, device: str = "auto", dtype: str = "float32") -> Translator:
+    def load(
+        cls, checkpoint: str | Path, device: str = "auto", dtype: str = "float32", quantize: str = "none"
+    ) -> Translator:
         """Load a checkpoint folder (weights, config, vocabulary) onto `device` (auto: a GPU when there is
-        one, else the CPU; cpu; cuda; cuda:N) in `dtype`."""
+        one, else the CPU; cpu; cuda; cuda:N) in `dtype`, made ready for decoding (model/inference.py);
+        `quantize="int8"`: int8 weights for every Linear layer (CPU, float32)."""
         if dtype not in DTYPES and dtype != "auto":
             raise JanusError(f"--dtype {dtype!r}: choose auto or one of {', '.join(DTYPES)}")
         where = check_device(device)
@@ -65,7 +69,11 @@ class Translator:
             torch_dtype = resolve_precision("auto", where, cfg.d_model, cfg.ffn_dim, rows=256).dtype
         else:
             torch_dtype = DTYPES[dtype]
-        return cls(model.to(torch_dtype), tokenizer, config)
+        if quantize != "none" and where.type != "cpu":
+            raise JanusError(f"--quantize {quantize}: int8 decoding runs on the CPU; add --device cpu")
+        if quantize != "none" and dtype == "auto":
+            torch_dtype = torch.float32  # int8 weights, float32 activations
+        return cls(prepare_for_inference(model.to(torch_dtype), quantize), tokenizer, config)
 
     def generate(
         self,

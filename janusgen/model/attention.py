@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 # smallest rows x entries worth a FlexAttention call (an incremental step has 1-2 rows: the dense bias of
@@ -194,3 +195,68 @@ def _flex_inputs(
 
         block_mask = create_block_mask(mask_mod, batch, None, rows, entries, device=device)
     return block_mask, score_mod
+
+
+class Attention(nn.Module):
+    def __init__(self, d_model: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        assert d_model % heads == 0, "d_model must be divisible by heads"
+        self.heads = heads
+        self.head_dim = d_model // heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+        self._fused: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # (key, weight, bias) cache
+        # modules made for decoding (model/inference.py): "qkv", the three projections as one, possibly
+        # int8; a plain dict, so they stay out of the state dict and the optimizer
+        self.inference: dict[str, nn.Module] = {}
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
+
+    def project_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split_heads(self.k_proj(memory)), self.split_heads(self.v_proj(memory))
+
+    def project_qkv(
+        self, x: torch.Tensor, num_content: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries of every row of x (B, R, d), keys and values of its first `num_content` rows, split
+        into heads. One matmul with the three weights side by side where the extra keys and values it
+        computes are few (every row is content, or an incremental step's one query row per content row):
+        a decoding step is a chain of small matmuls whose cost is mostly per call."""
+        rows = x.shape[1]
+        if rows == num_content or (not torch.is_grad_enabled() and rows <= 2 * num_content):
+            qkv = self.inference.get("qkv")
+            if qkv is not None and not torch.is_grad_enabled():
+                fused = qkv(x)
+            else:
+                fused = F.linear(x, *self._fused_weights())
+            q, k, v = fused.split(self.heads * self.head_dim, dim=-1)
+            k, v = k[:, :num_content], v[:, :num_content]
+            return self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        return (self.split_heads(self.q_proj(x)), *self.project_kv(x[:, :num_content]))
+
+    def _fused_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The q, k, v weights and biases concatenated; kept while the weights stay the same (decoding),
+        made anew when gradients must reach the three (training)."""
+        parts = (self.q_proj, self.k_proj, self.v_proj)
+        if torch.is_grad_enabled():
+            return torch.cat([p.weight for p in parts]), torch.cat([p.bias for p in parts])
+        key = tuple((p.weight.data_ptr(), p.weight._version, p.bias._version, p.weight.dtype) for p in parts)
+        if self._fused is None or self._fused[0] != key:
+            self._fused = (key, torch.cat([p.weight for p in parts]), torch.cat([p.bias for p in parts]))
+        return self._fused[1], self._fused[2]
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Mask) -> torch.Tensor:
+        """q: (B, heads, R, head_dim); k, v: (B, heads, C, head_dim); mask: who sees whom
+        (model/attention.py). The output projection of the attended values: (B, R, d)."""
+        out = attend(q, k, v, mask, self.dropout if self.training else 0.0)
+        b, _, r, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, r, -1))
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Mask) -> torch.Tensor:
+        """x: (B, R, d) queries; k, v: (B, heads, C, head_dim) (the encoder's, for cross-attention)."""
+        return self.attend(self.split_heads(self.q_proj(x)), k, v, mask)

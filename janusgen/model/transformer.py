@@ -9,15 +9,19 @@ weight, so one code path serves the AR view, the NAR/AUX view and plain causal d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from janusgen.config import ModelConfig
-from janusgen.model.attention import KeyPadding, Mask, RelativeBias, ViewMask, attend
+from janusgen.model.attention import KeyPadding, RelativeBias, ViewMask
+from janusgen.model.cache import DecoderCache, LayerCache
+from janusgen.model.layers import DecoderLayer, Dropout, EncoderLayer, SinusoidalPositions
 from janusgen.model.layout import DecoderView, ar_query_offset, ar_view, content_only_ar_view
+
+__all__ = ["DecoderCache", "Encoded", "JanusTransformer", "LayerCache", "SinusoidalPositions"]
 
 
 @dataclass
@@ -31,216 +35,6 @@ class Encoded:
 
     def key_padding(self) -> KeyPadding:
         return KeyPadding(self.valid if self.padded else None)
-
-
-@dataclass
-class LayerCache:
-    """Keys/values of one decoder layer: the content self-attention's, in a buffer of `capacity` entries
-    of which the first `DecoderCache.length` are filled (no copy of the whole per step), and the
-    encoder's (fixed)."""
-
-    self_k: torch.Tensor | None = None  # (B, heads, capacity, head_dim)
-    self_v: torch.Tensor | None = None
-    cross_k: torch.Tensor | None = None  # (B, heads, S, head_dim)
-    cross_v: torch.Tensor | None = None
-
-    def append(
-        self, k: torch.Tensor, v: torch.Tensor, start: int, capacity: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new entries k, v (B, heads, n, head_dim) at `start`; the filled keys and values."""
-        end = start + k.shape[2]
-        if self.self_k is None or end > self.self_k.shape[2]:
-            old = 0 if self.self_k is None else self.self_k.shape[2]
-            size = max(end, capacity, 2 * old)  # doubling: amortised O(1) copies per entry
-            b, heads, _, head_dim = k.shape
-            grown_k, grown_v = k.new_empty(b, heads, size, head_dim), v.new_empty(b, heads, size, head_dim)
-            if start:
-                grown_k[:, :, :start], grown_v[:, :, :start] = (
-                    self.self_k[:, :, :start],
-                    self.self_v[:, :, :start],
-                )
-            self.self_k, self.self_v = grown_k, grown_v
-        self.self_k[:, :, start:end] = k
-        self.self_v[:, :, start:end] = v
-        return self.self_k[:, :, :end], self.self_v[:, :, :end]
-
-
-@dataclass
-class DecoderCache:
-    """The decoder's cache: per layer keys/values, the positions of the `length` cached content entries,
-    and the entries to make room for up front (`capacity`: the longest output, for a search)."""
-
-    layers: list[LayerCache] = field(default_factory=list)
-    positions: torch.Tensor | None = None  # (B, length) positions of the cached content entries
-    capacity: int = 0
-
-    @property
-    def length(self) -> int:
-        return 0 if self.positions is None else self.positions.shape[1]
-
-    def reorder(self, self_rows: torch.Tensor, cross_rows: torch.Tensor | None = None) -> None:
-        """Reorder in place: content keys/values by `self_rows` (a beam continues another beam), encoder
-        keys/values only by `cross_rows` (sentences leaving the batch), since a sentence's rows share them.
-        Only the filled entries are copied, into the front rows of the same buffers."""
-        n, rows = self.length, self_rows.shape[0]
-        if self.positions is not None:
-            self.positions = self.positions.index_select(0, self_rows)
-        for layer in self.layers:
-            if layer.self_k is not None:
-                k, v = (
-                    layer.self_k[:, :, :n].index_select(0, self_rows),
-                    layer.self_v[:, :, :n].index_select(0, self_rows),
-                )
-                layer.self_k, layer.self_v = layer.self_k[:rows], layer.self_v[:rows]
-                layer.self_k[:, :, :n], layer.self_v[:, :, :n] = k, v
-            if cross_rows is not None:
-                layer.cross_k = layer.cross_k.index_select(0, cross_rows)
-                layer.cross_v = layer.cross_v.index_select(0, cross_rows)
-
-    def keep_entries(self, rows: torch.Tensor, index: torch.Tensor, drop_rows: bool) -> None:
-        """Keep, for each kept row `rows` (A',), the content entries `index` (A', C') in place (a
-        speculative round rolls back what the AR view rejected); with `drop_rows` the encoder
-        keys/values also keep only `rows`."""
-        n = self.length
-        for layer in self.layers:
-            _, heads, _, head_dim = layer.self_k.shape
-            gather = index[:, None, :, None].expand(-1, heads, -1, head_dim)  # (A', heads, C', head_dim)
-            k = layer.self_k[rows, :, :n].gather(2, gather)
-            v = layer.self_v[rows, :, :n].gather(2, gather)
-            layer.self_k, layer.self_v = layer.self_k[: rows.shape[0]], layer.self_v[: rows.shape[0]]
-            layer.self_k[:, :, : index.shape[1]], layer.self_v[:, :, : index.shape[1]] = k, v
-            if drop_rows:
-                layer.cross_k, layer.cross_v = layer.cross_k[rows], layer.cross_v[rows]
-        self.positions = self.positions[rows].gather(1, index)
-
-    def encoder_only(self) -> DecoderCache:
-        """The encoder keys/values alone: a later non-incremental pass (a Mask-Predict iteration)
-        reuses them while recomputing all of its content rows."""
-        return DecoderCache([LayerCache(cross_k=c.cross_k, cross_v=c.cross_v) for c in self.layers])
-
-
-class Attention(nn.Module):
-    def __init__(self, d_model: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        assert d_model % heads == 0, "d_model must be divisible by heads"
-        self.heads = heads
-        self.head_dim = d_model // heads
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
-        self.dropout = dropout
-
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, _ = x.shape
-        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
-
-    def project_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.split_heads(self.k_proj(memory)), self.split_heads(self.v_proj(memory))
-
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Mask) -> torch.Tensor:
-        """x: (B, R, d) queries; k, v: (B, heads, C, head_dim); mask: who sees whom (model/attention.py)."""
-        q = self.split_heads(self.q_proj(x))
-        out = attend(q, k, v, mask, self.dropout if self.training else 0.0)
-        b, _, r, _ = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, r, -1))
-
-
-class FeedForward(nn.Module):
-    def __init__(self, d_model: int, ffn_dim: int, activation: str, dropout: float) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(d_model, ffn_dim)
-        self.fc2 = nn.Linear(ffn_dim, d_model)
-        self.activation = {"relu": F.relu, "gelu": F.gelu}[activation]
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.dropout(self.activation(self.fc1(x))))
-
-
-class EncoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.self_attn = Attention(cfg.d_model, cfg.heads, cfg.attention_dropout)
-        self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.activation, cfg.activation_dropout)
-        self.norm1 = nn.LayerNorm(cfg.d_model)
-        self.norm2 = nn.LayerNorm(cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.pre_norm = cfg.pre_norm
-
-    def forward(self, x: torch.Tensor, visible: KeyPadding) -> torch.Tensor:
-        if self.pre_norm:
-            h = self.norm1(x)
-            x = x + self.dropout(self.self_attn(h, *self.self_attn.project_kv(h), visible))
-            return x + self.dropout(self.ffn(self.norm2(x)))
-        x = self.norm1(x + self.dropout(self.self_attn(x, *self.self_attn.project_kv(x), visible)))
-        return self.norm2(x + self.dropout(self.ffn(x)))
-
-
-class DecoderLayer(nn.Module):
-    """One layer of the two-stream decoder: self-attention over the content rows, cross-attention to
-    the encoder, feed-forward; the same weights for content and query rows."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.self_attn = Attention(cfg.d_model, cfg.heads, cfg.attention_dropout)
-        self.cross_attn = Attention(cfg.d_model, cfg.heads, cfg.attention_dropout)
-        self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.activation, cfg.activation_dropout)
-        self.norm1 = nn.LayerNorm(cfg.d_model)
-        self.norm2 = nn.LayerNorm(cfg.d_model)
-        self.norm3 = nn.LayerNorm(cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.pre_norm = cfg.pre_norm
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        num_content: int,
-        self_mask: ViewMask,
-        enc: Encoded,
-        cache: LayerCache | None = None,
-        cached: int = 0,
-        capacity: int = 0,
-    ) -> torch.Tensor:
-        """x: (B, R, d) rows, the first `num_content` of them content; self_mask: the self-attention
-        mask over the `cached` + num_content content entries (see JanusTransformer.self_attention_mask).
-        With a cache, the new content keys/values are written after its `cached` entries (incremental
-        decoding; `capacity`: the entries to make room for)."""
-        h = self.norm1(x) if self.pre_norm else x
-        k, v = self.self_attn.project_kv(h[:, :num_content])
-        if cache is not None:
-            k, v = cache.append(k, v, cached, capacity)
-        a = self.dropout(self.self_attn(h, k, v, self_mask))
-        x = x + a if self.pre_norm else self.norm1(x + a)
-
-        if cache is not None and cache.cross_k is not None:
-            ck, cv = cache.cross_k, cache.cross_v
-        else:
-            ck, cv = self.cross_attn.project_kv(enc.states)
-            if cache is not None:
-                cache.cross_k, cache.cross_v = ck, cv
-        h = self.norm2(x) if self.pre_norm else x
-        a = self.dropout(self.cross_attn(h, ck, cv, enc.key_padding()))
-        x = x + a if self.pre_norm else self.norm2(x + a)
-
-        h = self.norm3(x) if self.pre_norm else x
-        a = self.dropout(self.ffn(h))
-        return x + a if self.pre_norm else self.norm3(x + a)
-
-
-class SinusoidalPositions(nn.Module):
-    def __init__(self, max_positions: int, d_model: int) -> None:
-        super().__init__()
-        half = d_model // 2
-        freq = torch.exp(-math.log(10000.0) * torch.arange(half) / max(half - 1, 1))
-        angle = torch.arange(max_positions)[:, None] * freq[None, :]
-        table = torch.cat([angle.sin(), angle.cos()], dim=1)
-        if d_model % 2:
-            table = F.pad(table, (0, 1))
-        self.register_buffer("table", table, persistent=False)
-
-    def forward(self, positions: torch.Tensor) -> torch.Tensor:
-        return self.table[positions]
 
 
 class JanusTransformer(nn.Module):
@@ -290,8 +84,9 @@ class JanusTransformer(nn.Module):
         else:  # "release": one embedding row per length is the output weight of that class, no bias
             self.embed_length = nn.Embedding(lengths, d)
             nn.init.normal_(self.embed_length.weight, std=d**-0.5)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.embed_scale = math.sqrt(d) if cfg.scale_embedding else 1.0
+        self.inference: dict[str, nn.Module] = {}  # modules made for decoding (model/inference.py)
         if not cfg.tie_output:
             self.output_projection = nn.Linear(d, cfg.vocab_size, bias=False)
             nn.init.normal_(self.output_projection.weight, std=d**-0.5)
@@ -385,8 +180,12 @@ class JanusTransformer(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Output projection (tied to the embeddings unless tie_output is off): (..., d) -> (..., vocab)."""
-        weight = self.embed.weight if self.cfg.tie_output else self.output_projection.weight
-        out = F.linear(hidden, weight)
+        head = self.inference.get("output")
+        if head is not None and not torch.is_grad_enabled():  # a copy made for decoding, possibly int8
+            out = head(hidden)
+        else:
+            weight = self.embed.weight if self.cfg.tie_output else self.output_projection.weight
+            out = F.linear(hidden, weight)
         return out + self.final_logits_bias.to(out.dtype) if self.cfg.logits_bias else out
 
     # ------------------------------------------------------------------------------------- AR view

@@ -1,0 +1,94 @@
+"""The decoder's key/value cache for incremental decoding: per layer, the content self-attention's keys
+and values in a buffer filled in place (no copy of the whole per step) and the encoder's, computed once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class LayerCache:
+    """Keys/values of one decoder layer: the content self-attention's, in a buffer of `capacity` entries
+    of which the first `DecoderCache.length` are filled (no copy of the whole per step), and the
+    encoder's (fixed)."""
+
+    self_k: torch.Tensor | None = None  # (B, heads, capacity, head_dim)
+    self_v: torch.Tensor | None = None
+    cross_k: torch.Tensor | None = None  # (B, heads, S, head_dim)
+    cross_v: torch.Tensor | None = None
+
+    def append(
+        self, k: torch.Tensor, v: torch.Tensor, start: int, capacity: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new entries k, v (B, heads, n, head_dim) at `start`; the filled keys and values."""
+        end = start + k.shape[2]
+        if self.self_k is None or end > self.self_k.shape[2]:
+            old = 0 if self.self_k is None else self.self_k.shape[2]
+            size = max(end, capacity, 2 * old)  # doubling: amortised O(1) copies per entry
+            b, heads, _, head_dim = k.shape
+            grown_k, grown_v = k.new_empty(b, heads, size, head_dim), v.new_empty(b, heads, size, head_dim)
+            if start:
+                grown_k[:, :, :start], grown_v[:, :, :start] = (
+                    self.self_k[:, :, :start],
+                    self.self_v[:, :, :start],
+                )
+            self.self_k, self.self_v = grown_k, grown_v
+        self.self_k[:, :, start:end] = k
+        self.self_v[:, :, start:end] = v
+        return self.self_k[:, :, :end], self.self_v[:, :, :end]
+
+
+@dataclass
+class DecoderCache:
+    """The decoder's cache: per layer keys/values, the positions of the `length` cached content entries,
+    and the entries to make room for up front (`capacity`: the longest output, for a search)."""
+
+    layers: list[LayerCache] = field(default_factory=list)
+    positions: torch.Tensor | None = None  # (B, length) positions of the cached content entries
+    capacity: int = 0
+
+    @property
+    def length(self) -> int:
+        return 0 if self.positions is None else self.positions.shape[1]
+
+    def reorder(self, self_rows: torch.Tensor, cross_rows: torch.Tensor | None = None) -> None:
+        """Reorder in place: content keys/values by `self_rows` (a beam continues another beam), encoder
+        keys/values only by `cross_rows` (sentences leaving the batch), since a sentence's rows share them.
+        Only the filled entries are copied, into the front rows of the same buffers."""
+        n, rows = self.length, self_rows.shape[0]
+        if self.positions is not None:
+            self.positions = self.positions.index_select(0, self_rows)
+        for layer in self.layers:
+            if layer.self_k is not None:
+                k, v = (
+                    layer.self_k[:, :, :n].index_select(0, self_rows),
+                    layer.self_v[:, :, :n].index_select(0, self_rows),
+                )
+                layer.self_k, layer.self_v = layer.self_k[:rows], layer.self_v[:rows]
+                layer.self_k[:, :, :n], layer.self_v[:, :, :n] = k, v
+            if cross_rows is not None:
+                layer.cross_k = layer.cross_k.index_select(0, cross_rows)
+                layer.cross_v = layer.cross_v.index_select(0, cross_rows)
+
+    def keep_entries(self, rows: torch.Tensor, index: torch.Tensor, drop_rows: bool) -> None:
+        """Keep, for each kept row `rows` (A',), the content entries `index` (A', C') in place (a
+        speculative round rolls back what the AR view rejected); with `drop_rows` the encoder
+        keys/values also keep only `rows`."""
+        n = self.length
+        for layer in self.layers:
+            _, heads, _, head_dim = layer.self_k.shape
+            gather = index[:, None, :, None].expand(-1, heads, -1, head_dim)  # (A', heads, C', head_dim)
+            k = layer.self_k[rows, :, :n].gather(2, gather)
+            v = layer.self_v[rows, :, :n].gather(2, gather)
+            layer.self_k, layer.self_v = layer.self_k[: rows.shape[0]], layer.self_v[: rows.shape[0]]
+            layer.self_k[:, :, : index.shape[1]], layer.self_v[:, :, : index.shape[1]] = k, v
+            if drop_rows:
+                layer.cross_k, layer.cross_v = layer.cross_k[rows], layer.cross_v[rows]
+        self.positions = self.positions[rows].gather(1, index)
+
+    def encoder_only(self) -> DecoderCache:
+        """The encoder keys/values alone: a later non-incremental pass (a Mask-Predict iteration)
+        reuses them while recomputing all of its content rows."""
+        return DecoderCache([LayerCache(cross_k=c.cross_k, cross_v=c.cross_v) for c in self.layers])
