@@ -690,6 +690,11 @@ def _add_decode_options(parser: argparse.ArgumentParser) -> None:
         "--rerank", action="store_true", help="NAR: pick the candidate the model's AR view scores best"
     )
     parser.add_argument(
+        "--early-stop",
+        action="store_true",
+        help="NAR: stop refining once a pass changes no token (fewer passes; the latency of one sentence)",
+    )
+    parser.add_argument(
         "--collapse-repeats",
         action="store_true",
         help='NAR: keep each run of a repeated token once ("the the" -> "the"), before --rerank',
@@ -735,6 +740,7 @@ def _decode_config(args: argparse.Namespace) -> DecodeConfig:
         length_offsets=offsets,
         rerank=args.rerank,
         collapse_repeats=args.collapse_repeats,
+        early_stop=args.early_stop,
         length_penalty=args.length_penalty,
         max_len_a=args.max_len_a,
         max_len_b=args.max_len_b,

@@ -669,6 +669,7 @@ class DecodeConfig:
     length_offsets: tuple[int, ...] | None = None  # NAR: predicted length + each offset instead of the top-l
     rerank: bool = False  # NAR: choose among the l candidates by the model's own AR view
     collapse_repeats: bool = False  # NAR: keep each run of a repeated token once ("the the" -> "the")
+    early_stop: bool = False  # NAR: stop refining once a pass changes no token (fewer passes, batch 1)
     length_penalty: float = 1.0
     max_len_a: float = 1.2  # at most a * |source| + b output tokens
     max_len_b: int = 10
@@ -687,7 +688,8 @@ class DecodeConfig:
                 raise JanusError(f"--length-offsets: give between 1 and {MAX_BEAM} offsets")
             for offset in self.length_offsets:
                 _check_number("--length-offsets", offset, -MAX_LEN_B, MAX_LEN_B)
-        for option, flag in (("--rerank", self.rerank), ("--collapse-repeats", self.collapse_repeats)):
+        flags = (("--rerank", self.rerank), ("--collapse-repeats", self.collapse_repeats))
+        for option, flag in (*flags, ("--early-stop", self.early_stop)):
             if not isinstance(flag, bool):
                 raise JanusError(f"{option} {flag!r}: must be true or false")
         _check_number("--length-penalty", self.length_penalty, -10, 10, integer=False)

@@ -50,12 +50,14 @@ def decode_nar(
     max_len_b: int = _D.max_len_b,
     length_penalty: float = _D.length_penalty,
     collapse_repeats: bool = _D.collapse_repeats,
+    early_stop: bool = _D.early_stop,
 ) -> Decoded:
     """Mask-Predict decoding of `src` (B, S) with `iterations` refinement passes and a length beam: the
     top-`length_beam` predicted lengths, or, given `length_offsets`, the predicted length plus each
     offset. Keeps the candidate with the best mean NAR log-prob, or with `rerank` the best AR
     log-prob / (n + 1)^length_penalty; the returned scores are those it was chosen by.
-    `collapse_repeats`: each run of a repeated token is kept once, before the AR view reranks."""
+    `collapse_repeats`: each run of a repeated token is kept once, before the AR view reranks.
+    `early_stop`: refinement stops once a pass changes no token."""
     if src.dim() == 2 and src.shape[0] == 0:
         return Decoded([], [], [])
     enc = check_inputs(model, src)
@@ -71,6 +73,7 @@ def decode_nar(
         schedule,
         length_penalty,
         collapse=collapse_repeats,
+        early_stop=early_stop,
     )
     return Decoded.of(hyps)
 

@@ -77,9 +77,11 @@ def refine(
     lengths: torch.Tensor,
     iterations: int = 10,
     schedule: MaskSchedule = linear_schedule,
+    early_stop: bool = False,
 ) -> Hypotheses:
     """Mask-Predict for N candidates of given `lengths` (N,) (`enc` has N rows): log_prob is the sum of
-    the final tokens' P_NAR log-probs, score their mean."""
+    the final tokens' P_NAR log-probs, score their mean. `early_stop`: stop after a pass that re-predicted
+    every re-masked token as it was (one read from the device per pass, to spare the passes left)."""
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     cfg = model.cfg
@@ -103,6 +105,7 @@ def refine(
             masked = lowest_scores_mask(token_logp, inner, counts)
             if not masked.any():
                 continue  # nothing to re-predict in this iteration: skip the pass
+            before = tgt[masked] if early_stop else None
             tgt = tgt.masked_fill(masked, cfg.mask_id)
             cache = cache.encoder_only()
         hidden = model.decode(nar_view(tgt, cfg.pad_id), enc, cache)  # (N, L, d)
@@ -110,8 +113,11 @@ def refine(
         logits = model.logits(hidden[masked]).float()  # (M, V) for the M masked positions, row-major
         normalizer = logits.logsumexp(dim=-1)
         best, token = logits.add_(ban).max(dim=-1)
+        unchanged = early_stop and t > 1 and bool((token == before).all())
         tgt[masked] = token
         token_logp[masked] = best - normalizer
+        if unchanged:
+            break
     tokens = tgt[:, p:-1].masked_fill(~inner[:, p:-1], cfg.pad_id)  # (N, L - p - 1) outputs, no BOS/EOS
     log_prob = token_logp.sum(dim=1)
     return Hypotheses(tokens, lengths, log_prob, log_prob / lengths.clamp(min=1))
@@ -167,6 +173,7 @@ def mask_predict(
     schedule: MaskSchedule = linear_schedule,
     length_penalty: float = 1.0,
     collapse: bool = False,
+    early_stop: bool = False,
 ) -> Hypotheses:
     """Mask-Predict with a length beam for encoded sources; `max_len` (B,) caps each output's length.
     Without `rerank` the scores are the NAR ones (sum / mean log-prob); with it, the AR ones, of the
@@ -177,7 +184,7 @@ def mask_predict(
     lengths = length_candidates(model, enc, max_len, length_beam, length_offsets)  # (B, l)
     rows = torch.arange(b, device=lengths.device).repeat_interleave(lengths.shape[1])  # (B·l,) sentence-major
     enc = enc.index_select(rows)
-    hyps = refine(model, enc, lengths.view(-1), iterations, schedule)  # (B·l) candidates
+    hyps = refine(model, enc, lengths.view(-1), iterations, schedule, early_stop)  # (B·l) candidates
     if collapse:
         hyps = collapse_repeats(hyps, model.cfg.pad_id)
     if rerank:

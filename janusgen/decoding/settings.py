@@ -22,12 +22,24 @@ def describe(cfg: DecodeConfig) -> str:
         return "speculative (= AR greedy)"
     lengths = f"l={cfg.length_beam}" if cfg.length_offsets is None else f"offsets={list(cfg.length_offsets)}"
     collapse = " +collapse" if cfg.collapse_repeats else ""
-    return f"NAR T={cfg.iterations} {lengths}" + collapse + (" +rerank" if cfg.rerank else "")
+    stop = " +early-stop" if cfg.early_stop else ""
+    return f"NAR T={cfg.iterations} {lengths}" + collapse + stop + (" +rerank" if cfg.rerank else "")
 
 
-def _nar(iterations: int, rerank: bool = False, collapse: bool = False) -> DecodeConfig:
+def _nar(
+    iterations: int,
+    rerank: bool = False,
+    collapse: bool = False,
+    length_beam: int = 3,
+    early_stop: bool = False,
+) -> DecodeConfig:
     return DecodeConfig(
-        mode="nar", iterations=iterations, length_beam=3, rerank=rerank, collapse_repeats=collapse
+        mode="nar",
+        iterations=iterations,
+        length_beam=length_beam,
+        rerank=rerank,
+        collapse_repeats=collapse,
+        early_stop=early_stop,
     )
 
 
@@ -46,6 +58,13 @@ SETTINGS: dict[str, DecodeConfig] = {  # id -> setting; never rename an id (see 
     "nar_t_4_l_3_collapse": _nar(4, collapse=True),
     "nar_t_10_l_3_collapse": _nar(10, collapse=True),
     "nar_t_10_l_3_collapse_rerank": _nar(10, rerank=True, collapse=True),
+    # the latency of one sentence: one length candidate, few passes, stopping when a pass changes nothing
+    "nar_t_1_l_1": _nar(1, length_beam=1),
+    "nar_t_2_l_1": _nar(2, length_beam=1),
+    "nar_t_4_l_1": _nar(4, length_beam=1),
+    "nar_t_4_l_1_collapse": _nar(4, length_beam=1, collapse=True),
+    "nar_t_10_l_1_early_stop": _nar(10, length_beam=1, early_stop=True),
+    "nar_t_10_l_3_early_stop": _nar(10, early_stop=True),
 }
 
 SPEED_BASELINE = "ar_beam_5"  # speedups are relative to this setting (the demo's table, bench speed)

@@ -91,7 +91,7 @@ class Translator:
         (Mask-Predict) or "speculative" (the NAR view drafts, the AR view verifies: exactly the AR
         greedy output, faster where the two views agree; `stats`, if given, accumulates its rounds
         and tokens). `options`: any other DecodeConfig field (length_penalty, max_len_a, max_len_b,
-        length_offsets, collapse_repeats, max_tokens)."""
+        length_offsets, collapse_repeats, early_stop, max_tokens)."""
         cfg = decode_config(
             mode=mode, beam=beam, iterations=iterations, length_beam=length_beam, rerank=rerank, **options
         )
@@ -175,5 +175,6 @@ class Translator:
             length_offsets=cfg.length_offsets,
             rerank=cfg.rerank,
             collapse_repeats=cfg.collapse_repeats,
+            early_stop=cfg.early_stop,
             **common,
         )

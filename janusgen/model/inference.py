@@ -59,6 +59,8 @@ def _quantize_int8(model: JanusTransformer) -> None:
         holders = [model, *(layer.self_attn for layer in [*model.encoder_layers, *model.decoder_layers])]
         for holder in holders:
             for name, module in holder.inference.items():
-                box = nn.ModuleDict({"module": module})  # quantize_dynamic replaces children, not its argument
+                box = nn.ModuleDict(
+                    {"module": module}
+                )  # quantize_dynamic replaces children, not its argument
                 quantize_dynamic(box, {nn.Linear}, dtype=torch.qint8, inplace=True)
                 holder.inference[name] = box["module"]

@@ -41,6 +41,7 @@ REQUEST_SETTINGS = (
     "length_offsets",
     "rerank",
     "collapse_repeats",
+    "early_stop",
     "length_penalty",
     "max_len_a",
     "max_len_b",

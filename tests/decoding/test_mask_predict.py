@@ -146,6 +146,27 @@ def test_the_schedule_is_pluggable_and_empty_passes_are_skipped(random_model, so
     assert remask_all.token_lists() == nothing.token_lists()
 
 
+def test_early_stop_ends_refinement_at_the_first_pass_that_changes_nothing(
+    random_model, sources, monkeypatch
+):
+    """Re-masking everything re-predicts every token as it was (the same input as pass 1): with
+    early_stop the second pass is the last; without it all the iterations run, to the same result."""
+    model = random_model()
+    lengths = torch.tensor([6, 11])
+    enc = _encode(model, sources([4, 9]))
+    calls = []
+    decode = model.decode
+    monkeypatch.setattr(model, "decode", lambda *args: calls.append(1) or decode(*args))
+    every = refine(model, enc, lengths, 5, schedule=lambda n, t, T: n)
+    assert len(calls) == 5
+    stopped = refine(model, enc, lengths, 5, schedule=lambda n, t, T: n, early_stop=True)
+    assert len(calls) == 5 + 2
+    assert stopped.token_lists() == every.token_lists()
+    # a pass that changes tokens does not stop it: the linear schedule on a random model runs on
+    refine(model, enc, lengths, 4, early_stop=True)
+    assert len(calls) > 5 + 2 + 1
+
+
 def _limits(model, src):
     return max_output_lengths(model, src, 1.2, 10)
 

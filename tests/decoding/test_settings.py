@@ -27,6 +27,12 @@ def test_ids_are_the_file_names_benches_already_wrote():
         "nar_t_4_l_3_collapse",
         "nar_t_10_l_3_collapse",
         "nar_t_10_l_3_collapse_rerank",
+        "nar_t_1_l_1",
+        "nar_t_2_l_1",
+        "nar_t_4_l_1",
+        "nar_t_4_l_1_collapse",
+        "nar_t_10_l_1_early_stop",
+        "nar_t_10_l_3_early_stop",
     ]
     assert label("nar_t_10_l_3_rerank") == "NAR T=10 l=3 +rerank" and label("ar_greedy") == "AR greedy"
     assert label("nar_t_10_l_3_collapse_rerank") == "NAR T=10 l=3 +collapse +rerank"
