@@ -29,6 +29,19 @@ from janusgen.data.tokenizer import TOKENIZER_FILES, TextTokenizer, load_tokeniz
 from janusgen.errors import JanusError
 from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
 from janusgen.model.transformer import JanusTransformer
+from janusgen.schema import (
+    Anything,
+    Flag,
+    Int,
+    ListOf,
+    MapOf,
+    Nullable,
+    Number,
+    Record,
+    Text,
+    check,
+    read_checked,
+)
 
 CHECKPOINT_FORMAT_VERSION = 1  # of a checkpoint folder: bump when its layout changes incompatibly
 MODEL_FILE = "model.safetensors"
@@ -36,6 +49,52 @@ CONFIG_FILE = "config.json"
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 CHECKSUMS_FILE = "checksums.json"
+
+# What janusgen writes into each JSON file of a checkpoint (janusgen.schema): a file that does not fit is
+# refused when it is read, naming the key, even when its checksum matches (an edited, re-signed file).
+CHECKSUMS_SCHEMA = Record({"sha256": MapOf(Text())})
+CONFIG_SCHEMA = Record(
+    {
+        "format_version": Int(),
+        "model": MapOf(),  # its values are checked by ModelConfig
+        "objective": MapOf(),
+        "train": MapOf(),
+        "precision": MapOf(),
+        "data": MapOf(),
+        "step": Int(0),
+    },
+    optional=("objective", "train", "precision", "data", "step"),
+)
+TRAINER_STATE_SCHEMA = Record(
+    {
+        "step": Int(0),
+        "elapsed_s": Number(0),
+        "best_value": Nullable(Number()),
+        "best_step": Nullable(Int(0)),
+        "sampler": Record({"epoch": Int(0), "consumed": Int(0), "seed": Int(0)}),
+        "objective": Record({"ar_fixed": MapOf(Flag())}, optional=("ar_fixed",)),
+        "optimizer": Record(
+            {
+                "param_groups": ListOf(
+                    Record(
+                        {
+                            "params": ListOf(Int(0)),
+                            "lr": Number(0),
+                            "betas": ListOf(Number(), length=2),
+                            "eps": Number(0),
+                            "weight_decay": Number(0),
+                        },
+                        optional=("betas", "eps", "weight_decay"),
+                    )
+                ),
+                "scalars": MapOf(Anything()),
+            }
+        ),
+        "scaler": Nullable(MapOf()),
+        "world_size": Int(1),
+    },
+    optional=("objective", "scaler", "world_size"),
+)
 
 
 def save_checkpoint(
@@ -73,10 +132,7 @@ def verify_files(path: Path, names: tuple[str, ...]) -> None:
     manifest_path = Path(path) / CHECKSUMS_FILE
     if not manifest_path.is_file():
         return
-    manifest = read_json(manifest_path)
-    sums = manifest.get("sha256") if isinstance(manifest, dict) else None
-    if not isinstance(sums, dict):
-        raise JanusError(f"{manifest_path}: not a checksum list (the checkpoint is corrupt)")
+    sums = read_checked(manifest_path, CHECKSUMS_SCHEMA)["sha256"]
     for name in names:
         if name not in sums:
             raise JanusError(f"{Path(path) / name}: not in {manifest_path} (the checkpoint is corrupt)")
@@ -107,13 +163,15 @@ def read_config(path: Path) -> dict[str, Any]:
         raise JanusError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
     verify_files(path, (CONFIG_FILE,))
     config = read_json(path / CONFIG_FILE)
-    version = config.get("format_version") if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        raise JanusError(f"{path / CONFIG_FILE}: must be a JSON object (the checkpoint is corrupt)")
+    version = config.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION:
         raise JanusError(
             f"{path / CONFIG_FILE}: checkpoint format {version!r} was written by another version "
             f"of janusgen (this one reads format {CHECKPOINT_FORMAT_VERSION})"
         )
-    return config
+    return check(path / CONFIG_FILE, config, CONFIG_SCHEMA)
 
 
 def load_model(
@@ -145,7 +203,12 @@ def load_trainer_state(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tens
             f"checkpoint {path} has no trainer state (it cannot be resumed; it can still decode)"
         )
     verify_files(path, (STATE_JSON, STATE_TENSORS))
-    return read_json(path / STATE_JSON), load_tensors(path / STATE_TENSORS)
+    state = read_checked(path / STATE_JSON, TRAINER_STATE_SCHEMA)
+    if state["best_step"] is not None and state["best_step"] > state["step"]:
+        raise JanusError(
+            f"{path / STATE_JSON}: best_step {state['best_step']} is past step {state['step']} (corrupt)"
+        )
+    return state, load_tensors(path / STATE_TENSORS)
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -162,21 +225,48 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], d
 
 
 def restore_optimizer(
-    optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]
+    optimizer: torch.optim.Optimizer,
+    meta: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+    where: Path | str = "the trainer state",
 ) -> None:
+    """Load what `optimizer_state` split, refusing tensors that do not belong to the optimizer's
+    parameters (a wrong index or shape would only fail later, mid-update, or train on the wrong moments).
+    `where`: the checkpoint folder, for the errors."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    tensors_file = Path(where) / STATE_TENSORS
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
-        if name.startswith("optimizer."):
-            _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = value
+        prefix, _, rest = name.partition(".")
+        index, _, key = rest.partition(".")
+        if prefix != "optimizer" or not index.isdigit() or not key:
+            raise JanusError(f"{tensors_file}: unexpected tensor {name!r} (not an optimizer moment)")
+        if int(index) >= len(params):
+            raise JanusError(
+                f"{tensors_file}: tensor {name} is for parameter {index}, but the model trains "
+                f"{len(params)} parameters"
+            )
+        shape = tuple(params[int(index)].shape)
+        if key != "step" and tuple(value.shape) != shape:
+            raise JanusError(
+                f"{tensors_file}: tensor {name} has shape {tuple(value.shape)}, but parameter {index} "
+                f"has shape {shape}"
+            )
+        state.setdefault(int(index), {})[key] = value
+    json_file = Path(where) / STATE_JSON
     for name, value in meta["scalars"].items():
-        index, key = name.split(".", 1)
+        index, _, key = name.partition(".")
+        if not index.isdigit() or not key or int(index) >= len(params):
+            raise JanusError(f"{json_file}: optimizer.scalars has an unexpected entry {name!r}")
         state.setdefault(int(index), {})[key] = value
     groups = meta["param_groups"]
     for g in groups:
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise JanusError(f"{json_file}: the optimizer state does not fit this model ({e})") from None
 
 
 def link_checkpoint(source: Path, target: Path) -> None:

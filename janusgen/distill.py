@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from janusgen.checkpoint import CONFIG_FILE, MODEL_FILE
+from janusgen.checkpoint import CONFIG_FILE, MODEL_FILE, read_config
 from janusgen.config import DistillConfig
 from janusgen.data.binarized import META_FILE, TRAIN, BinarizedArray, BinarizedWriter, bin_path, idx_path
 from janusgen.data.dataset import PairDataset, read_meta
@@ -90,10 +90,9 @@ def distill(
 
 def _check_teacher(checkpoint: Path, train: PairDataset) -> None:
     """The teacher must have an AR view and the data's vocabulary (the output shares it)."""
-    config_file = checkpoint / CONFIG_FILE
-    if not config_file.is_file():
+    if not (checkpoint / CONFIG_FILE).is_file():
         raise JanusError(f"--checkpoint {checkpoint}: not a checkpoint folder (no {CONFIG_FILE})")
-    objective = read_json(config_file).get("objective", {})
+    objective = read_config(checkpoint).get("objective", {})
     if objective.get("ar_weight", 1.0) <= 0:
         raise JanusError(
             f"--checkpoint {checkpoint}: its objective ({objective.get('name')}) trains no AR view, which "
@@ -188,7 +187,7 @@ def _assemble(
         "original_data": plan["data"],
         "references": REFERENCES,
         "empty_outputs_kept_as_reference": kept_references,
-        "original_tgt_mean_tokens": train.meta["splits"][TRAIN]["tgt_mean_tokens"],
+        "original_tgt_mean_tokens": round(float(train.tgt_lengths.mean()), 3) if len(train) else 0.0,
     }
     meta["files"] = {path.name: sha256_file(path) for path in sorted(folder.iterdir())}
     write_json(folder / META_FILE, meta)

@@ -185,13 +185,24 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON value in `path`; a missing or unreadable file, bytes that are not UTF-8, bad JSON or
+    JSON nested past Python's recursion limit are one JanusError naming the file. (What the value must
+    look like is checked by `janusgen.schema`.)"""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError as e:
         raise JanusError(f"missing file {path}") from e
+    except OSError as e:
+        raise JanusError(f"cannot read {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise JanusError(f"{path}: not UTF-8 text ({e.reason} at byte offset {e.start})") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise JanusError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+    except RecursionError:
+        raise JanusError(f"{path}: JSON nested too deeply to read") from None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

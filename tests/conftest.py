@@ -108,3 +108,24 @@ def toy_checkpoint(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     model = dataclasses.replace(model_preset("tiny"), d_model=64, ffn_dim=128)
     train(toy_data, run, model, objective_preset("janus"), cfg, device="cpu")
     return run / "last"
+
+
+def _resign(folder: Path) -> None:
+    """Recompute a checkpoint's checksums.json after a test edited its files on purpose: the damage then
+    reaches the reader that must catch it (a schema check, a shape check), not the checksum test."""
+    import json
+
+    from janusgen.checkpoint import CHECKSUMS_FILE
+    from janusgen.fileio import sha256_file
+
+    names = sorted(
+        p.name for p in folder.iterdir() if p.name != CHECKSUMS_FILE and not p.name.startswith(".")
+    )
+    sums = {"sha256": {name: sha256_file(folder / name) for name in names}}
+    (folder / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture(scope="session")
+def resign():
+    """resign(folder): recompute the checksums.json of checkpoint `folder` after editing it."""
+    return _resign

@@ -28,6 +28,7 @@ def text_file(split: str, side: str) -> str:
 
 
 _DTYPES = {"uint16": np.dtype("<u2"), "int32": np.dtype("<i4")}
+TOKEN_DTYPES = tuple(_DTYPES)
 _OFFSET = np.dtype("<i8")
 
 

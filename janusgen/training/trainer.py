@@ -148,8 +148,11 @@ class Trainer:
     # ------------------------------------------------------------------------------------- resume
     def resume(self, path: Path) -> None:
         meta, tensors = ckpt.load_trainer_state(path)
-        ckpt.restore_optimizer(self.optimizer, meta["optimizer"], tensors)
-        self.train_data.sampler.load_state_dict(meta["sampler"])
+        ckpt.restore_optimizer(self.optimizer, meta["optimizer"], tensors, path)
+        try:
+            self.train_data.sampler.load_state_dict(meta["sampler"])
+        except JanusError as e:
+            raise JanusError(f"{path / ckpt.STATE_JSON}: {e}") from None
         self.objective.load_state_dict(meta.get("objective", {}))
         if self.scaler is not None and meta.get("scaler"):
             self.scaler.load_state_dict(meta["scaler"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -369,3 +370,53 @@ def test_training_refuses_token_ids_outside_the_vocabulary(toy_data, tmp_path):
     (data / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(JanusError, match=rf"valid.src.bin: token id {meta['vocab_size'] + 7} is outside"):
         _run(data, tmp_path / "run")
+
+
+# ------------------------------------------------------------ trainer state read back (issue 38)
+
+
+def _resume_argv(data: Path, run: Path, *extra: str) -> list[str]:
+    return ["train", "--data", str(data), "--out", str(run), "--resume", "--device", "cpu", *extra]
+
+
+def _edit_state_tensors(folder: Path, change) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "trainer_state.safetensors"
+    save_file(change(load_file(str(path))), str(path))
+
+
+@pytest.mark.parametrize("damage", ["consumed", "shifted", "reshaped", "foreign"])
+def test_a_checksum_valid_but_wrong_trainer_state_is_refused_on_resume(
+    toy_data, tmp_path, capsys, resign, damage
+):
+    """Item 9: an absurd sampler position or optimizer moments that are not the model's (shifted to
+    another parameter, reshaped) were accepted or failed mid-update; each is now one error on resume."""
+    run = tmp_path / "run"
+    _run(toy_data, run, cfg=dataclasses.replace(QUICK, max_updates=1))
+    last = run / "last"
+    if damage == "consumed":
+        state = json.loads((last / "trainer_state.json").read_text())
+        state["sampler"]["consumed"] = 10**12
+        (last / "trainer_state.json").write_text(json.dumps(state))
+        message = r"trainer_state\.json: sampler\.consumed 1000000000000: an epoch of \d+ pairs"
+    elif damage == "shifted":
+        _edit_state_tensors(
+            last,
+            lambda t: {
+                k.replace(f"optimizer.{k.split('.')[1]}.", f"optimizer.{int(k.split('.')[1]) + 1}."): v
+                for k, v in t.items()
+            },
+        )
+        message = r"trainer_state\.safetensors: tensor optimizer\.\d+\.\w+ (has shape|is for parameter)"
+    elif damage == "reshaped":
+        _edit_state_tensors(last, lambda t: {k: v.reshape(-1) if v.dim() == 2 else v for k, v in t.items()})
+        message = r"trainer_state\.safetensors: tensor optimizer\.\d+\.exp_avg\w* has shape \(\d+,\), but"
+    else:
+        _edit_state_tensors(last, lambda t: {**t, "model.embed.weight": next(iter(t.values())).clone()})
+        message = r"unexpected tensor 'model\.embed\.weight'"
+    resign(last)
+    assert main(_resume_argv(toy_data, run, "--max-updates", "2")) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert "Traceback" not in err
