@@ -280,24 +280,107 @@ def link_checkpoint(source: Path, target: Path) -> None:
                 shutil.copy2(f, tmp / f.name)
 
 
+AVERAGED_FROM = "averaged_from"  # the config.json key that marks a folder `janus average` wrote
+# what a training run writes into its folder (all that `janus train --overwrite` deletes; never an --out)
+RUN_FILES = ("last", "best", "checkpoints", "log.jsonl", "tensorboard")
+
+
+def _run_folders(paths: list[Path]) -> set[Path]:
+    """The run folders the checkpoints `paths` belong to (RUN/last, RUN/best, RUN/checkpoints/step_N)."""
+    runs = set()
+    for p in paths:
+        p = Path(p).resolve()
+        if p.parent.name == "checkpoints":
+            runs.add(p.parent.parent)
+        elif p.name in ("last", "best"):
+            runs.add(p.parent)
+    return runs
+
+
+def _written_by_average(folder: Path) -> list[str] | None:
+    """None if `folder` is a checkpoint `average_checkpoints` wrote and holds nothing else; otherwise
+    the entries that make it not so (what replacing it would delete)."""
+    try:
+        sums = read_checked(folder / CHECKSUMS_FILE, CHECKSUMS_SCHEMA)["sha256"]
+        config = read_json(folder / CONFIG_FILE)
+    except JanusError:
+        return [CHECKSUMS_FILE + " or " + CONFIG_FILE + " of a `janus average` output"]
+    if not isinstance(config, dict) or AVERAGED_FROM not in config:
+        return [CONFIG_FILE + " of a `janus average` output"]
+    foreign = sorted(
+        entry.name + ("/" if entry.is_dir() else "")
+        for entry in folder.iterdir()
+        if entry.is_symlink()
+        or not entry.is_file()
+        or (entry.name not in sums and entry.name != CHECKSUMS_FILE)
+    )
+    return foreign or None
+
+
+def check_average_output(out: Path, inputs: list[Path]) -> None:
+    """Refuse an --out whose replacement could lose anything: an input checkpoint or a folder holding one,
+    a run folder or anything of a run's own (last, best, checkpoints/, ...), an existing file, or an
+    existing folder that `janus average` did not write itself (an earlier average is replaced)."""
+    out = Path(out)
+    target = out.resolve()
+    for p in inputs:
+        source = Path(p).resolve()
+        if target == source or target in source.parents or source in target.parents:
+            relation = "is the checkpoint" if target == source else "holds or is inside the checkpoint"
+            raise JanusError(f"--out {out} {relation} {p} that is averaged; choose another --out")
+    for run in _run_folders(inputs):
+        if target == run:
+            raise JanusError(f"--out {out} is the run folder {run}; choose a new folder, e.g. {out / 'avg'}")
+        for name in RUN_FILES:
+            if target == run / name or run / name in target.parents:
+                raise JanusError(f"--out {out} is inside the run's own {name}; choose another --out")
+    if not os.path.lexists(out):
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise JanusError(f"--out {out} exists and is not a folder; choose another --out")
+    foreign = _written_by_average(out)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise JanusError(
+            f"--out {out} exists and holds what `janus average` did not write ({shown}); average replaces "
+            "only its own earlier output: choose another --out"
+        )
+
+
 def average_checkpoints(paths: list[Path], out: Path) -> None:
-    """Average the weights of several checkpoints of the same model (fairseq-style averaging of the
-    last N), keeping the first one's config and tokenizer; the result has no trainer state."""
+    """Average the weights of several checkpoints of the same model and objective (fairseq-style averaging
+    of the last N), keeping the first one's config and tokenizer; the result has no trainer state. `out`
+    must be new or an earlier output of this function (`check_average_output`)."""
     if len(paths) < 1:
         raise JanusError("average: give at least one checkpoint")
+    check_average_output(out, paths)
     model, tokenizer, config = load_model(paths[0])
+    vocabulary = sha256_file(tokenizer_file(Path(paths[0])))
     total = {k: v.double().clone() for k, v in model.state_dict().items()}
     for p in paths[1:]:
         other = read_config(p)
-        if other["model"] != config["model"]:
-            raise JanusError(f"average: {p} has a different model config than {paths[0]}")
-        verify_files(Path(p), (MODEL_FILE,))
+        for key in ("model", "objective"):
+            if other.get(key) != config.get(key):
+                name = (other.get(key) or {}).get("name"), (config.get(key) or {}).get("name")
+                named = f" ({name[0]} against {name[1]})" if key == "objective" and all(name) else ""
+                raise JanusError(
+                    f"average: {p} has another {key} config than {paths[0]}{named}; average checkpoints "
+                    "of one run"
+                )
+        verify_files(Path(p), (MODEL_FILE, tokenizer_file(Path(p)).name))
+        if sha256_file(tokenizer_file(Path(p))) != vocabulary:
+            raise JanusError(
+                f"average: {p} has another vocabulary than {paths[0]}; average checkpoints of one run"
+            )
         weights = load_tensors(Path(p) / MODEL_FILE)
+        if set(weights) != set(total):
+            raise JanusError(f"average: {p / MODEL_FILE} holds other weights than {paths[0] / MODEL_FILE}")
         for k in total:
             total[k] += weights[k].double()
     model.load_state_dict({k: (v / len(paths)).to(model.state_dict()[k].dtype) for k, v in total.items()})
     config = {k: v for k, v in config.items() if k not in ("format_version", "janusgen_version")}
-    config["averaged_from"] = [str(p) for p in paths]
+    config[AVERAGED_FROM] = [str(p) for p in paths]
+    check_average_output(out, paths)  # again: files may have appeared there meanwhile
     save_checkpoint(out, model, tokenizer, config)
 
 

@@ -525,7 +525,13 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
         "--last", type=int, default=None, metavar="N", help="with --run: average its last N step checkpoints"
     )
     avg.add_argument("--run", type=Path, default=None, help="a run folder (with --last)")
-    avg.add_argument("--out", type=Path, required=True, help="output checkpoint folder")
+    avg.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output checkpoint folder: a new one, or one an earlier `janus average` wrote (replaced); never "
+        "an input, the run folder or its last/best/checkpoints",
+    )
     avg.set_defaults(func=_run_average)
 
 
@@ -533,10 +539,16 @@ def _run_average(args: argparse.Namespace) -> int:
     from janusgen.checkpoint import average_checkpoints
 
     paths = list(args.checkpoints)
+    if args.last is not None and args.run is None:
+        raise JanusError(f"--last {args.last}: give the run folder with --run")
     if args.run is not None:
         steps = sorted((args.run / "checkpoints").glob("step_*"))
-        if args.last is None or len(steps) < args.last:
-            raise JanusError(f"--run {args.run}: pass --last N with N <= {len(steps)} (its step checkpoints)")
+        if args.last is None:
+            raise JanusError(f"--run {args.run}: pass --last N, the number of its last step checkpoints")
+        if not 1 <= args.last <= len(steps):
+            raise JanusError(
+                f"--last {args.last}: must be between 1 and {len(steps)} (the step checkpoints in {args.run})"
+            )
         paths += steps[-args.last :]
     if not paths:
         raise JanusError("give checkpoint folders, or --run DIR --last N")

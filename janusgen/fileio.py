@@ -30,6 +30,10 @@ def atomic_directory(final: Path, overwrite: bool = True) -> Iterator[Path]:
     """
     final = Path(final)
     parent = final.parent
+    if os.path.lexists(final) and not final.is_symlink() and not final.is_dir():
+        # swapping a file for a folder would hide it under a temporary name, deleted later (a symlink is
+        # replaced by the folder, its target left alone)
+        raise JanusError(f"{final} exists and is not a folder; refusing to replace it")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(final)

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from janusgen.checkpoint import CHECKSUMS_FILE, CONFIG_FILE, STATE_JSON, load_model, load_trainer_state
+from janusgen.cli import main
+from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.errors import JanusError
+from janusgen.training.recipe import train
 
 
 @pytest.fixture
@@ -85,3 +88,109 @@ def test_a_malformed_trainer_state_is_one_error_naming_the_key(checkpoint, resig
     _edit_json(checkpoint, STATE_JSON, change, resign)
     with pytest.raises(JanusError, match=rf"trainer_state\.json: {message}"):
         load_trainer_state(checkpoint)
+
+
+# ---------------------------------------------------------------------------------- janus average
+
+QUICK = TrainConfig(
+    max_updates=2,
+    max_tokens=512,
+    lr=2e-3,
+    warmup_updates=1,
+    log_every=1,
+    validate_every=1,
+    valid_bleu_sentences=0,
+    precision="fp32",
+    seed=3,
+)
+
+
+@pytest.fixture(scope="module")
+def runs(toy_data, tmp_path_factory) -> dict[str, Path]:
+    """Two tiny two-step runs of the same model, one `ar` and one `janus` (step_1 and step_2 kept)."""
+    root = tmp_path_factory.mktemp("average_runs")
+    made = {}
+    for objective in ("ar", "janus"):
+        made[objective] = root / objective
+        train(
+            toy_data, made[objective], model_preset("tiny"), objective_preset(objective), QUICK, device="cpu"
+        )
+    return made
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _average(*argv: str) -> list[str]:
+    return ["average", *[str(a) for a in argv]]
+
+
+def test_average_never_replaces_a_folder_it_did_not_write(runs, tmp_path, capsys):
+    """Item 1: `--out DIR` holding the user's files deleted them (exit 0)."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me\n")
+    assert main(_average(runs["ar"] / "last", "--out", out)) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "did not write" in err and "Traceback" not in err
+    assert _tree(out) == {"notes.txt": b"keep me\n"}
+
+
+def test_average_refuses_the_run_folder_and_its_own_entries(runs, capsys):
+    """Item 1: `--run R --last 2 --out R` wiped the whole run."""
+    run = runs["ar"]
+    before = _tree(run)
+    for out in (run, run / "last", run / "best", run / "checkpoints", run / "checkpoints" / "new"):
+        assert main(_average("--run", run, "--last", "2", "--out", out)) == 2, out
+        err = capsys.readouterr().err
+        assert f"--out {out}" in err and "Traceback" not in err, err
+    assert main(
+        _average(run / "checkpoints" / "step_00000001", "--out", run / "checkpoints" / "step_00000001")
+    )
+    assert "is the checkpoint" in capsys.readouterr().err
+    assert _tree(run) == before
+
+
+def test_average_onto_a_file_leaves_the_file(runs, tmp_path, capsys):
+    """Item 1: `--out file.txt` hid the file as `.file.txt.tmp-PID-*`, and the next average deleted it."""
+    target = tmp_path / "file.txt"
+    target.write_text("mine\n")
+    for _ in range(2):
+        assert main(_average(runs["ar"] / "last", "--out", target)) == 2
+        assert f"--out {target} exists and is not a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+    assert target.read_text() == "mine\n"
+
+
+def test_average_replaces_only_its_own_earlier_output(runs, tmp_path, capsys):
+    out = runs["ar"] / "avg2"  # beside the run's own files, as the README shows
+    try:
+        assert main(_average("--run", runs["ar"], "--last", "2", "--out", out)) == 0
+        assert main(_average("--run", runs["ar"], "--last", "1", "--out", out)) == 0  # its own: replaced
+        config = json.loads((out / CONFIG_FILE).read_text())
+        assert [Path(p).name for p in config["averaged_from"]] == ["step_00000002"]
+        load_model(out)
+        (out / "hypotheses.txt").write_text("the user's\n")
+        assert main(_average("--run", runs["ar"], "--last", "2", "--out", out)) == 2
+        assert "hypotheses.txt" in capsys.readouterr().err
+        assert (out / "hypotheses.txt").read_text() == "the user's\n"
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.mark.parametrize("last", ["0", "-1", "3"])
+def test_average_last_must_be_between_one_and_the_step_count(runs, tmp_path, capsys, last):
+    """Item 15: `--last 0` averaged every step, `--last -1` all but the first."""
+    assert main(_average("--run", runs["ar"], "--last", last, "--out", tmp_path / "avg")) == 2
+    assert f"--last {last}: must be between 1 and 2" in capsys.readouterr().err
+    assert not (tmp_path / "avg").exists()
+
+
+def test_average_refuses_checkpoints_of_different_objectives(runs, tmp_path, capsys):
+    """Item 15: an `ar` and a `janus` run of the same model were averaged silently."""
+    argv = _average(runs["ar"] / "last", runs["janus"] / "last", "--out", tmp_path / "avg")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "objective" in err and "janus" in err and "ar" in err
+    assert not (tmp_path / "avg").exists()

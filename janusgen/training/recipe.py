@@ -47,8 +47,7 @@ RESUMABLE = (
     "keep_last",
     "ar_targets",  # with --data a `janus distill` folder: the joint phase on data its own AR view distilled
 )
-# what a run writes into its --out folder (all that --overwrite deletes)
-RUN_FILES = ("last", "best", "checkpoints", "log.jsonl", "tensorboard")
+RUN_FILES = ckpt.RUN_FILES  # what a run writes into its --out folder (all that --overwrite deletes)
 
 
 def _resumable(path: Path) -> bool:
