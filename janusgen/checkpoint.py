@@ -27,7 +27,7 @@ import janusgen
 from janusgen.config import ModelConfig, from_dict
 from janusgen.data.tokenizer import TOKENIZER_FILES, TextTokenizer, load_tokenizer, tokenizer_file
 from janusgen.errors import JanusError
-from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
+from janusgen.fileio import atomic_directory, copy_file, read_json, sha256_file, write_json
 from janusgen.model.transformer import JanusTransformer
 from janusgen.schema import (
     Anything,
@@ -269,15 +269,34 @@ def restore_optimizer(
         raise JanusError(f"{json_file}: the optimizer state does not fit this model ({e})") from None
 
 
-def link_checkpoint(source: Path, target: Path) -> None:
-    """Make `target` a checkpoint folder identical to `source`, by hard links where the file system
-    allows (files are never modified in place, so sharing them is safe), atomically."""
+def step_folder(run: Path, step: int) -> Path:
+    """Where a run keeps the checkpoint of update `step`."""
+    return Path(run) / "checkpoints" / f"step_{step:08d}"
+
+
+def copy_checkpoint(source: Path, target: Path) -> None:
+    """Make `target` a checkpoint folder identical to `source`, atomically. Its files are copies (or
+    reflinks), never hard links to `source`'s: `last`, `best` and a step folder stay independent, so one
+    damaged file spoils one checkpoint, not three."""
     with atomic_directory(Path(target)) as tmp:
-        for f in Path(source).iterdir():
-            try:
-                os.link(f, tmp / f.name)
-            except OSError:
-                shutil.copy2(f, tmp / f.name)
+        for f in sorted(Path(source).iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                copy_file(f, tmp / f.name)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint folder `path` cannot be resumed from (incomplete, or a file that fails its
+    checksum), or None. Reads every file once: for choosing where a run resumes, not for decoding."""
+    path = Path(path)
+    if not path.is_dir():
+        return f"{path} is missing"
+    try:
+        read_config(path)
+        verify_files(path, (MODEL_FILE, tokenizer_file(path).name, STATE_JSON, STATE_TENSORS))
+        load_trainer_state(path)
+    except JanusError as e:
+        return str(e)
+    return None
 
 
 AVERAGED_FROM = "averaged_from"  # the config.json key that marks a folder `janus average` wrote

@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from janusgen.fileio import atomic_file
+
+LOG_FILE = "log.jsonl"
+
 
 class MetricsLogger:
     def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool = True) -> None:
@@ -16,7 +20,7 @@ class MetricsLogger:
         if not enabled:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(out_dir / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._jsonl = open(out_dir / LOG_FILE, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -45,3 +49,25 @@ class MetricsLogger:
             self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def truncate_log(path: Path, step: int) -> int:
+    """Drop the rows of the log `path` past `step` (and any line a kill cut short), so that a run resumed
+    from its checkpoint at `step` logs each update once. Returns how many lines were dropped."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_bytes().splitlines():
+        try:
+            row = json.loads(line)
+            keep = isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step
+        except (ValueError, RecursionError):  # a cut line, bytes that are not UTF-8
+            keep = False
+        if keep:
+            kept.append(line.decode("utf-8"))
+        elif line.strip():
+            dropped += 1
+    if dropped:
+        with atomic_file(path) as f:
+            f.writelines(f"{line}\n" for line in kept)
+    return dropped

@@ -379,7 +379,7 @@ class Trainer:
         barrier(self.ctx)
 
     def save(self, is_best: bool) -> None:
-        step_dir = self.out / "checkpoints" / f"step_{self.state.step:08d}"
+        step_dir = ckpt.step_folder(self.out, self.state.step)
         opt_meta, tensors = ckpt.optimizer_state(self.optimizer)
         meta = {
             "step": self.state.step,
@@ -395,9 +395,11 @@ class Trainer:
         ckpt.save_checkpoint(
             step_dir, self.model, self.tokenizer, {**self.run_config, "step": self.state.step}, meta, tensors
         )
-        ckpt.link_checkpoint(step_dir, self.out / "last")
+        # `best` before `last`: a kill between the two leaves `last` (where --resume goes on) at the older
+        # step, whose rerun writes `best` again; never `last` ahead of a `best` that stays behind for good
         if is_best:
-            ckpt.link_checkpoint(step_dir, self.out / "best")
+            ckpt.copy_checkpoint(step_dir, self.out / "best")
+        ckpt.copy_checkpoint(step_dir, self.out / "last")
         steps = sorted((self.out / "checkpoints").glob("step_*"))
         for old in steps[: max(0, len(steps) - self.cfg.keep_last)]:
             ckpt.remove_checkpoint(old)
