@@ -49,6 +49,22 @@ PROJECT_AFTER_UPDATES = 10  # updates timed before projecting how many the time 
 NEAR_ZERO_BLEU = {"bleu_ar": 1.0, "bleu_nar": 0.25}
 
 
+def non_finite(values: dict[str, float]) -> dict[str, float]:
+    """The entries of `values` that are NaN or infinite."""
+    return {name: value for name, value in values.items() if not math.isfinite(value)}
+
+
+def diverged(step: int, what: str, values: dict[str, float], lr: float) -> JanusError:
+    """The error that stops a run whose loss or gradient stopped being finite: training on would only
+    write NaN weights (and a NaN `best`). The checkpoints written before are left as they are."""
+    shown = ", ".join(f"{name} {value}" for name, value in sorted(values.items()))
+    return JanusError(
+        f"update {step}: the {what} is not finite ({shown}): the run diverged and stops here, before "
+        f"saving anything more (what it saved before is finite); lower --lr (now {lr:g}) or --clip-norm, or "
+        "raise --warmup, and start again with --overwrite"
+    )
+
+
 class ObjectiveModule(nn.Module):
     """Model + objective behind one `forward`, so that DistributedDataParallel sees every call."""
 
@@ -204,6 +220,8 @@ class Trainer:
         grad_norm = float(
             torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_norm if self.cfg.clip_norm > 0 else math.inf)
         )
+        if self.scaler is None and not math.isfinite(grad_norm):  # (fp16's scaler skips such updates)
+            raise diverged(step, "gradient", {"grad_norm": grad_norm, **non_finite(totals)}, lr)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -258,6 +276,8 @@ class Trainer:
                 reduced["tgt_tokens_per_s"] = reduced.pop("tokens") * window_steps / max(seconds, 1e-9)
                 reduced["elapsed_s"] = self.state.elapsed_s
                 self.logger.log(self.state.step, "train", reduced)
+                if non_finite(reduced):
+                    raise diverged(self.state.step, "training loss", non_finite(reduced), reduced["lr"])
                 bar.set_postfix(
                     step=self.state.step,
                     loss=f"{reduced['loss']:.3f}",
@@ -355,6 +375,11 @@ class Trainer:
     # --------------------------------------------------------------------------------------- save
     def validate_and_save(self) -> None:
         results = self.validate()
+        if non_finite(results):  # never saved, so never `best`
+            if self.ctx.is_main:
+                self.logger.log(self.state.step, "valid", results)
+            lr = self.optimizer.param_groups[0]["lr"]
+            raise diverged(self.state.step, "validation loss", non_finite(results), lr)
         self.last_valid = results
         for name in self.objective.observe_validation(results):
             if self.ctx.is_main:

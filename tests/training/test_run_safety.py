@@ -551,3 +551,71 @@ def test_a_run_killed_before_its_first_checkpoint_says_how_to_start_again(toy_da
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "before its first checkpoint" in err and "--overwrite" in err
+
+
+# ------------------------------------------------------------------------ a diverging run (issue 38)
+
+
+def _weights_finite(folder: Path) -> bool:
+    from safetensors.torch import load_file
+
+    return all(bool(v.isfinite().all()) for v in load_file(str(folder / MODEL_FILE)).values())
+
+
+def test_a_run_whose_loss_stops_being_finite_stops_with_a_clear_error(toy_data, tmp_path, capsys):
+    """Item 5: `--lr 1e30` trained on to NaN, saved a NaN checkpoint as `best` and printed NaN."""
+    run = tmp_path / "run"
+    argv = [
+        "train",
+        "--data",
+        str(toy_data),
+        "--out",
+        str(run),
+        "--preset",
+        "tiny",
+        "--objective",
+        "ar",
+        "--lr",
+        "1e30",
+        "--warmup",
+        "1",
+        "--max-updates",
+        "6",
+        "--validate-every",
+        "1",
+        "--log-every",
+        "3",
+        "--max-tokens",
+        "512",
+        "--valid-bleu-sentences",
+        "0",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "janus: error: update" in err and "not finite" in err and "--lr" in err, err
+    assert "Traceback" not in err
+    for folder in (run / "best", run / "last", *(run / "checkpoints").glob("step_*")):
+        if folder.exists():
+            assert _weights_finite(folder), folder
+
+
+def test_a_non_finite_validation_is_never_saved_as_best(toy_data, tmp_path, monkeypatch):
+    """Item 5: a validation loss that is not finite stops the run before anything is saved."""
+    from janusgen.training.trainer import Trainer
+
+    real = Trainer.validate
+
+    def validate(self):
+        results = real(self)
+        return {**results, "loss": float("nan")} if self.state.step == 2 else results
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    run = tmp_path / "run"
+    with pytest.raises(JanusError, match=r"update 2: the validation loss is not finite"):
+        _run(toy_data, run, cfg=dataclasses.replace(QUICK, max_updates=3))
+    assert _step_of(run / "best") == _step_of(run / "last") == 1
+    assert not (run / "checkpoints" / "step_00000002").exists()
