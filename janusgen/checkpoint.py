@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 import janusgen
@@ -151,6 +151,42 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise JanusError(f"{path}: not a readable safetensors file, truncated or corrupt ({e})") from e
 
 
+_NAMES_SHOWN = 3  # of the weights that do not fit, in an error
+
+
+def check_weight_shapes(weights_file: Path, model_cfg: ModelConfig, config_file: Path) -> None:
+    """Compare the tensor names and shapes in the safetensors header of `weights_file` with those of the
+    model `model_cfg` describes, before anything is allocated: the model is built on the meta device (no
+    memory), and the header is read without the tensors."""
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in JanusTransformer(model_cfg).state_dict().items()}
+    try:
+        with safe_open(str(weights_file), framework="pt") as f:
+            found = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as e:
+        raise JanusError(
+            f"{weights_file}: not a readable safetensors file, truncated or corrupt ({e})"
+        ) from e
+    problems = {
+        "missing": sorted(set(expected) - set(found)),
+        "unexpected": sorted(set(found) - set(expected)),
+        "of another shape": [
+            f"{name} {list(found[name])} instead of {list(shape)}"
+            for name, shape in sorted(expected.items())
+            if name in found and found[name] != shape
+        ],
+    }
+    parts = [
+        f"{len(names)} {what} ({', '.join(names[:_NAMES_SHOWN])}{' ...' * (len(names) > _NAMES_SHOWN)})"
+        for what, names in problems.items()
+        if names
+    ]
+    if parts:
+        raise JanusError(
+            f"{weights_file}: the weights do not fit the model of {config_file}: {'; '.join(parts)}"
+        )
+
+
 def read_config(path: Path) -> dict[str, Any]:
     """The validated config.json of a checkpoint folder."""
     path = Path(path)
@@ -182,6 +218,7 @@ def load_model(
     config = read_config(path)
     model_cfg = from_dict(ModelConfig, config["model"], where=str(path / CONFIG_FILE))
     verify_files(path, (MODEL_FILE, tokenizer_file(path).name))
+    check_weight_shapes(path / MODEL_FILE, model_cfg, path / CONFIG_FILE)
     weights = load_tensors(path / MODEL_FILE)
     model = JanusTransformer(model_cfg)
     try:
@@ -387,6 +424,7 @@ def average_checkpoints(paths: list[Path], out: Path) -> None:
                     "of one run"
                 )
         verify_files(Path(p), (MODEL_FILE, tokenizer_file(Path(p)).name))
+        check_weight_shapes(Path(p) / MODEL_FILE, model.cfg, Path(p) / CONFIG_FILE)
         if sha256_file(tokenizer_file(Path(p))) != vocabulary:
             raise JanusError(
                 f"average: {p} has another vocabulary than {paths[0]}; average checkpoints of one run"

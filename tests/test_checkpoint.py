@@ -194,3 +194,48 @@ def test_average_refuses_checkpoints_of_different_objectives(runs, tmp_path, cap
     err = capsys.readouterr().err
     assert "objective" in err and "janus" in err and "ar" in err
     assert not (tmp_path / "avg").exists()
+
+
+# ------------------------------------------------------------------------ weights against the config
+
+
+def test_a_config_whose_shapes_disagree_with_the_weights_fails_before_allocating(
+    checkpoint, resign, monkeypatch
+):
+    """Item 10: a config with d_model 16384 over small weights allocated the model first (20 s, 4.9 GB),
+    then failed. The shapes in the safetensors header are checked first."""
+    import torch
+
+    import janusgen.checkpoint
+    from janusgen.model.transformer import JanusTransformer
+
+    built = []
+
+    class Counting(JanusTransformer):
+        def __init__(self, cfg):
+            if torch.empty(0).device.type != "meta":
+                built.append(cfg.d_model)
+                assert cfg.d_model < 1024, "a model of the config's size was allocated"
+            super().__init__(cfg)
+
+    monkeypatch.setattr(janusgen.checkpoint, "JanusTransformer", Counting)
+    _edit_json(checkpoint, CONFIG_FILE, lambda c: {**c, "model": {**c["model"], "d_model": 16384}}, resign)
+    with pytest.raises(
+        JanusError,
+        match=r"model\.safetensors: the weights do not fit .*json: \d+ of another shape \(dec_positions",
+    ):
+        load_model(checkpoint)
+    assert built == []
+
+
+def test_weights_missing_or_unexpected_are_named(checkpoint, resign):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    weights["extra.weight"] = weights.pop("length_head.weight")
+    save_file(weights, str(checkpoint / "model.safetensors"))
+    resign(checkpoint)
+    with pytest.raises(
+        JanusError, match=r"1 missing \(length_head\.weight\); 1 unexpected \(extra\.weight\)"
+    ):
+        load_model(checkpoint)
