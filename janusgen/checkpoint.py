@@ -14,7 +14,9 @@ atomically (temporary folder, then rename), so a killed run leaves the previous 
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,22 @@ TRAINER_STATE_SCHEMA = Record(
 )
 
 
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def save_tensors(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
+    """safetensors' save_file, whose failures (a full disk) become the OSError they are, naming `path`."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as e:
+        found = _OS_ERROR.search(str(e))
+        code = int(found.group(1)) if found else errno.EIO
+        Path(path).unlink(missing_ok=True)
+        raise OSError(code, os.strerror(code), str(path)) from None
+
+
 def save_checkpoint(
     path: Path,
     model: JanusTransformer,
@@ -108,7 +126,7 @@ def save_checkpoint(
     """Write a checkpoint folder atomically. `config` holds JSON-able configs (model, objective, ...)."""
     with atomic_directory(Path(path)) as tmp:
         weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        save_tensors(weights, tmp / MODEL_FILE, metadata={"format": "pt"})
         write_json(
             tmp / CONFIG_FILE,
             {"format_version": CHECKPOINT_FORMAT_VERSION, "janusgen_version": janusgen.__version__, **config},
@@ -116,9 +134,9 @@ def save_checkpoint(
         tokenizer.save(tmp / tokenizer.file_name)
         if trainer_state is not None:
             write_json(tmp / STATE_JSON, trainer_state)
-            save_file(
+            save_tensors(
                 {k: v.detach().to("cpu").contiguous() for k, v in (state_tensors or {}).items()},
-                str(tmp / STATE_TENSORS),
+                tmp / STATE_TENSORS,
             )
         write_json(
             tmp / CHECKSUMS_FILE,

@@ -809,7 +809,7 @@ def _check_generate_files(input_path: Path | None, output: Path | None) -> None:
 
 def _run_generate(args: argparse.Namespace) -> int:
     from janusgen.decoding.translator import Translator
-    from janusgen.fileio import atomic_file
+    from janusgen.fileio import NO_SPACE_ERRNOS, atomic_file, write_error
 
     if args.buffer_lines < 1:
         raise JanusError(f"--buffer-lines {args.buffer_lines}: must be at least 1")
@@ -840,6 +840,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         except BrokenPipeError:
             raise
         except OSError as e:
+            if e.errno in NO_SPACE_ERRNOS:
+                raise write_error(Path(where.removeprefix("--output ")), e) from None
             raise JanusError(f"cannot write {where}: {e.strerror or e}") from e
         if lines.error is not None:
             done = (
@@ -924,12 +926,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from janusgen.data.dataset import PairDataset
     from janusgen.decoding.translator import Translator
     from janusgen.evaluation.evaluate import evaluate, format_table
-    from janusgen.fileio import atomic_file
+    from janusgen.fileio import atomic_file, check_writable_folder
 
     cfg = _decode_config(args)
     for option, path in (("--json", args.json), ("--hypotheses", args.hypotheses)):
-        if path is not None and not path.resolve().parent.is_dir():  # fail now, not after the decoding
-            raise JanusError(f"{option} {path}: folder {path.parent} does not exist")
+        if path is not None:  # fail now, not after the decoding
+            if path.is_dir():
+                raise JanusError(f"{option} {path} is a folder; give a file name")
+            check_writable_folder(Path(os.path.realpath(path)).parent, f"{option} {path}")
     dataset = PairDataset.open(args.data, args.split)
     sources, references = dataset.texts()
     if args.limit is not None:
@@ -1195,13 +1199,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(message: str) -> int:
+    """Print `janus: error: message` on a line of its own (a progress bar the failure interrupted is
+    closed first) and return the exit status of a usage or input error."""
+    with contextlib.suppress(Exception):
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+    print(f"janus: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except JanusError as e:
-        print(f"janus: error: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e))
     except KeyboardInterrupt:
         print("janus: interrupted", file=sys.stderr)
         return 130
@@ -1215,3 +1230,8 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(devnull, stdout)
             os.close(devnull)
         return 141  # 128 + SIGPIPE, the status of a command a closed pipe stops
+    except OSError as e:  # a file system error no command turned into a JanusError: still one line
+        from janusgen.fileio import write_error
+
+        where = Path(os.fsdecode(e.filename)) if e.filename else Path.cwd()
+        return _error(str(write_error(where, e)))

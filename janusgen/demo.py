@@ -35,6 +35,7 @@ from janusgen.data.dataset import PairDataset
 from janusgen.decoding.settings import SPEED_BASELINE, label, setting
 from janusgen.decoding.translator import Translator
 from janusgen.evaluation.evaluate import EvalResult, evaluate, format_table
+from janusgen.fileio import atomic_file, read_json
 from janusgen.hardware import PrecisionChoice, resolve_precision
 from janusgen.model.transformer import JanusTransformer
 
@@ -228,7 +229,8 @@ def run_demo(
             plan = plan_demo(data, time_budget_s)
             preset = plan.preset
             print(f"  chosen: {plan.reason}; precision {plan.precision.precision} ({plan.precision.reason})")
-            (work / PLAN).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
+            with atomic_file(work / PLAN) as f:
+                f.write(json.dumps(plan.to_dict(), indent=2) + "\n")
         preset = preset or DemoPreset()  # resuming: the model and options come from the checkpoint
         summary = train(
             data,
@@ -241,7 +243,8 @@ def run_demo(
             device="cpu",
             resume_overrides={"time_budget_s": time_budget_s},
         )
-        (run / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        with atomic_file(run / SUMMARY) as f:
+            f.write(json.dumps(summary, indent=2) + "\n")
     else:
         step(f"3/4 trained model already in {run}")
     step("4/4 translating the test split in both modes")
@@ -259,8 +262,9 @@ def run_demo(
         results.append(result)
     report = _report(results, run)
     if (work / PLAN).is_file():
-        report["plan"] = json.loads((work / PLAN).read_text())
-    (work / "demo_results.json").write_text(json.dumps(report, indent=2) + "\n")
+        report["plan"] = read_json(work / PLAN)
+    with atomic_file(work / "demo_results.json") as f:
+        f.write(json.dumps(report, indent=2) + "\n")
     print(f"\nSpanish->English Bible, test split ({len(sources)} verses), model {run / 'best'}")
     print(format_table(results, baseline=label(SPEED_BASELINE)))
     for problem in _problems(report):
@@ -282,8 +286,8 @@ def _problems(report: dict[str, Any]) -> list[str]:
 
 
 def _report(results: list[EvalResult], run: Path) -> dict[str, Any]:
-    summary = json.loads((run / SUMMARY).read_text())
-    config = json.loads((run / "best" / CONFIG_FILE).read_text())
+    summary = read_json(run / SUMMARY)
+    config = read_json(run / "best" / CONFIG_FILE)
     return {
         "training": summary,
         "best_step": config.get("step"),

@@ -15,9 +15,11 @@ where a run was resumed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from janusgen.data.prepare import check_output
 from janusgen.data.tokenizer import tokenizer_file
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
-from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
+from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json, writing
 
 REFERENCES = "train.ref.tgt"  # the original training targets, kept beside the teacher's
 PLAN_FILE = "plan.json"
@@ -129,8 +131,9 @@ def _start_or_resume(work: Path, plan: dict[str, Any]) -> None:
         raise JanusError(
             f"{work} exists but is not a distillation in progress (no {PLAN_FILE}); move it away"
         )
-    work.mkdir(parents=True)
-    write_json(plan_file, plan)
+    with writing(work):
+        work.mkdir(parents=True)
+        write_json(plan_file, plan)
 
 
 def _shard_done(prefix: Path, pairs: int, dtype: str) -> bool:
@@ -144,11 +147,25 @@ def _write_shard(prefix: Path, outputs: list[list[int]], dtype: str) -> None:
     """The shard's outputs as a binarized array, its .idx renamed into place last: a shard with an
     .idx is complete."""
     tmp = prefix.with_name(prefix.name + ".tmp")
-    with BinarizedWriter(tmp, dtype) as writer:
-        writer.append(outputs)
-        writer.finish()
-    os.replace(bin_path(tmp), bin_path(prefix))
-    os.replace(idx_path(tmp), idx_path(prefix))
+    with _removed_on_error(bin_path(tmp), idx_path(tmp)):
+        with BinarizedWriter(tmp, dtype) as writer:
+            writer.append(outputs)
+            writer.finish()
+        os.replace(bin_path(tmp), bin_path(prefix))
+        os.replace(idx_path(tmp), idx_path(prefix))
+
+
+@contextlib.contextmanager
+def _removed_on_error(*paths: Path) -> Iterator[None]:
+    """Remove `paths` if the code inside fails (nothing half-written stays in the work folder), and name
+    the file in the error of a full disk."""
+    try:
+        with writing(paths[0]):
+            yield
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _assemble(
@@ -203,7 +220,7 @@ def _targets_in_one_array(
     pairs kept their reference."""
     dtype = train.meta["dtype"]
     prefix = work / "targets"
-    with BinarizedWriter(prefix, dtype) as writer:
+    with _removed_on_error(bin_path(prefix), idx_path(prefix)), BinarizedWriter(prefix, dtype) as writer:
         output_lengths = []
         for number in range(count):
             shard = BinarizedArray(work / f"shard_{number:05d}", dtype)

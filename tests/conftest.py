@@ -129,3 +129,33 @@ def _resign(folder: Path) -> None:
 def resign():
     """resign(folder): recompute the checksums.json of checkpoint `folder` after editing it."""
     return _resign
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    """A folder nothing can be written into: chmod 555 (for a user), else a read-only tmpfs (for root,
+    whom permissions do not stop); skipped where neither works."""
+    import os
+    import subprocess
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        (folder / ".probe").touch()
+    except OSError:
+        yield folder
+        folder.chmod(0o755)
+        return
+    (folder / ".probe").unlink()
+    folder.chmod(0o755)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("no way to make a read-only folder here (root without mount)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+        os.sync()

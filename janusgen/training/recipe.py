@@ -30,6 +30,7 @@ from janusgen.data.batching import PairBatches
 from janusgen.data.dataset import PairDataset
 from janusgen.data.tokenizer import TOKENIZER_FILES, TextTokenizer, load_tokenizer, tokenizer_file
 from janusgen.errors import JanusError
+from janusgen.fileio import check_writable_folder
 from janusgen.hardware import resolve_precision
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
@@ -183,6 +184,7 @@ def train(
     last = out / "last"
     ctx = init_distributed(device, dist_timeout_s)
     try:
+        check_writable_folder(out, f"--out {out}", create=True)  # a file, a read-only mount: say so now
         train_set = PairDataset.open(data, "train")
         valid_set = PairDataset.open(data, "valid")
         tokenizer = train_set.tokenizer
