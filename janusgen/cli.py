@@ -14,11 +14,13 @@ import os
 import re
 import stat
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from janusgen.config import (
     BEST_METRICS,
+    DATA_MODEL_FIELDS,
     DECODE_MODES,
     DEMO_TIME_BUDGET_S,
     MODEL_PRESETS,
@@ -250,12 +252,20 @@ def parse_duration(text: str) -> float:
     return value * {"s": 1, "m": 60, "h": 3600}[unit]
 
 
-def parse_assignments(items: list[str], cls: type, option: str) -> dict[str, Any]:
-    """KEY=VALUE pairs for dataclass `cls`; values are JSON (numbers, true/false) or plain strings."""
-    fields = {f.name for f in dataclasses.fields(cls)}
+def parse_assignments(
+    items: list[str], cls: type, option: str, fixed: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """KEY=VALUE pairs for dataclass `cls`; values are JSON (numbers, true/false) or plain strings. The
+    fields in `fixed` are set from the data and refused (setting them would be silently ignored)."""
+    fields = {f.name for f in dataclasses.fields(cls)} - set(fixed)
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
+        if sep and key in fixed:
+            raise JanusError(
+                f"{option} {item}: set from the data (its tokenizer in meta.json), not by an option: "
+                f"{', '.join(fixed)} always follow the prepared data"
+            )
         if not sep or key not in fields:
             raise JanusError(
                 f"{option} {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}"
@@ -492,7 +502,8 @@ def _run_train(args: argparse.Namespace) -> int:
             base_model, objective_preset(args.objective or "janus")
         )
         model_cfg = dataclasses.replace(
-            model_cfg, **parse_assignments(args.model_option, ModelConfig, "--model-option")
+            model_cfg,
+            **parse_assignments(args.model_option, ModelConfig, "--model-option", DATA_MODEL_FIELDS),
         )
         objective_cfg = dataclasses.replace(
             objective_cfg, **parse_assignments(args.objective_option, ObjectiveConfig, "--objective-option")
@@ -545,6 +556,8 @@ def _run_average(args: argparse.Namespace) -> int:
         steps = sorted((args.run / "checkpoints").glob("step_*"))
         if args.last is None:
             raise JanusError(f"--run {args.run}: pass --last N, the number of its last step checkpoints")
+        if not steps:
+            raise JanusError(f"--run {args.run}: no step checkpoints in {args.run / 'checkpoints'}")
         if not 1 <= args.last <= len(steps):
             raise JanusError(
                 f"--last {args.last}: must be between 1 and {len(steps)} (the step checkpoints in {args.run})"
@@ -1128,7 +1141,7 @@ def _run_bench_quality(args: argparse.Namespace) -> int:
     budget = BUDGETS[args.budget](updates, args.seed)
     ablation = parse_assignments(args.janus_option, ObjectiveConfig, "--janus-option")
     janus = dataclasses.replace(budget.objectives["janus"], **ablation)
-    model_ablation = parse_assignments(args.model_option, ModelConfig, "--model-option")
+    model_ablation = parse_assignments(args.model_option, ModelConfig, "--model-option", DATA_MODEL_FIELDS)
     model = dataclasses.replace(budget.model, **model_ablation)
     budget = dataclasses.replace(budget, model=model, objectives={**budget.objectives, "janus": janus})
     if args.keep_last is not None:  # TrainConfig refuses a negative count, naming --keep-last
@@ -1211,10 +1224,17 @@ def _error(message: str) -> int:
     return 2
 
 
+def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    """Python warnings (a truncated input, bf16 on a CPU that emulates it) as one line, like errors."""
+    print(f"janus: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except JanusError as e:
         return _error(str(e))
     except KeyboardInterrupt:

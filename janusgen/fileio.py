@@ -73,24 +73,24 @@ def writing(path: Path) -> Iterator[None]:
         raise write_error(Path(os.fsdecode(e.filename)) if e.filename else Path(path), e) from None
 
 
-def check_writable_folder(folder: Path, what: str, create: bool = False) -> None:
+def check_writable_folder(folder: Path, what: str, may_be_missing: bool = False) -> None:
     """Refuse now, before any work, a `folder` where nothing can be written (`what`: the option and value
-    it comes from, for the error): a file, a missing folder (made if `create`), a read-only one."""
-    folder = Path(folder)
-    if os.path.lexists(folder) and not folder.is_dir():
-        raise JanusError(f"{what}: {folder} exists and is not a folder")
-    if not folder.is_dir():
-        if not create:
-            raise JanusError(f"{what}: folder {folder} does not exist")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise JanusError(f"{what}: cannot create folder {folder}: {e.strerror or e}") from None
+    it comes from, for the error): a file, a missing folder (unless `may_be_missing`: then the folder it
+    would be made in must be writable), a read-only one. Creates nothing."""
+    folder = Path(os.path.abspath(folder))
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise JanusError(f"{what}: {existing} exists and is not a folder")
+    if existing != folder and not may_be_missing:
+        raise JanusError(f"{what}: folder {folder} does not exist")
     try:
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
-        raise JanusError(f"{what}: cannot write in folder {folder}: {e.strerror or e}") from None
+        verb = "write in" if existing == folder else "create"
+        raise JanusError(f"{what}: cannot {verb} folder {folder}: {e.strerror or e}") from None
 
 
 def _in_final(error: OSError, tmp: Path, final: Path) -> Path:

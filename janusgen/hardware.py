@@ -153,21 +153,22 @@ def resolve_precision(
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """The device `--device` names: cpu, cuda (GPU `local_rank`), or auto (cuda when there is one)."""
+    """The device `--device` names: cpu, cuda (GPU `local_rank`), auto (cuda when there is one), or
+    cuda:N (that GPU, checked to exist)."""
     if preference == "cpu":
         return torch.device("cpu")
-    if preference in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    if preference == "cuda":
-        raise JanusError("--device cuda: no CUDA device is available")
-    if preference != "auto":
-        raise JanusError(f"--device {preference!r}: choose auto, cpu or cuda")
-    return torch.device("cpu")
+    if preference in ("auto", "cuda"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        if preference == "cuda":
+            raise JanusError("--device cuda: no CUDA device is available")
+        return torch.device("cpu")
+    return check_device(preference)
 
 
 def check_device(name: str | torch.device) -> torch.device:
-    """`pick_device`, also accepting `cuda:N` (decoding): the device, or a JanusError naming --device
-    when it does not exist on this machine (instead of torch's error when the model is moved there)."""
+    """The device `--device` names (auto, cpu, cuda or cuda:N), or a JanusError naming --device exactly as
+    given when it does not exist on this machine (instead of torch's error when the model is moved)."""
     if isinstance(name, torch.device):
         name = str(name)
     if name in ("auto", "cpu", "cuda"):
@@ -178,7 +179,8 @@ def check_device(name: str | torch.device) -> torch.device:
         device = None
     if device is None or device.type != "cuda" or device.index is None:
         raise JanusError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
-    pick_device("cuda")  # no CUDA at all: the same error as `janus train`
+    if not torch.cuda.is_available():
+        raise JanusError(f"--device {name}: no CUDA device is available")
     if device.index >= torch.cuda.device_count():
         raise JanusError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device

@@ -146,6 +146,10 @@ def build_app(translator: Translator, cfg: ServeConfig) -> Starlette:
         status = 200
         try:
             texts, decode = parse_request(await read_body(request, cfg), cfg)
+            try:
+                translator.check_views(decode)  # NAR of an `ar` model, AR of a `cmlm` one
+            except JanusError as e:
+                raise BadRequest(str(e)) from None
             outputs = await batcher.submit(texts, decode)
             return JSONResponse(
                 {

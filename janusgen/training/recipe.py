@@ -184,7 +184,9 @@ def train(
     last = out / "last"
     ctx = init_distributed(device, dist_timeout_s)
     try:
-        check_writable_folder(out, f"--out {out}", create=True)  # a file, a read-only mount: say so now
+        check_writable_folder(
+            out, f"--out {out}", may_be_missing=True
+        )  # a file, a read-only mount: say so now
         train_set = PairDataset.open(data, "train")
         valid_set = PairDataset.open(data, "valid")
         tokenizer = train_set.tokenizer
