@@ -10,12 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from janusgen.checkpoint import CONFIG_FILE
@@ -36,7 +34,7 @@ from janusgen.decoding.settings import SPEED_BASELINE, label, setting
 from janusgen.decoding.translator import Translator
 from janusgen.evaluation.evaluate import EvalResult, evaluate, format_table
 from janusgen.fileio import atomic_file, read_json
-from janusgen.hardware import PrecisionChoice, resolve_precision
+from janusgen.hardware import PrecisionChoice, Timing, resolve_precision, time_pairs
 from janusgen.model.transformer import JanusTransformer
 
 SUMMARY = "summary.json"
@@ -93,6 +91,7 @@ class DemoPreset:
 CANDIDATES = (DemoPreset(encoder_layers=4, decoder_layers=3), DemoPreset(encoder_layers=3, decoder_layers=2))
 TARGET_UPDATES = 1500
 VALIDATION_SHARE = 0.08  # of the budget: the quick validations every 250 updates
+PLAN_PAIRS = 5  # AR-only / joint update pairs timed per candidate (more when they disagree)
 
 
 @dataclass(frozen=True)
@@ -103,6 +102,7 @@ class DemoPlan:
     joint_update_s: float
     planned_updates: int
     reason: str
+    busy: bool = False  # the machine was too busy for repeated timings to agree
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,10 +116,11 @@ class DemoPlan:
             "joint_update_s": self.joint_update_s,
             "planned_updates": self.planned_updates,
             "reason": self.reason,
+            "busy": self.busy,
         }
 
 
-def plan_demo(data: Path, time_budget_s: float, candidates=CANDIDATES, steps: int = 4) -> DemoPlan:
+def plan_demo(data: Path, time_budget_s: float, candidates=CANDIDATES, steps: int = PLAN_PAIRS) -> DemoPlan:
     """Measure this machine: the precision (hardware.resolve_precision), then the time of an AR-only
     and of a joint update of each candidate on real batches, largest first; keep the first whose
     budget allows TARGET_UPDATES updates (the curriculum's AR-only share counted at its own speed)."""
@@ -129,7 +130,16 @@ def plan_demo(data: Path, time_budget_s: float, candidates=CANDIDATES, steps: in
         model_cfg = dataclasses.replace(preset.model(), vocab_size=train_set.tokenizer.vocab_size)
         objective = preset.objective()
         precision = resolve_precision(preset.precision, "cpu", model_cfg.d_model, model_cfg.ffn_dim)
-        ar_s, joint_s = time_updates(train_set, model_cfg, objective, preset.train(None, 1), precision, steps)
+        timing = time_updates(train_set, model_cfg, objective, preset.train(None, 1), precision, steps)
+        ar_s, joint_s = timing.a_s, timing.b_s
+        if timing.busy:
+            print(
+                f"  the machine is too busy to measure reliably: repeated timings disagree by up to "
+                f"{timing.spread:.1f}x (another job is running?); the plan below takes their median and may "
+                "be off; run the demo on a quieter machine for a steadier one",
+                file=sys.stderr,
+                flush=True,
+            )
         usable = time_budget_s * (1 - VALIDATION_SHARE)
         ar_share = objective.ar_only_fraction
         planned = int(usable * ar_share / ar_s + usable * (1 - ar_share) / joint_s)
@@ -139,7 +149,7 @@ def plan_demo(data: Path, time_budget_s: float, candidates=CANDIDATES, steps: in
             f"{joint_s:.2f} s per joint update in {precision.precision} -> about {planned} updates in "
             f"{time_budget_s / 60:.0f} min ({'enough' if enough else 'fewer than'} {TARGET_UPDATES})"
         )
-        plan = DemoPlan(preset, precision, ar_s, joint_s, planned, reason)
+        plan = DemoPlan(preset, precision, ar_s, joint_s, planned, reason, timing.busy)
         print(f"  {reason}", file=sys.stderr, flush=True)
         if enough:
             break
@@ -154,9 +164,10 @@ def time_updates(
     train_cfg: TrainConfig,
     precision: PrecisionChoice,
     steps: int,
-) -> tuple[float, float]:
-    """Median seconds of an AR-only update and of a joint update (forward, backward, AdamW step) on
-    `steps` batches of the training split, after one warm-up update of each."""
+) -> Timing:
+    """Seconds of an AR-only update (`a_s`) and of a joint update (`b_s`): forward, backward, AdamW
+    step on batches of the training split, one warm-up update of each, then `steps` interleaved pairs
+    (`hardware.time_pairs`: a load that changes meanwhile weighs on both; `busy` when they disagree)."""
     from janusgen.data.batching import PairBatches
     from janusgen.objectives import JanusObjective
     from janusgen.training.optim import build_optimizer
@@ -168,21 +179,19 @@ def time_updates(
     batches = PairBatches(dataset, model_cfg, train_cfg.max_tokens, 0, True)
     sampled = iter(batches.sampler)
     autocast = torch.autocast("cpu", dtype=precision.dtype, enabled=precision.precision != "fp32")
-    timings = []
-    for joint in (False, True):
+
+    def update(joint: bool) -> None:
         objective.set_update(1, 1.0 if joint else 0.0)
-        took = []
-        for _ in range(steps + 1):
-            batch = batches.collate(next(sampled).indices)
-            start = time.perf_counter()
-            with autocast:
-                loss = objective(model, batch.src, batch.tgt).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            took.append(time.perf_counter() - start)
-        timings.append(float(np.median(took[1:])))
-    return timings[0], timings[1]
+        batch = batches.collate(next(sampled).indices)
+        with autocast:
+            loss = objective(model, batch.src, batch.tgt).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    update(False)  # warm-up
+    update(True)
+    return time_pairs(lambda: update(False), lambda: update(True), steps)
 
 
 # The ids (decoding.settings) of the settings evaluated on the test split, in this order; speedups
