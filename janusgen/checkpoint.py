@@ -371,24 +371,24 @@ def _run_folders(paths: list[Path]) -> set[Path]:
     return runs
 
 
-def _written_by_average(folder: Path) -> list[str] | None:
-    """None if `folder` is a checkpoint `average_checkpoints` wrote and holds nothing else; otherwise
-    the entries that make it not so (what replacing it would delete)."""
+def _written_by_average(folder: Path) -> list[str]:
+    """What replacing `folder` would delete that `average_checkpoints` did not write there: nothing for
+    its own earlier output, every entry for any other folder."""
+    entries = sorted(e.name + ("/" if e.is_dir() and not e.is_symlink() else "") for e in folder.iterdir())
     try:
         sums = read_checked(folder / CHECKSUMS_FILE, CHECKSUMS_SCHEMA)["sha256"]
         config = read_json(folder / CONFIG_FILE)
     except JanusError:
-        return [CHECKSUMS_FILE + " or " + CONFIG_FILE + " of a `janus average` output"]
+        return entries  # an empty folder loses nothing
     if not isinstance(config, dict) or AVERAGED_FROM not in config:
-        return [CONFIG_FILE + " of a `janus average` output"]
-    foreign = sorted(
+        return entries
+    return sorted(
         entry.name + ("/" if entry.is_dir() else "")
         for entry in folder.iterdir()
         if entry.is_symlink()
         or not entry.is_file()
         or (entry.name not in sums and entry.name != CHECKSUMS_FILE)
     )
-    return foreign or None
 
 
 def check_average_output(out: Path, inputs: list[Path]) -> None:
@@ -397,23 +397,24 @@ def check_average_output(out: Path, inputs: list[Path]) -> None:
     existing folder that `janus average` did not write itself (an earlier average is replaced)."""
     out = Path(out)
     target = out.resolve()
+    for run in _run_folders(inputs):
+        if target == run or target in run.parents:
+            relation = "is the run folder" if target == run else "holds the run folder"
+            raise JanusError(f"--out {out} {relation} {run}; choose a new folder, e.g. {run / 'avg'}")
+        for name in RUN_FILES:
+            if target == run / name or run / name in target.parents:
+                raise JanusError(f"--out {out} is inside the run's own {name}; choose another --out")
     for p in inputs:
         source = Path(p).resolve()
         if target == source or target in source.parents or source in target.parents:
             relation = "is the checkpoint" if target == source else "holds or is inside the checkpoint"
             raise JanusError(f"--out {out} {relation} {p} that is averaged; choose another --out")
-    for run in _run_folders(inputs):
-        if target == run:
-            raise JanusError(f"--out {out} is the run folder {run}; choose a new folder, e.g. {out / 'avg'}")
-        for name in RUN_FILES:
-            if target == run / name or run / name in target.parents:
-                raise JanusError(f"--out {out} is inside the run's own {name}; choose another --out")
     if not os.path.lexists(out):
         return
     if out.is_symlink() or not out.is_dir():
         raise JanusError(f"--out {out} exists and is not a folder; choose another --out")
     foreign = _written_by_average(out)
-    if foreign:
+    if foreign:  # (an empty folder is replaced: nothing is lost)
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise JanusError(
             f"--out {out} exists and holds what `janus average` did not write ({shown}); average replaces "

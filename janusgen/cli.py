@@ -1251,7 +1251,6 @@ def main(argv: list[str] | None = None) -> int:
             os.close(devnull)
         return 141  # 128 + SIGPIPE, the status of a command a closed pipe stops
     except OSError as e:  # a file system error no command turned into a JanusError: still one line
-        from janusgen.fileio import write_error
+        from janusgen.fileio import write_error, written_file
 
-        where = Path(os.fsdecode(e.filename)) if e.filename else Path.cwd()
-        return _error(str(write_error(where, e)))
+        return _error(str(write_error(written_file(e) or Path.cwd(), e)))

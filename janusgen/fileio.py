@@ -56,6 +56,12 @@ def write_error(path: Path, error: OSError) -> JanusError:
     return JanusError(f"cannot write {path}: {error.strerror or error}")
 
 
+def written_file(error: OSError) -> Path | None:
+    """The file an OSError was raised writing: a copy's destination (shutil names the source first)."""
+    name = error.filename2 or error.filename
+    return Path(os.fsdecode(name)) if name else None
+
+
 def naming(error: OSError, path: Path) -> OSError:
     """`error` with `path` as its file name, where it has none (numpy's and safetensors' writes)."""
     if error.filename is None:
@@ -70,7 +76,7 @@ def writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        raise write_error(Path(os.fsdecode(e.filename)) if e.filename else Path(path), e) from None
+        raise write_error(written_file(e) or Path(path), e) from None
 
 
 def check_writable_folder(folder: Path, what: str, may_be_missing: bool = False) -> None:
@@ -95,9 +101,9 @@ def check_writable_folder(folder: Path, what: str, may_be_missing: bool = False)
 
 def _in_final(error: OSError, tmp: Path, final: Path) -> Path:
     """The file an error inside the temporary folder `tmp` names, as it would be in `final`."""
-    if not error.filename:
+    path = written_file(error)
+    if path is None:
         return final
-    path = Path(os.fsdecode(error.filename))
     try:
         return final / path.relative_to(tmp)
     except ValueError:

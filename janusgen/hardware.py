@@ -72,8 +72,14 @@ class Timing:
     a_s: float  # median seconds of one call of `a`
     b_s: float  # median seconds of one call of `b`
     ratio: float  # median of the pairs' a / b ratios
-    spread: float  # upper / lower quartile of those ratios: 1.0 when every pair agrees
-    busy: bool  # spread > BUSY_SPREAD even after more pairs: the timing is not to be trusted
+    low: float  # lower and upper quartile of those ratios
+    high: float
+    busy: bool  # the quartiles stayed more than BUSY_SPREAD apart, even after more pairs
+
+    @property
+    def spread(self) -> float:
+        """high / low: 1.0 when every pair agrees."""
+        return self.high / max(self.low, 1e-12)
 
 
 def time_pairs(
@@ -96,11 +102,15 @@ def time_pairs(
                 fn()
                 times.append(clock() - start)
 
-    def spread() -> float:
+    def quartiles() -> tuple[float, float]:
         ratios = sorted(x / max(y, 1e-12) for x, y in zip(a_times, b_times, strict=True))
         if len(ratios) < 2:
-            return 1.0
+            return ratios[0], ratios[0]
         low, _, high = statistics.quantiles(ratios, n=4)
+        return low, high
+
+    def spread() -> float:
+        low, high = quartiles()
         return high / max(low, 1e-12)
 
     samples = max(1, samples)
@@ -108,27 +118,30 @@ def time_pairs(
     while spread() > BUSY_SPREAD and len(a_times) < samples * MAX_PAIRS_FACTOR:
         take(samples)
     ratios = [x / max(y, 1e-12) for x, y in zip(a_times, b_times, strict=True)]
-    width = spread()
+    low, high = quartiles()
     return Timing(
         statistics.median(a_times),
         statistics.median(b_times),
         statistics.median(ratios),
-        width,
-        width > BUSY_SPREAD,
+        low,
+        high,
+        spread() > BUSY_SPREAD,
     )
 
 
 def bf16_matmul_speedup(rows: int, d_model: int, ffn_dim: int, samples: int = PROBE_PAIRS) -> float | None:
     """float32 time / bf16 time of a (rows x d_model) @ (d_model x ffn_dim) matmul, the model's largest
     per-layer product, on this CPU and its current threads (`time_pairs`); None when the machine is too
-    busy for the timings to agree."""
+    busy to tell which side of MIN_BF16_SPEEDUP it is on (the pairs' quartiles straddle it). A loaded
+    machine that slows both alike still decides: the choice depends on the measurement, not on the load."""
     a = torch.randn(rows, d_model)
     b = torch.randn(d_model, ffn_dim)
     a16, b16 = a.to(torch.bfloat16), b.to(torch.bfloat16)
     a @ b  # warm up the kernels
     a16 @ b16
     timing = time_pairs(lambda: a @ b, lambda: a16 @ b16, samples)
-    return None if timing.busy else timing.ratio
+    undecided = timing.busy and timing.low < MIN_BF16_SPEEDUP <= timing.high
+    return None if undecided else timing.ratio
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def test_average_never_replaces_a_folder_it_did_not_write(runs, tmp_path, capsys
     (out / "notes.txt").write_text("keep me\n")
     assert main(_average(runs["ar"] / "last", "--out", out)) == 2
     err = capsys.readouterr().err
-    assert "--out" in err and "did not write" in err and "Traceback" not in err
+    assert "--out" in err and "did not write (notes.txt)" in err and "Traceback" not in err
     assert _tree(out) == {"notes.txt": b"keep me\n"}
 
 
@@ -148,7 +148,9 @@ def test_average_refuses_the_run_folder_and_its_own_entries(runs, capsys):
     assert main(
         _average(run / "checkpoints" / "step_00000001", "--out", run / "checkpoints" / "step_00000001")
     )
-    assert "is the checkpoint" in capsys.readouterr().err
+    assert "is inside the run's own checkpoints" in capsys.readouterr().err
+    assert main(_average(run / "last", "--out", run / "last" / "avg"))
+    assert "is inside the run's own last" in capsys.readouterr().err
     assert _tree(run) == before
 
 

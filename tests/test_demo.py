@@ -42,7 +42,7 @@ def test_the_plan_says_when_the_machine_is_too_busy_to_measure(toy_data, monkeyp
     import janusgen.demo
     from janusgen.hardware import Timing
 
-    monkeypatch.setattr(janusgen.demo, "time_pairs", lambda *a, **k: Timing(2.0, 1.0, 2.0, 4.0, True))
+    monkeypatch.setattr(janusgen.demo, "time_pairs", lambda *a, **k: Timing(2.0, 1.0, 2.0, 1.0, 4.0, True))
     plan = plan_demo(toy_data, time_budget_s=1e6, candidates=(TINY,), steps=1)
     assert plan.busy and plan.to_dict()["busy"] is True
     assert "too busy to measure" in capsys.readouterr().err

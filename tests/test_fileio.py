@@ -221,3 +221,12 @@ def test_evaluate_into_an_unwritable_folder_fails_before_decoding(
         err = capsys.readouterr().err
         assert f"{option} {read_only_folder / 'out.json'}: cannot write in folder" in err, err
     shutil.rmtree(read_only_folder / "nothing", ignore_errors=True)
+
+
+def test_a_failed_copy_names_its_destination(tmp_path):
+    """shutil names a copy's source first: the file that did not fit is the destination (filename2)."""
+    error = OSError(
+        errno.ENOSPC, "No space left on device", str(tmp_path / "source"), None, str(tmp_path / "dest")
+    )
+    with pytest.raises(JanusError, match=r"while writing .*dest;"), writing(tmp_path / "folder"):
+        raise error

@@ -109,8 +109,16 @@ def test_auto_on_a_busy_machine_is_fp32_and_says_why():
     assert choice.precision == "fp32" and "too busy" in choice.reason
 
 
-def test_the_probe_says_when_it_cannot_measure(monkeypatch):
+def test_the_probe_says_when_it_cannot_tell_and_decides_when_it_can(monkeypatch):
+    """Busy or not, the probe answers when its pairs fall clearly on one side of the threshold; it says it
+    cannot measure only when they straddle it."""
     import janusgen.hardware
 
-    monkeypatch.setattr(janusgen.hardware, "time_pairs", lambda *a, **k: Timing(1.0, 1.0, 1.0, 5.0, True))
-    assert bf16_matmul_speedup(8, 8, 8) is None
+    def probe_with(timing: Timing) -> float | None:
+        monkeypatch.setattr(janusgen.hardware, "time_pairs", lambda *a, **k: timing)
+        return bf16_matmul_speedup(8, 8, 8)
+
+    assert probe_with(Timing(1.0, 1.0, 1.1, 0.6, 4.0, True)) is None  # straddles 1.2: cannot tell
+    assert probe_with(Timing(2.0, 1.0, 2.0, 1.4, 3.0, True)) == 2.0  # busy, but clearly faster
+    assert probe_with(Timing(1.0, 1.0, 0.9, 0.5, 1.1, True)) == 0.9  # busy, but clearly not
+    assert probe_with(Timing(1.0, 1.0, 1.2, 1.15, 1.25, False)) == 1.2  # quiet: the median decides
