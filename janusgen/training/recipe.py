@@ -184,9 +184,8 @@ def train(
     last = out / "last"
     ctx = init_distributed(device, dist_timeout_s)
     try:
-        check_writable_folder(
-            out, f"--out {out}", may_be_missing=True
-        )  # a file, a read-only mount: say so now
+        # a file, a read-only mount: said now, not by the logger after the data is read and checked
+        check_writable_folder(out, f"--out {out}", may_be_missing=True)
         train_set = PairDataset.open(data, "train")
         valid_set = PairDataset.open(data, "valid")
         tokenizer = train_set.tokenizer

@@ -276,8 +276,12 @@ class Trainer:
                 reduced["tgt_tokens_per_s"] = reduced.pop("tokens") * window_steps / max(seconds, 1e-9)
                 reduced["elapsed_s"] = self.state.elapsed_s
                 self.logger.log(self.state.step, "train", reduced)
-                if non_finite(reduced):
-                    raise diverged(self.state.step, "training loss", non_finite(reduced), reduced["lr"])
+                # (fp16's loss scaler skips updates whose gradient overflowed: their grad_norm is inf)
+                bad = non_finite(
+                    {k: v for k, v in reduced.items() if k != "grad_norm" or self.scaler is None}
+                )
+                if bad:
+                    raise diverged(self.state.step, "training loss", bad, reduced["lr"])
                 bar.set_postfix(
                     step=self.state.step,
                     loss=f"{reduced['loss']:.3f}",
