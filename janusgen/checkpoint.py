@@ -14,22 +14,37 @@ atomically (temporary folder, then rename), so a killed run leaves the previous 
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 import janusgen
 from janusgen.config import ModelConfig, from_dict
 from janusgen.data.tokenizer import TOKENIZER_FILES, TextTokenizer, load_tokenizer, tokenizer_file
 from janusgen.errors import JanusError
-from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
+from janusgen.fileio import atomic_directory, copy_file, read_json, sha256_file, write_json
 from janusgen.model.transformer import JanusTransformer
+from janusgen.schema import (
+    Anything,
+    Flag,
+    Int,
+    ListOf,
+    MapOf,
+    Nullable,
+    Number,
+    Record,
+    Text,
+    check,
+    read_checked,
+)
 
 CHECKPOINT_FORMAT_VERSION = 1  # of a checkpoint folder: bump when its layout changes incompatibly
 MODEL_FILE = "model.safetensors"
@@ -37,6 +52,68 @@ CONFIG_FILE = "config.json"
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 CHECKSUMS_FILE = "checksums.json"
+
+# What janusgen writes into each JSON file of a checkpoint (janusgen.schema): a file that does not fit is
+# refused when it is read, naming the key, even when its checksum matches (an edited, re-signed file).
+CHECKSUMS_SCHEMA = Record({"sha256": MapOf(Text())})
+CONFIG_SCHEMA = Record(
+    {
+        "format_version": Int(),
+        "model": MapOf(),  # its values are checked by ModelConfig
+        "objective": MapOf(),
+        "train": MapOf(),
+        "precision": MapOf(),
+        "data": MapOf(),
+        "step": Int(0),
+    },
+    optional=("objective", "train", "precision", "data", "step"),
+)
+TRAINER_STATE_SCHEMA = Record(
+    {
+        "step": Int(0),
+        "elapsed_s": Number(0),
+        "best_value": Nullable(Number()),
+        "best_step": Nullable(Int(0)),
+        "sampler": Record({"epoch": Int(0), "consumed": Int(0), "seed": Int(0)}),
+        "objective": Record({"ar_fixed": MapOf(Flag())}, optional=("ar_fixed",)),
+        "optimizer": Record(
+            {
+                "param_groups": ListOf(
+                    Record(
+                        {
+                            "params": ListOf(Int(0)),
+                            "lr": Number(0),
+                            "betas": ListOf(Number(), length=2),
+                            "eps": Number(0),
+                            "weight_decay": Number(0),
+                        },
+                        optional=("betas", "eps", "weight_decay"),
+                    )
+                ),
+                "scalars": MapOf(Anything()),
+            }
+        ),
+        "scaler": Nullable(MapOf()),
+        "world_size": Int(1),
+    },
+    optional=("objective", "scaler", "world_size"),
+)
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def save_tensors(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
+    """safetensors' save_file, whose failures (a full disk) become the OSError they are, naming `path`."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as e:
+        found = _OS_ERROR.search(str(e))
+        code = int(found.group(1)) if found else errno.EIO
+        Path(path).unlink(missing_ok=True)
+        raise OSError(code, os.strerror(code), str(path)) from None
 
 
 def save_checkpoint(
@@ -52,7 +129,7 @@ def save_checkpoint(
     state = model.state_dict() if isinstance(model, JanusTransformer) else model
     with atomic_directory(Path(path)) as tmp:
         weights = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-        save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        save_tensors(weights, tmp / MODEL_FILE, metadata={"format": "pt"})
         write_json(
             tmp / CONFIG_FILE,
             {"format_version": CHECKPOINT_FORMAT_VERSION, "janusgen_version": janusgen.__version__, **config},
@@ -60,9 +137,9 @@ def save_checkpoint(
         tokenizer.save(tmp / tokenizer.file_name)
         if trainer_state is not None:
             write_json(tmp / STATE_JSON, trainer_state)
-            save_file(
+            save_tensors(
                 {k: v.detach().to("cpu").contiguous() for k, v in (state_tensors or {}).items()},
-                str(tmp / STATE_TENSORS),
+                tmp / STATE_TENSORS,
             )
         write_json(
             tmp / CHECKSUMS_FILE,
@@ -76,10 +153,7 @@ def verify_files(path: Path, names: tuple[str, ...]) -> None:
     manifest_path = Path(path) / CHECKSUMS_FILE
     if not manifest_path.is_file():
         return
-    manifest = read_json(manifest_path)
-    sums = manifest.get("sha256") if isinstance(manifest, dict) else None
-    if not isinstance(sums, dict):
-        raise JanusError(f"{manifest_path}: not a checksum list (the checkpoint is corrupt)")
+    sums = read_checked(manifest_path, CHECKSUMS_SCHEMA)["sha256"]
     for name in names:
         if name not in sums:
             raise JanusError(f"{Path(path) / name}: not in {manifest_path} (the checkpoint is corrupt)")
@@ -98,6 +172,42 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise JanusError(f"{path}: not a readable safetensors file, truncated or corrupt ({e})") from e
 
 
+_NAMES_SHOWN = 3  # of the weights that do not fit, in an error
+
+
+def check_weight_shapes(weights_file: Path, model_cfg: ModelConfig, config_file: Path) -> None:
+    """Compare the tensor names and shapes in the safetensors header of `weights_file` with those of the
+    model `model_cfg` describes, before anything is allocated: the model is built on the meta device (no
+    memory), and the header is read without the tensors."""
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in JanusTransformer(model_cfg).state_dict().items()}
+    try:
+        with safe_open(str(weights_file), framework="pt") as f:
+            found = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as e:
+        raise JanusError(
+            f"{weights_file}: not a readable safetensors file, truncated or corrupt ({e})"
+        ) from e
+    problems = {
+        "missing": sorted(set(expected) - set(found)),
+        "unexpected": sorted(set(found) - set(expected)),
+        "of another shape": [
+            f"{name} {list(found[name])} instead of {list(shape)}"
+            for name, shape in sorted(expected.items())
+            if name in found and found[name] != shape
+        ],
+    }
+    parts = [
+        f"{len(names)} {what} ({', '.join(names[:_NAMES_SHOWN])}{' ...' * (len(names) > _NAMES_SHOWN)})"
+        for what, names in problems.items()
+        if names
+    ]
+    if parts:
+        raise JanusError(
+            f"{weights_file}: the weights do not fit the model of {config_file}: {'; '.join(parts)}"
+        )
+
+
 def read_config(path: Path) -> dict[str, Any]:
     """The validated config.json of a checkpoint folder."""
     path = Path(path)
@@ -110,13 +220,15 @@ def read_config(path: Path) -> dict[str, Any]:
         raise JanusError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
     verify_files(path, (CONFIG_FILE,))
     config = read_json(path / CONFIG_FILE)
-    version = config.get("format_version") if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        raise JanusError(f"{path / CONFIG_FILE}: must be a JSON object (the checkpoint is corrupt)")
+    version = config.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION:
         raise JanusError(
             f"{path / CONFIG_FILE}: checkpoint format {version!r} was written by another version "
             f"of janusgen (this one reads format {CHECKPOINT_FORMAT_VERSION})"
         )
-    return config
+    return check(path / CONFIG_FILE, config, CONFIG_SCHEMA)
 
 
 def load_model(
@@ -127,6 +239,7 @@ def load_model(
     config = read_config(path)
     model_cfg = from_dict(ModelConfig, config["model"], where=str(path / CONFIG_FILE))
     verify_files(path, (MODEL_FILE, tokenizer_file(path).name))
+    check_weight_shapes(path / MODEL_FILE, model_cfg, path / CONFIG_FILE)
     weights = load_tensors(path / MODEL_FILE)
     model = JanusTransformer(model_cfg)
     try:
@@ -148,7 +261,12 @@ def load_trainer_state(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tens
             f"checkpoint {path} has no trainer state (it cannot be resumed; it can still decode)"
         )
     verify_files(path, (STATE_JSON, STATE_TENSORS))
-    return read_json(path / STATE_JSON), load_tensors(path / STATE_TENSORS)
+    state = read_checked(path / STATE_JSON, TRAINER_STATE_SCHEMA)
+    if state["best_step"] is not None and state["best_step"] > state["step"]:
+        raise JanusError(
+            f"{path / STATE_JSON}: best_step {state['best_step']} is past step {state['step']} (corrupt)"
+        )
+    return state, load_tensors(path / STATE_TENSORS)
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -165,52 +283,183 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], d
 
 
 def restore_optimizer(
-    optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]
+    optimizer: torch.optim.Optimizer,
+    meta: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+    where: Path | str = "the trainer state",
 ) -> None:
+    """Load what `optimizer_state` split, refusing tensors that do not belong to the optimizer's
+    parameters (a wrong index or shape would only fail later, mid-update, or train on the wrong moments).
+    `where`: the checkpoint folder, for the errors."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    tensors_file = Path(where) / STATE_TENSORS
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
-        if name.startswith("optimizer."):
-            _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = value
+        prefix, _, rest = name.partition(".")
+        index, _, key = rest.partition(".")
+        if prefix != "optimizer" or not index.isdigit() or not key:
+            raise JanusError(f"{tensors_file}: unexpected tensor {name!r} (not an optimizer moment)")
+        if int(index) >= len(params):
+            raise JanusError(
+                f"{tensors_file}: tensor {name} is for parameter {index}, but the model trains "
+                f"{len(params)} parameters"
+            )
+        shape = tuple(params[int(index)].shape)
+        if key != "step" and tuple(value.shape) != shape:
+            raise JanusError(
+                f"{tensors_file}: tensor {name} has shape {tuple(value.shape)}, but parameter {index} "
+                f"has shape {shape}"
+            )
+        state.setdefault(int(index), {})[key] = value
+    json_file = Path(where) / STATE_JSON
     for name, value in meta["scalars"].items():
-        index, key = name.split(".", 1)
+        index, _, key = name.partition(".")
+        if not index.isdigit() or not key or int(index) >= len(params):
+            raise JanusError(f"{json_file}: optimizer.scalars has an unexpected entry {name!r}")
         state.setdefault(int(index), {})[key] = value
     groups = meta["param_groups"]
     for g in groups:
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise JanusError(f"{json_file}: the optimizer state does not fit this model ({e})") from None
 
 
-def link_checkpoint(source: Path, target: Path) -> None:
-    """Make `target` a checkpoint folder identical to `source`, by hard links where the file system
-    allows (files are never modified in place, so sharing them is safe), atomically."""
+def step_folder(run: Path, step: int) -> Path:
+    """Where a run keeps the checkpoint of update `step`."""
+    return Path(run) / "checkpoints" / f"step_{step:08d}"
+
+
+def copy_checkpoint(source: Path, target: Path) -> None:
+    """Make `target` a checkpoint folder identical to `source`, atomically. Its files are copies (or
+    reflinks), never hard links to `source`'s: `last`, `best` and a step folder stay independent, so one
+    damaged file spoils one checkpoint, not three."""
     with atomic_directory(Path(target)) as tmp:
-        for f in Path(source).iterdir():
-            try:
-                os.link(f, tmp / f.name)
-            except OSError:
-                shutil.copy2(f, tmp / f.name)
+        for f in sorted(Path(source).iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                copy_file(f, tmp / f.name)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint folder `path` cannot be resumed from (incomplete, or a file that fails its
+    checksum), or None. Reads every file once: for choosing where a run resumes, not for decoding."""
+    path = Path(path)
+    if not path.is_dir():
+        return f"{path} is missing"
+    try:
+        read_config(path)
+        verify_files(path, (MODEL_FILE, tokenizer_file(path).name, STATE_JSON, STATE_TENSORS))
+        load_trainer_state(path)
+    except JanusError as e:
+        return str(e)
+    return None
+
+
+AVERAGED_FROM = "averaged_from"  # the config.json key that marks a folder `janus average` wrote
+# what a training run writes into its folder (all that `janus train --overwrite` deletes; never an --out)
+RUN_FILES = ("last", "best", "checkpoints", "log.jsonl", "tensorboard")
+
+
+def _run_folders(paths: list[Path]) -> set[Path]:
+    """The run folders the checkpoints `paths` belong to (RUN/last, RUN/best, RUN/checkpoints/step_N)."""
+    runs = set()
+    for p in paths:
+        p = Path(p).resolve()
+        if p.parent.name == "checkpoints":
+            runs.add(p.parent.parent)
+        elif p.name in ("last", "best"):
+            runs.add(p.parent)
+    return runs
+
+
+def _written_by_average(folder: Path) -> list[str]:
+    """What replacing `folder` would delete that `average_checkpoints` did not write there: nothing for
+    its own earlier output, every entry for any other folder."""
+    entries = sorted(e.name + ("/" if e.is_dir() and not e.is_symlink() else "") for e in folder.iterdir())
+    try:
+        sums = read_checked(folder / CHECKSUMS_FILE, CHECKSUMS_SCHEMA)["sha256"]
+        config = read_json(folder / CONFIG_FILE)
+    except JanusError:
+        return entries  # an empty folder loses nothing
+    if not isinstance(config, dict) or AVERAGED_FROM not in config:
+        return entries
+    return sorted(
+        entry.name + ("/" if entry.is_dir() else "")
+        for entry in folder.iterdir()
+        if entry.is_symlink()
+        or not entry.is_file()
+        or (entry.name not in sums and entry.name != CHECKSUMS_FILE)
+    )
+
+
+def check_average_output(out: Path, inputs: list[Path]) -> None:
+    """Refuse an --out whose replacement could lose anything: an input checkpoint or a folder holding one,
+    a run folder or anything of a run's own (last, best, checkpoints/, ...), an existing file, or an
+    existing folder that `janus average` did not write itself (an earlier average is replaced)."""
+    out = Path(out)
+    target = out.resolve()
+    for run in _run_folders(inputs):
+        if target == run or target in run.parents:
+            relation = "is the run folder" if target == run else "holds the run folder"
+            raise JanusError(f"--out {out} {relation} {run}; choose a new folder, e.g. {run / 'avg'}")
+        for name in RUN_FILES:
+            if target == run / name or run / name in target.parents:
+                raise JanusError(f"--out {out} is inside the run's own {name}; choose another --out")
+    for p in inputs:
+        source = Path(p).resolve()
+        if target == source or target in source.parents or source in target.parents:
+            relation = "is the checkpoint" if target == source else "holds or is inside the checkpoint"
+            raise JanusError(f"--out {out} {relation} {p} that is averaged; choose another --out")
+    if not os.path.lexists(out):
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise JanusError(f"--out {out} exists and is not a folder; choose another --out")
+    foreign = _written_by_average(out)
+    if foreign:  # (an empty folder is replaced: nothing is lost)
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise JanusError(
+            f"--out {out} exists and holds what `janus average` did not write ({shown}); average replaces "
+            "only its own earlier output: choose another --out"
+        )
 
 
 def average_checkpoints(paths: list[Path], out: Path) -> None:
-    """Average the weights of several checkpoints of the same model (fairseq-style averaging of the
-    last N), keeping the first one's config and tokenizer; the result has no trainer state."""
+    """Average the weights of several checkpoints of the same model and objective (fairseq-style averaging
+    of the last N), keeping the first one's config and tokenizer; the result has no trainer state. `out`
+    must be new or an earlier output of this function (`check_average_output`)."""
     if len(paths) < 1:
         raise JanusError("average: give at least one checkpoint")
+    check_average_output(out, paths)
     model, tokenizer, config = load_model(paths[0])
+    vocabulary = sha256_file(tokenizer_file(Path(paths[0])))
     total = {k: v.double().clone() for k, v in model.state_dict().items()}
     for p in paths[1:]:
         other = read_config(p)
-        if other["model"] != config["model"]:
-            raise JanusError(f"average: {p} has a different model config than {paths[0]}")
-        verify_files(Path(p), (MODEL_FILE,))
+        for key in ("model", "objective"):
+            if other.get(key) != config.get(key):
+                name = (other.get(key) or {}).get("name"), (config.get(key) or {}).get("name")
+                named = f" ({name[0]} against {name[1]})" if key == "objective" and all(name) else ""
+                raise JanusError(
+                    f"average: {p} has another {key} config than {paths[0]}{named}; average checkpoints "
+                    "of one run"
+                )
+        verify_files(Path(p), (MODEL_FILE, tokenizer_file(Path(p)).name))
+        check_weight_shapes(Path(p) / MODEL_FILE, model.cfg, Path(p) / CONFIG_FILE)
+        if sha256_file(tokenizer_file(Path(p))) != vocabulary:
+            raise JanusError(
+                f"average: {p} has another vocabulary than {paths[0]}; average checkpoints of one run"
+            )
         weights = load_tensors(Path(p) / MODEL_FILE)
+        if set(weights) != set(total):
+            raise JanusError(f"average: {p / MODEL_FILE} holds other weights than {paths[0] / MODEL_FILE}")
         for k in total:
             total[k] += weights[k].double()
     model.load_state_dict({k: (v / len(paths)).to(model.state_dict()[k].dtype) for k, v in total.items()})
     config = {k: v for k, v in config.items() if k not in ("format_version", "janusgen_version")}
-    config["averaged_from"] = [str(p) for p in paths]
+    config[AVERAGED_FROM] = [str(p) for p in paths]
+    check_average_output(out, paths)  # again: files may have appeared there meanwhile
     save_checkpoint(out, model, tokenizer, config)
 
 

@@ -14,12 +14,14 @@ import os
 import re
 import stat
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from janusgen.config import (
     BENCH_BUDGET_UPDATES,
     BEST_METRICS,
+    DATA_MODEL_FIELDS,
     DECODE_MODES,
     DEMO_TIME_BUDGET_S,
     MODEL_PRESETS,
@@ -252,12 +254,20 @@ def parse_duration(text: str) -> float:
     return value * {"s": 1, "m": 60, "h": 3600}[unit]
 
 
-def parse_assignments(items: list[str], cls: type, option: str) -> dict[str, Any]:
-    """KEY=VALUE pairs for dataclass `cls`; values are JSON (numbers, true/false) or plain strings."""
-    fields = {f.name for f in dataclasses.fields(cls)}
+def parse_assignments(
+    items: list[str], cls: type, option: str, fixed: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """KEY=VALUE pairs for dataclass `cls`; values are JSON (numbers, true/false) or plain strings. The
+    fields in `fixed` are set from the data and refused (setting them would be silently ignored)."""
+    fields = {f.name for f in dataclasses.fields(cls)} - set(fixed)
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
+        if sep and key in fixed:
+            raise JanusError(
+                f"{option} {item}: set from the data (its tokenizer in meta.json), not by an option: "
+                f"{', '.join(fixed)} always follow the prepared data"
+            )
         if not sep or key not in fields:
             raise JanusError(
                 f"{option} {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}"
@@ -520,7 +530,8 @@ def _run_train(args: argparse.Namespace) -> int:
             base_model, objective_preset(args.objective or "janus")
         )
         model_cfg = dataclasses.replace(
-            model_cfg, **parse_assignments(args.model_option, ModelConfig, "--model-option")
+            model_cfg,
+            **parse_assignments(args.model_option, ModelConfig, "--model-option", DATA_MODEL_FIELDS),
         )
         objective_cfg = dataclasses.replace(
             objective_cfg, **parse_assignments(args.objective_option, ObjectiveConfig, "--objective-option")
@@ -553,7 +564,13 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
         "--last", type=int, default=None, metavar="N", help="with --run: average its last N step checkpoints"
     )
     avg.add_argument("--run", type=Path, default=None, help="a run folder (with --last)")
-    avg.add_argument("--out", type=Path, required=True, help="output checkpoint folder")
+    avg.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output checkpoint folder: a new one, or one an earlier `janus average` wrote (replaced); never "
+        "an input, the run folder or its last/best/checkpoints",
+    )
     avg.set_defaults(func=_run_average)
 
 
@@ -561,10 +578,18 @@ def _run_average(args: argparse.Namespace) -> int:
     from janusgen.checkpoint import average_checkpoints
 
     paths = list(args.checkpoints)
+    if args.last is not None and args.run is None:
+        raise JanusError(f"--last {args.last}: give the run folder with --run")
     if args.run is not None:
         steps = sorted((args.run / "checkpoints").glob("step_*"))
-        if args.last is None or len(steps) < args.last:
-            raise JanusError(f"--run {args.run}: pass --last N with N <= {len(steps)} (its step checkpoints)")
+        if args.last is None:
+            raise JanusError(f"--run {args.run}: pass --last N, the number of its last step checkpoints")
+        if not steps:
+            raise JanusError(f"--run {args.run}: no step checkpoints in {args.run / 'checkpoints'}")
+        if not 1 <= args.last <= len(steps):
+            raise JanusError(
+                f"--last {args.last}: must be between 1 and {len(steps)} (the step checkpoints in {args.run})"
+            )
         paths += steps[-args.last :]
     if not paths:
         raise JanusError("give checkpoint folders, or --run DIR --last N")
@@ -843,7 +868,7 @@ def _check_generate_files(input_path: Path | None, output: Path | None) -> None:
 
 def _run_generate(args: argparse.Namespace) -> int:
     from janusgen.decoding.translator import Translator
-    from janusgen.fileio import atomic_file
+    from janusgen.fileio import NO_SPACE_ERRNOS, atomic_file, write_error
 
     if args.buffer_lines < 1:
         raise JanusError(f"--buffer-lines {args.buffer_lines}: must be at least 1")
@@ -874,6 +899,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         except BrokenPipeError:
             raise
         except OSError as e:
+            if e.errno in NO_SPACE_ERRNOS:
+                raise write_error(Path(where.removeprefix("--output ")), e) from None
             raise JanusError(f"cannot write {where}: {e.strerror or e}") from e
         if lines.error is not None:
             done = (
@@ -969,12 +996,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from janusgen.data.dataset import PairDataset
     from janusgen.decoding.translator import Translator
     from janusgen.evaluation.evaluate import evaluate, format_table
-    from janusgen.fileio import atomic_file
+    from janusgen.fileio import atomic_file, check_writable_folder
 
     cfg = _decode_config(args)
     for option, path in (("--json", args.json), ("--hypotheses", args.hypotheses)):
-        if path is not None and not path.resolve().parent.is_dir():  # fail now, not after the decoding
-            raise JanusError(f"{option} {path}: folder {path.parent} does not exist")
+        if path is not None:  # fail now, not after the decoding
+            if path.is_dir():
+                raise JanusError(f"{option} {path} is a folder; give a file name")
+            check_writable_folder(Path(os.path.realpath(path)).parent, f"{option} {path}")
     dataset = PairDataset.open(args.data, args.split)
     sources, references = dataset.texts()
     if args.limit is not None:
@@ -1178,7 +1207,7 @@ def _run_bench_quality(args: argparse.Namespace) -> int:
     budget = BUDGETS[args.budget](updates, args.seed)
     ablation = parse_assignments(args.janus_option, ObjectiveConfig, "--janus-option")
     janus = dataclasses.replace(budget.objectives["janus"], **ablation)
-    model_ablation = parse_assignments(args.model_option, ModelConfig, "--model-option")
+    model_ablation = parse_assignments(args.model_option, ModelConfig, "--model-option", DATA_MODEL_FIELDS)
     model = dataclasses.replace(budget.model, **model_ablation)
     budget = dataclasses.replace(budget, model=model, objectives={**budget.objectives, "janus": janus})
     if args.keep_last is not None:  # TrainConfig refuses a negative count, naming --keep-last
@@ -1251,13 +1280,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(message: str) -> int:
+    """Print `janus: error: message` on a line of its own (a progress bar the failure interrupted is
+    closed first) and return the exit status of a usage or input error."""
+    with contextlib.suppress(Exception):
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+    print(f"janus: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    """Python warnings (a truncated input, bf16 on a CPU that emulates it) as one line, like errors."""
+    print(f"janus: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except JanusError as e:
-        print(f"janus: error: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e))
     except KeyboardInterrupt:
         print("janus: interrupted", file=sys.stderr)
         return 130
@@ -1271,3 +1318,7 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(devnull, stdout)
             os.close(devnull)
         return 141  # 128 + SIGPIPE, the status of a command a closed pipe stops
+    except OSError as e:  # a file system error no command turned into a JanusError: still one line
+        from janusgen.fileio import write_error, written_file
+
+        return _error(str(write_error(written_file(e) or Path.cwd(), e)))

@@ -314,6 +314,8 @@ class ModelConfig:
         return encoder + decoder + embeddings
 
 
+# the ModelConfig fields a run takes from its data's tokenizer: never set with --model-option
+DATA_MODEL_FIELDS = ("vocab_size", "pad_id", "unk_id", "bos_id", "eos_id", "mask_id")
 ACTIVATIONS = ("relu", "gelu")
 AR_STREAMS = ("query", "content")
 INITS = ("default", "bert")
@@ -473,6 +475,20 @@ class ObjectiveConfig:
         _check_bool(self, s, "encode_per_view")
         _check_choice(self, s, "kl_ar_detach", KL_AR_DETACH)
         _check_float(self, s, "kl_teacher_margin", 0.0)
+
+    # Which views a model trained with this objective has learnt: a term or a KL in which the view takes
+    # part (the objective computes exactly these; decoding a view that learnt nothing gives noise)
+    @property
+    def trains_ar(self) -> bool:
+        return self.ar_weight > 0 or self.kl_ar_nar > 0 or self.kl_ar_aux > 0
+
+    @property
+    def trains_nar(self) -> bool:
+        return self.nar_weight > 0 or self.kl_ar_nar > 0 or self.kl_nar_aux > 0
+
+    @property
+    def trains_aux(self) -> bool:
+        return self.aux_weight > 0 or self.kl_nar_aux > 0 or self.kl_ar_aux > 0
 
 
 OBJECTIVES = ("ar", "cmlm", "janus")

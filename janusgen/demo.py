@@ -10,12 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from janusgen.checkpoint import CONFIG_FILE
@@ -35,7 +33,8 @@ from janusgen.data.dataset import PairDataset
 from janusgen.decoding.settings import SPEED_BASELINE, label, setting
 from janusgen.decoding.translator import Translator
 from janusgen.evaluation.evaluate import EvalResult, evaluate, format_table
-from janusgen.hardware import PrecisionChoice, resolve_precision
+from janusgen.fileio import atomic_file, read_json
+from janusgen.hardware import PrecisionChoice, Timing, resolve_precision, time_pairs
 from janusgen.model.transformer import JanusTransformer
 
 SUMMARY = "summary.json"
@@ -93,6 +92,7 @@ class DemoPreset:
 CANDIDATES = (DemoPreset(encoder_layers=4, decoder_layers=3), DemoPreset(encoder_layers=3, decoder_layers=2))
 TARGET_UPDATES = 1500
 VALIDATION_SHARE = 0.08  # of the budget: the quick validations every 250 updates
+PLAN_PAIRS = 5  # AR-only / joint update pairs timed per candidate (more when they disagree)
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,7 @@ class DemoPlan:
     joint_update_s: float
     planned_updates: int
     reason: str
+    busy: bool = False  # the machine was too busy for repeated timings to agree
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,10 +117,11 @@ class DemoPlan:
             "joint_update_s": self.joint_update_s,
             "planned_updates": self.planned_updates,
             "reason": self.reason,
+            "busy": self.busy,
         }
 
 
-def plan_demo(data: Path, time_budget_s: float, candidates=CANDIDATES, steps: int = 4) -> DemoPlan:
+def plan_demo(data: Path, time_budget_s: float, candidates=CANDIDATES, steps: int = PLAN_PAIRS) -> DemoPlan:
     """Measure this machine: the precision (hardware.resolve_precision), then the time of an AR-only
     and of a joint update of each candidate on real batches, largest first; keep the first whose
     budget allows TARGET_UPDATES updates (the curriculum's AR-only share counted at its own speed)."""
@@ -129,7 +131,16 @@ def plan_demo(data: Path, time_budget_s: float, candidates=CANDIDATES, steps: in
         model_cfg = dataclasses.replace(preset.model(), vocab_size=train_set.tokenizer.vocab_size)
         objective = preset.objective()
         precision = resolve_precision(preset.precision, "cpu", model_cfg.d_model, model_cfg.ffn_dim)
-        ar_s, joint_s = time_updates(train_set, model_cfg, objective, preset.train(None, 1), precision, steps)
+        timing = time_updates(train_set, model_cfg, objective, preset.train(None, 1), precision, steps)
+        ar_s, joint_s = timing.a_s, timing.b_s
+        if timing.busy:
+            print(
+                f"  the machine is too busy to measure reliably: repeated timings disagree by up to "
+                f"{timing.spread:.1f}x (another job is running?); the plan below takes their median and may "
+                "be off; run the demo on a quieter machine for a steadier one",
+                file=sys.stderr,
+                flush=True,
+            )
         usable = time_budget_s * (1 - VALIDATION_SHARE)
         ar_share = objective.ar_only_fraction
         planned = int(usable * ar_share / ar_s + usable * (1 - ar_share) / joint_s)
@@ -139,7 +150,7 @@ def plan_demo(data: Path, time_budget_s: float, candidates=CANDIDATES, steps: in
             f"{joint_s:.2f} s per joint update in {precision.precision} -> about {planned} updates in "
             f"{time_budget_s / 60:.0f} min ({'enough' if enough else 'fewer than'} {TARGET_UPDATES})"
         )
-        plan = DemoPlan(preset, precision, ar_s, joint_s, planned, reason)
+        plan = DemoPlan(preset, precision, ar_s, joint_s, planned, reason, timing.busy)
         print(f"  {reason}", file=sys.stderr, flush=True)
         if enough:
             break
@@ -154,9 +165,10 @@ def time_updates(
     train_cfg: TrainConfig,
     precision: PrecisionChoice,
     steps: int,
-) -> tuple[float, float]:
-    """Median seconds of an AR-only update and of a joint update (forward, backward, AdamW step) on
-    `steps` batches of the training split, after one warm-up update of each."""
+) -> Timing:
+    """Seconds of an AR-only update (`a_s`) and of a joint update (`b_s`): forward, backward, AdamW
+    step on batches of the training split, one warm-up update of each, then `steps` interleaved pairs
+    (`hardware.time_pairs`: a load that changes meanwhile weighs on both; `busy` when they disagree)."""
     from janusgen.data.batching import PairBatches
     from janusgen.objectives import JanusObjective
     from janusgen.training.optim import build_optimizer
@@ -168,21 +180,19 @@ def time_updates(
     batches = PairBatches(dataset, model_cfg, train_cfg.max_tokens, 0, True)
     sampled = iter(batches.sampler)
     autocast = torch.autocast("cpu", dtype=precision.dtype, enabled=precision.precision != "fp32")
-    timings = []
-    for joint in (False, True):
+
+    def update(joint: bool) -> None:
         objective.set_update(1, 1.0 if joint else 0.0)
-        took = []
-        for _ in range(steps + 1):
-            batch = batches.collate(next(sampled).indices)
-            start = time.perf_counter()
-            with autocast:
-                loss = objective(model, batch.src, batch.tgt).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            took.append(time.perf_counter() - start)
-        timings.append(float(np.median(took[1:])))
-    return timings[0], timings[1]
+        batch = batches.collate(next(sampled).indices)
+        with autocast:
+            loss = objective(model, batch.src, batch.tgt).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    update(False)  # warm-up
+    update(True)
+    return time_pairs(lambda: update(False), lambda: update(True), steps)
 
 
 # The ids (decoding.settings) of the settings evaluated on the test split, in this order; speedups
@@ -230,7 +240,8 @@ def run_demo(
             plan = plan_demo(data, time_budget_s)
             preset = plan.preset
             print(f"  chosen: {plan.reason}; precision {plan.precision.precision} ({plan.precision.reason})")
-            (work / PLAN).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
+            with atomic_file(work / PLAN) as f:
+                f.write(json.dumps(plan.to_dict(), indent=2) + "\n")
         preset = preset or DemoPreset()  # resuming: the model and options come from the checkpoint
         summary = train(
             data,
@@ -243,7 +254,8 @@ def run_demo(
             device="cpu",
             resume_overrides={"time_budget_s": time_budget_s},
         )
-        (run / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        with atomic_file(run / SUMMARY) as f:
+            f.write(json.dumps(summary, indent=2) + "\n")
     else:
         step(f"3/4 trained model already in {run}")
     step("4/4 translating the test split in both modes")
@@ -261,8 +273,9 @@ def run_demo(
         results.append(result)
     report = _report(results, run)
     if (work / PLAN).is_file():
-        report["plan"] = json.loads((work / PLAN).read_text())
-    (work / "demo_results.json").write_text(json.dumps(report, indent=2) + "\n")
+        report["plan"] = read_json(work / PLAN)
+    with atomic_file(work / "demo_results.json") as f:
+        f.write(json.dumps(report, indent=2) + "\n")
     name = objective_name(report["objective"])
     print(f"\nSpanish->English Bible, test split ({len(sources)} verses), {name}, model {run / 'best'}")
     print(format_table(results, baseline=label(SPEED_BASELINE)))
@@ -295,8 +308,8 @@ def _problems(report: dict[str, Any]) -> list[str]:
 
 
 def _report(results: list[EvalResult], run: Path) -> dict[str, Any]:
-    summary = json.loads((run / SUMMARY).read_text())
-    config = json.loads((run / "best" / CONFIG_FILE).read_text())
+    summary = read_json(run / SUMMARY)
+    config = read_json(run / "best" / CONFIG_FILE)
     return {
         "training": summary,
         "best_step": config.get("step"),

@@ -15,9 +15,11 @@ where a run was resumed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from janusgen.checkpoint import CONFIG_FILE, MODEL_FILE
+from janusgen.checkpoint import CONFIG_FILE, MODEL_FILE, read_config
 from janusgen.config import DistillConfig
 from janusgen.data.binarized import META_FILE, TRAIN, BinarizedArray, BinarizedWriter, bin_path, idx_path
 from janusgen.data.dataset import PairDataset, read_meta
@@ -33,7 +35,7 @@ from janusgen.data.prepare import check_output
 from janusgen.data.tokenizer import tokenizer_file
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
-from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
+from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json, writing
 
 REFERENCES = "train.ref.tgt"  # the original training targets, kept beside the teacher's
 PLAN_FILE = "plan.json"
@@ -90,10 +92,9 @@ def distill(
 
 def _check_teacher(checkpoint: Path, train: PairDataset) -> None:
     """The teacher must have an AR view and the data's vocabulary (the output shares it)."""
-    config_file = checkpoint / CONFIG_FILE
-    if not config_file.is_file():
+    if not (checkpoint / CONFIG_FILE).is_file():
         raise JanusError(f"--checkpoint {checkpoint}: not a checkpoint folder (no {CONFIG_FILE})")
-    objective = read_json(config_file).get("objective", {})
+    objective = read_config(checkpoint).get("objective", {})
     if objective.get("ar_weight", 1.0) <= 0:
         raise JanusError(
             f"--checkpoint {checkpoint}: its objective ({objective.get('name')}) trains no AR view, which "
@@ -130,8 +131,9 @@ def _start_or_resume(work: Path, plan: dict[str, Any]) -> None:
         raise JanusError(
             f"{work} exists but is not a distillation in progress (no {PLAN_FILE}); move it away"
         )
-    work.mkdir(parents=True)
-    write_json(plan_file, plan)
+    with writing(work):
+        work.mkdir(parents=True)
+        write_json(plan_file, plan)
 
 
 def _shard_done(prefix: Path, pairs: int, dtype: str) -> bool:
@@ -145,11 +147,25 @@ def _write_shard(prefix: Path, outputs: list[list[int]], dtype: str) -> None:
     """The shard's outputs as a binarized array, its .idx renamed into place last: a shard with an
     .idx is complete."""
     tmp = prefix.with_name(prefix.name + ".tmp")
-    with BinarizedWriter(tmp, dtype) as writer:
-        writer.append(outputs)
-        writer.finish()
-    os.replace(bin_path(tmp), bin_path(prefix))
-    os.replace(idx_path(tmp), idx_path(prefix))
+    with _removed_on_error(bin_path(tmp), idx_path(tmp)):
+        with BinarizedWriter(tmp, dtype) as writer:
+            writer.append(outputs)
+            writer.finish()
+        os.replace(bin_path(tmp), bin_path(prefix))
+        os.replace(idx_path(tmp), idx_path(prefix))
+
+
+@contextlib.contextmanager
+def _removed_on_error(*paths: Path) -> Iterator[None]:
+    """Remove `paths` if the code inside fails (nothing half-written stays in the work folder), and name
+    the file in the error of a full disk."""
+    try:
+        with writing(paths[0]):
+            yield
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _assemble(
@@ -188,7 +204,7 @@ def _assemble(
         "original_data": plan["data"],
         "references": REFERENCES,
         "empty_outputs_kept_as_reference": kept_references,
-        "original_tgt_mean_tokens": train.meta["splits"][TRAIN]["tgt_mean_tokens"],
+        "original_tgt_mean_tokens": round(float(train.tgt_lengths.mean()), 3) if len(train) else 0.0,
     }
     meta["files"] = {path.name: sha256_file(path) for path in sorted(folder.iterdir())}
     write_json(folder / META_FILE, meta)
@@ -204,7 +220,7 @@ def _targets_in_one_array(
     pairs kept their reference."""
     dtype = train.meta["dtype"]
     prefix = work / "targets"
-    with BinarizedWriter(prefix, dtype) as writer:
+    with _removed_on_error(bin_path(prefix), idx_path(prefix)), BinarizedWriter(prefix, dtype) as writer:
         output_lengths = []
         for number in range(count):
             shard = BinarizedArray(work / f"shard_{number:05d}", dtype)

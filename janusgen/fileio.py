@@ -19,6 +19,96 @@ from typing import Any, TextIO
 
 from janusgen.errors import JanusError
 
+# A full disk (or quota) while writing: one line naming the device and the file, never a traceback.
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_MOUNTS = Path("/proc/self/mounts")
+
+
+def _mount_point(path: Path) -> Path:
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def device_of(path: Path) -> str:
+    """The file system `path` is on, in words: its source (a device, "tmpfs") and mount point."""
+    mount = _mount_point(path)
+    source = None
+    try:
+        for line in _MOUNTS.read_text(encoding="utf-8", errors="replace").splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].replace("\\040", " ") == str(mount):
+                source = fields[0]  # the last mount there is the one in effect
+    except OSError:
+        pass
+    return f"{source} (mounted at {mount})" if source else str(mount)
+
+
+def write_error(path: Path, error: OSError) -> JanusError:
+    """The one-line error for `error` raised while writing `path`."""
+    if error.errno in NO_SPACE_ERRNOS:
+        return JanusError(
+            f"no space left on {device_of(path)} while writing {path}; free some space and run again"
+        )
+    return JanusError(f"cannot write {path}: {error.strerror or error}")
+
+
+def written_file(error: OSError) -> Path | None:
+    """The file an OSError was raised writing: a copy's destination (shutil names the source first)."""
+    name = error.filename2 or error.filename
+    return Path(os.fsdecode(name)) if name else None
+
+
+def naming(error: OSError, path: Path) -> OSError:
+    """`error` with `path` as its file name, where it has none (numpy's and safetensors' writes)."""
+    if error.filename is None:
+        return OSError(error.errno, error.strerror or str(error), str(path))
+    return error
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an OSError raised inside (a full disk, a read-only file system) into a JanusError naming
+    `path` (or the file the error names). The code inside removes whatever it half wrote."""
+    try:
+        yield
+    except OSError as e:
+        raise write_error(written_file(e) or Path(path), e) from None
+
+
+def check_writable_folder(folder: Path, what: str, may_be_missing: bool = False) -> None:
+    """Refuse now, before any work, a `folder` where nothing can be written (`what`: the option and value
+    it comes from, for the error): a file, a missing folder (unless `may_be_missing`: then the folder it
+    would be made in must be writable), a read-only one. Creates nothing."""
+    folder = Path(os.path.abspath(folder))
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise JanusError(f"{what}: {existing} exists and is not a folder")
+    if existing != folder and not may_be_missing:
+        raise JanusError(f"{what}: folder {folder} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        verb = "write in" if existing == folder else "create"
+        raise JanusError(f"{what}: cannot {verb} folder {folder}: {e.strerror or e}") from None
+
+
+def _in_final(error: OSError, tmp: Path, final: Path) -> Path:
+    """The file an error inside the temporary folder `tmp` names, as it would be in `final`."""
+    path = written_file(error)
+    if path is None:
+        return final
+    try:
+        return final / path.relative_to(tmp)
+    except ValueError:
+        return path
+
 
 @contextlib.contextmanager
 def atomic_directory(final: Path, overwrite: bool = True) -> Iterator[Path]:
@@ -30,6 +120,10 @@ def atomic_directory(final: Path, overwrite: bool = True) -> Iterator[Path]:
     """
     final = Path(final)
     parent = final.parent
+    if os.path.lexists(final) and not final.is_symlink() and not final.is_dir():
+        # swapping a file for a folder would hide it under a temporary name, deleted later (a symlink is
+        # replaced by the folder, its target left alone)
+        raise JanusError(f"{final} exists and is not a folder; refusing to replace it")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(final)
@@ -55,6 +149,9 @@ def atomic_directory(final: Path, overwrite: bool = True) -> Iterator[Path]:
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, final)
+    except OSError as e:  # a full disk, mostly: nothing half-written is kept
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(_in_final(e, tmp, final), e) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -164,34 +261,81 @@ def atomic_file(final: Path) -> Iterator[TextIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
+    except OSError as e:  # written by the code inside, or the flush: a full disk, mostly
+        tmp.unlink(missing_ok=True)
+        raise write_error(final, e) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_FICLONE = 0x40049409  # linux/fs.h: share the source's blocks copy-on-write (btrfs, XFS, bcachefs)
+
+
+def copy_file(source: Path, target: Path) -> None:
+    """Copy `source` to the new file `target`: a reflink where the file system has them (instant, no
+    extra space until one side changes), else a plain copy. Never a hard link: the two must be separate
+    files, so that damage to one (a flipped bit, an edit) never reaches the other."""
+    with open(source, "rb") as src, open(target, "xb") as dst:  # "x": never over an existing file
+        try:
+            try:
+                import fcntl
+
+                fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+                return
+            except (ImportError, OSError):
+                pass  # not Linux, another file system, or across devices: copy the bytes
+            shutil.copyfileobj(src, dst, _COPY_CHUNK)
+        except OSError as e:  # the half copy is ours: remove it
+            Path(target).unlink(missing_ok=True)
+            raise naming(OSError(e.errno, e.strerror), target) from None
+    shutil.copystat(source, target)
+
+
+_COPY_CHUNK = 1 << 20
 
 
 def _fsync_tree(root: Path) -> None:
     for path in root.rglob("*"):
         if path.is_file():
             with open(path, "rb") as f:
-                os.fsync(f.fileno())
+                try:
+                    os.fsync(f.fileno())
+                except OSError as e:
+                    raise naming(e, path) from None
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON deterministically (sorted keys, trailing newline) through a temporary file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:  # raised on, named as `path`; the caller says what it means (see `writing`)
+        tmp.unlink(missing_ok=True)
+        raise naming(OSError(e.errno, e.strerror), path) from None
 
 
 def read_json(path: Path) -> Any:
+    """The JSON value in `path`; a missing or unreadable file, bytes that are not UTF-8, bad JSON or
+    JSON nested past Python's recursion limit are one JanusError naming the file. (What the value must
+    look like is checked by `janusgen.schema`.)"""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError as e:
         raise JanusError(f"missing file {path}") from e
+    except OSError as e:
+        raise JanusError(f"cannot read {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise JanusError(f"{path}: not UTF-8 text ({e.reason} at byte offset {e.start})") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise JanusError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+    except RecursionError:
+        raise JanusError(f"{path}: JSON nested too deeply to read") from None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

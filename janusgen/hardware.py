@@ -8,6 +8,7 @@ without them (AVX2 only) oneDNN emulates bf16 and a matmul runs ~100x slower tha
 
 from __future__ import annotations
 
+import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -56,25 +57,91 @@ def _cpu_bf16_native() -> bool:
         return False
 
 
-def bf16_matmul_speedup(rows: int, d_model: int, ffn_dim: int, budget_s: float = 0.5) -> float:
+# Timing on a shared machine: two things timed one after the other see different loads (an
+# AR-only update once took 5.7 s and a joint one 0.94 s). They are timed in interleaved pairs instead, and
+# the ratio is the median of the pairs' ratios; when the pairs disagree (the quartiles of their ratios
+# more than BUSY_SPREAD apart) more pairs are taken, and if they still disagree the machine is too busy
+# to measure, which the caller says (and decides safely).
+BUSY_SPREAD = 1.5
+PROBE_PAIRS = 7  # matmul pairs the bf16 probe times first
+MAX_PAIRS_FACTOR = 3  # on disagreement, up to this many times more pairs
+
+
+@dataclass(frozen=True)
+class Timing:
+    a_s: float  # median seconds of one call of `a`
+    b_s: float  # median seconds of one call of `b`
+    ratio: float  # median of the pairs' a / b ratios
+    low: float  # lower and upper quartile of those ratios
+    high: float
+    busy: bool  # the quartiles stayed more than BUSY_SPREAD apart, even after more pairs
+
+    @property
+    def spread(self) -> float:
+        """high / low: 1.0 when every pair agrees."""
+        return self.high / max(self.low, 1e-12)
+
+
+def time_pairs(
+    a: Callable[[], object],
+    b: Callable[[], object],
+    samples: int = PROBE_PAIRS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Timing:
+    """Time `a` and `b` in `samples` interleaved pairs (a b, b a, a b, ...: a load that drifts during the
+    measurement weighs on both alike), taking up to MAX_PAIRS_FACTOR times more while the pairs' ratios
+    disagree. Call each once before, to warm up."""
+    a_times: list[float] = []
+    b_times: list[float] = []
+
+    def take(pairs: int) -> None:
+        for _ in range(pairs):
+            order = ((a, a_times), (b, b_times)) if len(a_times) % 2 == 0 else ((b, b_times), (a, a_times))
+            for fn, times in order:
+                start = clock()
+                fn()
+                times.append(clock() - start)
+
+    def quartiles() -> tuple[float, float]:
+        ratios = sorted(x / max(y, 1e-12) for x, y in zip(a_times, b_times, strict=True))
+        if len(ratios) < 2:
+            return ratios[0], ratios[0]
+        low, _, high = statistics.quantiles(ratios, n=4)
+        return low, high
+
+    def spread() -> float:
+        low, high = quartiles()
+        return high / max(low, 1e-12)
+
+    samples = max(1, samples)
+    take(samples)
+    while spread() > BUSY_SPREAD and len(a_times) < samples * MAX_PAIRS_FACTOR:
+        take(samples)
+    ratios = [x / max(y, 1e-12) for x, y in zip(a_times, b_times, strict=True)]
+    low, high = quartiles()
+    return Timing(
+        statistics.median(a_times),
+        statistics.median(b_times),
+        statistics.median(ratios),
+        low,
+        high,
+        spread() > BUSY_SPREAD,
+    )
+
+
+def bf16_matmul_speedup(rows: int, d_model: int, ffn_dim: int, samples: int = PROBE_PAIRS) -> float | None:
     """float32 time / bf16 time of a (rows x d_model) @ (d_model x ffn_dim) matmul, the model's largest
-    per-layer product, on this CPU and its current threads. Best of a few repetitions within budget_s."""
+    per-layer product, on this CPU and its current threads (`time_pairs`); None when the machine is too
+    busy to tell which side of MIN_BF16_SPEEDUP it is on (the pairs' quartiles straddle it). A loaded
+    machine that slows both alike still decides: the choice depends on the measurement, not on the load."""
     a = torch.randn(rows, d_model)
     b = torch.randn(d_model, ffn_dim)
-    times = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        x, y = a.to(dtype), b.to(dtype)
-        x @ y  # warm up the kernel
-        best, spent = float("inf"), 0.0
-        for _ in range(5):
-            start = time.perf_counter()
-            x @ y
-            took = time.perf_counter() - start
-            best, spent = min(best, took), spent + took
-            if spent > budget_s / 2:
-                break
-        times[dtype] = best
-    return times[torch.float32] / max(times[torch.bfloat16], 1e-12)
+    a16, b16 = a.to(torch.bfloat16), b.to(torch.bfloat16)
+    a @ b  # warm up the kernels
+    a16 @ b16
+    timing = time_pairs(lambda: a @ b, lambda: a16 @ b16, samples)
+    undecided = timing.busy and timing.low < MIN_BF16_SPEEDUP <= timing.high
+    return None if undecided else timing.ratio
 
 
 @dataclass(frozen=True)
@@ -94,10 +161,11 @@ class PrecisionChoice:
 def choose_precision(
     requested: str,
     hardware: Hardware,
-    probe: Callable[[], float] | None = None,
+    probe: Callable[[], float | None] | None = None,
 ) -> PrecisionChoice:
     """Resolve `requested` (auto, fp32, bf16, fp16) on `hardware`. `probe()` returns the measured
-    float32 / bf16 speed ratio on this CPU (called only on a CPU, only when needed)."""
+    float32 / bf16 speed ratio on this CPU, or None when the machine is too busy to measure it (called
+    only on a CPU, only when needed)."""
     if requested not in PRECISIONS:
         raise JanusError(f"--precision {requested!r}: choose one of {', '.join(PRECISIONS)}")
     if hardware.device_type == "cuda":
@@ -129,6 +197,12 @@ def choose_precision(
     if requested == "bf16":
         return PrecisionChoice("bf16", f"asked for with --precision; {cpu} has native bf16")
     speedup = probe() if probe is not None else MIN_BF16_SPEEDUP
+    if speedup is None:  # a choice that changed from run to run with the load: the safe one, said so
+        return PrecisionChoice(
+            "fp32",
+            f"{cpu} has native bf16, but the machine is too busy to measure its speed (repeated timings "
+            f"disagreed by more than {BUSY_SPREAD}x): fp32; --precision bf16 uses bf16 anyway",
+        )
     if speedup >= MIN_BF16_SPEEDUP:
         return PrecisionChoice(
             "bf16", f"{cpu} has native bf16, {speedup:.1f}x faster than fp32 at the model's shapes", speedup
@@ -153,18 +227,18 @@ def resolve_precision(
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """The device `--device` names: cpu, cuda, or auto (cuda when there is one). Under torchrun each
-    rank takes GPU `local_rank` of those it sees; a rank that sees a single GPU (SLURM
-    --gpus-per-task=1, Kubernetes, CUDA_VISIBLE_DEVICES set per rank) takes that one."""
+    """The device `--device` names: cpu, cuda, auto (cuda when there is one), or cuda:N (that GPU,
+    checked to exist). Under torchrun each rank takes GPU `local_rank` of those it sees; a rank that sees
+    a single GPU (SLURM --gpus-per-task=1, Kubernetes, CUDA_VISIBLE_DEVICES set per rank) takes that one."""
     if preference == "cpu":
         return torch.device("cpu")
-    if preference in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", cuda_index(local_rank, torch.cuda.device_count()))
-    if preference == "cuda":
-        raise JanusError("--device cuda: no CUDA device is available")
-    if preference != "auto":
-        raise JanusError(f"--device {preference!r}: choose auto, cpu or cuda")
-    return torch.device("cpu")
+    if preference in ("auto", "cuda"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", cuda_index(local_rank, torch.cuda.device_count()))
+        if preference == "cuda":
+            raise JanusError("--device cuda: no CUDA device is available")
+        return torch.device("cpu")
+    return check_device(preference)
 
 
 def cuda_index(local_rank: int, visible: int) -> int:
@@ -180,8 +254,8 @@ def cuda_index(local_rank: int, visible: int) -> int:
 
 
 def check_device(name: str | torch.device) -> torch.device:
-    """`pick_device`, also accepting `cuda:N` (decoding): the device, or a JanusError naming --device
-    when it does not exist on this machine (instead of torch's error when the model is moved there)."""
+    """The device `--device` names (auto, cpu, cuda or cuda:N), or a JanusError naming --device exactly as
+    given when it does not exist on this machine (instead of torch's error when the model is moved)."""
     if isinstance(name, torch.device):
         name = str(name)
     if name in ("auto", "cpu", "cuda"):
@@ -192,7 +266,8 @@ def check_device(name: str | torch.device) -> torch.device:
         device = None
     if device is None or device.type != "cuda" or device.index is None:
         raise JanusError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
-    pick_device("cuda")  # no CUDA at all: the same error as `janus train`
+    if not torch.cuda.is_available():
+        raise JanusError(f"--device {name}: no CUDA device is available")
     if device.index >= torch.cuda.device_count():
         raise JanusError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device

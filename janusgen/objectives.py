@@ -233,9 +233,7 @@ class JanusObjective:
     def __init__(self, cfg: ObjectiveConfig, seed: int = 0) -> None:
         self.cfg = cfg
         self.generator = torch.Generator().manual_seed(seed)
-        self.needs_ar = cfg.ar_weight > 0 or cfg.kl_ar_nar > 0 or cfg.kl_ar_aux > 0
-        self.needs_nar = cfg.nar_weight > 0 or cfg.kl_ar_nar > 0 or cfg.kl_nar_aux > 0
-        self.needs_aux = cfg.aux_weight > 0 or cfg.kl_nar_aux > 0 or cfg.kl_ar_aux > 0
+        self.needs_ar, self.needs_nar, self.needs_aux = cfg.trains_ar, cfg.trains_nar, cfg.trains_aux
         self.kl_scale = 1.0
         self.joint = True  # False during the AR-only curriculum phase
         # the KLs with the AR view whose AR side is a fixed teacher (gets no gradient) for now

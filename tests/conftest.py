@@ -135,3 +135,54 @@ def make_trainer_on():
         return Trainer(model, objective, splits["train"], splits["valid"], tokenizer, cfg, ctx, out, {})
 
     return make
+
+
+def _resign(folder: Path) -> None:
+    """Recompute a checkpoint's checksums.json after a test edited its files on purpose: the damage then
+    reaches the reader that must catch it (a schema check, a shape check), not the checksum test."""
+    import json
+
+    from janusgen.checkpoint import CHECKSUMS_FILE
+    from janusgen.fileio import sha256_file
+
+    names = sorted(
+        p.name for p in folder.iterdir() if p.name != CHECKSUMS_FILE and not p.name.startswith(".")
+    )
+    sums = {"sha256": {name: sha256_file(folder / name) for name in names}}
+    (folder / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture(scope="session")
+def resign():
+    """resign(folder): recompute the checksums.json of checkpoint `folder` after editing it."""
+    return _resign
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    """A folder nothing can be written into: chmod 555 (for a user), else a read-only tmpfs (for root,
+    whom permissions do not stop); skipped where neither works."""
+    import os
+    import subprocess
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        (folder / ".probe").touch()
+    except OSError:
+        yield folder
+        folder.chmod(0o755)
+        return
+    (folder / ".probe").unlink()
+    folder.chmod(0o755)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("no way to make a read-only folder here (root without mount)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+        os.sync()

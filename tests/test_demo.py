@@ -45,3 +45,15 @@ def test_a_table_of_zeros_is_never_printed_without_comment():
     problems = _problems(report)
     assert problems[0].startswith("the run made only 24 updates")
     assert "BLEU is near 0 in AR beam 5" in problems[1] and "NAR" not in problems[1]
+
+
+def test_the_plan_says_when_the_machine_is_too_busy_to_measure(toy_data, monkeypatch, capsys):
+    """timings taken under load were used without a word."""
+    import janusgen.demo
+    from janusgen.hardware import Timing
+
+    monkeypatch.setattr(janusgen.demo, "time_pairs", lambda *a, **k: Timing(2.0, 1.0, 2.0, 1.0, 4.0, True))
+    plan = plan_demo(toy_data, time_budget_s=1e6, candidates=(TINY,), steps=1)
+    assert plan.busy and plan.to_dict()["busy"] is True
+    assert "too busy to measure" in capsys.readouterr().err
+    assert plan.ar_update_s == 2.0 and plan.joint_update_s == 1.0

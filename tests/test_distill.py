@@ -108,13 +108,14 @@ def test_two_distillations_are_byte_identical_and_a_killed_one_resumes(
         assert filecmp.cmp(first / name, second / name, shallow=False), name
 
 
-def test_distill_refuses_what_would_be_wrong(toy_data, toy_checkpoint, tmp_path):
+def test_distill_refuses_what_would_be_wrong(toy_data, toy_checkpoint, tmp_path, resign):
     # a teacher without an AR view
     cmlm = tmp_path / "cmlm"
     shutil.copytree(toy_checkpoint, cmlm)
     config = json.loads((cmlm / "config.json").read_text())
     config["objective"] = {**config["objective"], "name": "cmlm", "ar_weight": 0.0}
     (cmlm / "config.json").write_text(json.dumps(config))
+    resign(cmlm)
     with pytest.raises(JanusError, match="trains no AR view"):
         distill(cmlm, toy_data, tmp_path / "x", CFG)
     # a teacher with another vocabulary
@@ -210,3 +211,24 @@ def test_a_run_goes_on_from_its_ar_only_phase_on_data_its_own_ar_view_distilled(
     assert json.loads((run / "last" / STATE_JSON).read_text())["step"] == 4
     assert config["train"]["ar_targets"] == "references"
     assert config["data"]["dir"] == str(distilled.resolve())
+
+
+def test_a_meta_json_naming_files_outside_its_folder_never_makes_distill_write_elsewhere(
+    toy_data, toy_checkpoint, tmp_path, capsys
+):
+    """`files` naming "../payload.txt" made distill copy that file over the user's own
+    file beside the output folder (exit 0)."""
+    data = shutil.copytree(toy_data, tmp_path / "data")
+    (tmp_path / "payload.txt").write_text("planted\n")
+    users = tmp_path / "out" / "payload.txt"
+    users.parent.mkdir()
+    users.write_text("the user's own file\n")
+    meta = json.loads((data / "meta.json").read_text())
+    meta["files"]["../payload.txt"] = "0" * 64
+    (data / "meta.json").write_text(json.dumps(meta))
+    argv = ["distill", "--checkpoint", str(toy_checkpoint), "--data", str(data), "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "out" / "distilled"), "--beam", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "meta.json: files '../payload.txt' is not a file inside" in err and "Traceback" not in err
+    assert users.read_text() == "the user's own file\n"
+    assert sorted(p.name for p in users.parent.iterdir()) == ["payload.txt"]

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from janusgen.errors import JanusError
-from janusgen.hardware import Hardware, bf16_matmul_speedup, choose_precision
+from janusgen.hardware import (
+    BUSY_SPREAD,
+    Hardware,
+    Timing,
+    bf16_matmul_speedup,
+    choose_precision,
+    time_pairs,
+)
 
 AVX2 = Hardware("cpu", "AVX2", cpu_bf16_native=False)
 AMX = Hardware("cpu", "AVX512", cpu_bf16_native=True)
@@ -56,4 +63,62 @@ def test_explicit_choices_are_kept_or_refused_with_the_option_named():
 
 def test_the_probe_measures_a_positive_ratio():
     torch.manual_seed(0)
-    assert bf16_matmul_speedup(32, 16, 16, budget_s=0.05) > 0
+    speedup = bf16_matmul_speedup(32, 16, 16)
+    assert speedup is None or speedup > 0
+
+
+# ------------------------------------------------------------------- measuring on a busy machine
+
+
+class FakeClock:
+    """A clock that only the timed functions advance: `load(t)` scales every duration started at t."""
+
+    def __init__(self, load=lambda t: 1.0) -> None:
+        self.t, self.load = 0.0, load
+
+    def __call__(self) -> float:
+        return self.t
+
+    def work(self, seconds: float):
+        def run() -> None:
+            self.t += seconds * self.load(self.t)
+
+        return run
+
+
+def test_paired_timing_is_stable_when_the_load_changes_during_the_measurement():
+    """A timed in one block and B in the next made a load change between the blocks look like
+    a 6x difference (an AR-only update at 5.7 s, a joint one at 0.94 s). Interleaved pairs see the same
+    load: their ratio stays the true one."""
+    clock = FakeClock(load=lambda t: 6.0 if t < 30 else 1.0)  # busy at first, then quiet
+    timing = time_pairs(clock.work(1.0), clock.work(2.0), samples=7, clock=clock)
+    assert timing.ratio == pytest.approx(0.5)
+    assert not timing.busy
+
+
+def test_a_machine_whose_timings_disagree_is_reported_busy():
+    bursts = iter([1, 1, 8, 1, 1, 1, 9, 1, 1, 1, 7, 1, 1, 1, 1, 6] * 10)
+    clock = FakeClock(load=lambda t: next(bursts))  # a burst of load every few samples, hitting one side
+    timing = time_pairs(clock.work(1.0), clock.work(1.0), samples=7, clock=clock)
+    assert timing.busy and timing.spread > BUSY_SPREAD
+
+
+def test_auto_on_a_busy_machine_is_fp32_and_says_why():
+    """`--precision auto` chose bf16 in some fresh runs and fp32 in others under load."""
+    choice = choose_precision("auto", AMX, probe=lambda: None)  # the probe could not measure
+    assert choice.precision == "fp32" and "too busy" in choice.reason
+
+
+def test_the_probe_says_when_it_cannot_tell_and_decides_when_it_can(monkeypatch):
+    """Busy or not, the probe answers when its pairs fall clearly on one side of the threshold; it says it
+    cannot measure only when they straddle it."""
+    import janusgen.hardware
+
+    def probe_with(timing: Timing) -> float | None:
+        monkeypatch.setattr(janusgen.hardware, "time_pairs", lambda *a, **k: timing)
+        return bf16_matmul_speedup(8, 8, 8)
+
+    assert probe_with(Timing(1.0, 1.0, 1.1, 0.6, 4.0, True)) is None  # straddles 1.2: cannot tell
+    assert probe_with(Timing(2.0, 1.0, 2.0, 1.4, 3.0, True)) == 2.0  # busy, but clearly faster
+    assert probe_with(Timing(1.0, 1.0, 0.9, 0.5, 1.1, True)) == 0.9  # busy, but clearly not
+    assert probe_with(Timing(1.0, 1.0, 1.2, 1.15, 1.25, False)) == 1.2  # quiet: the median decides

@@ -5,7 +5,6 @@ outputs both benches kept; two benches evaluated on different test sets are refu
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from janusgen.bench.common import QUALITY, _outputs_file, _read_outputs, _read_path
@@ -13,6 +12,7 @@ from janusgen.data.dataset import PairDataset
 from janusgen.decoding.settings import id_of
 from janusgen.errors import JanusError
 from janusgen.evaluation.significance import PairedBootstrap, paired_bootstrap
+from janusgen.fileio import read_json
 
 
 def compare_benches(
@@ -25,7 +25,7 @@ def compare_benches(
         quality_file = folder / QUALITY
         if not quality_file.is_file():
             raise JanusError(f"{quality_file}: not found; run `janus bench quality --out {folder}` first")
-        report = json.loads(quality_file.read_text())
+        report = read_json(quality_file)
         if system not in report["systems"]:
             raise JanusError(f"{quality_file}: no {system} system in this bench")
         reports.append(report)

@@ -25,6 +25,7 @@ from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 from janusgen.evaluation.evaluate import EvalResult, evaluate
 from janusgen.evaluation.significance import PairedBootstrap, paired_bootstrap
+from janusgen.fileio import atomic_file, read_json
 from janusgen.hardware import pick_device
 from janusgen.training.recipe import resume_point, train
 
@@ -96,7 +97,8 @@ def run_quality_bench(
                 overwrite=resume_point(run) is None,  # killed before its first checkpoint: afresh
                 device=device,
             )
-            summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+            with atomic_file(summary_file) as f:
+                f.write(json.dumps(summary, indent=2) + "\n")
         if report["model"] is None:  # every system trains the same model
             report["model"] = _trained_model(run)
         translator = Translator.load(run / "last", device=str(pick_device(device)))
@@ -104,7 +106,7 @@ def run_quality_bench(
             "data": _stored_path(out, system_data),
             "ar_targets": train_cfg.ar_targets,
             "objective": dataclasses.asdict(budget.objectives[system]),
-            "training": json.loads(summary_file.read_text()),
+            "training": read_json(summary_file),
             "checkpoint": _stored_path(out, run / "last"),
             "hardware": hardware(),
             "results": [],
@@ -117,7 +119,8 @@ def run_quality_bench(
             hyps[system, setting_id] = outputs
         report["systems"][system] = entry
     report["significance"] = [test.to_dict() for test in _claim_tests(hyps, references, bootstrap_samples)]
-    (out / QUALITY).write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_file(out / QUALITY) as f:
+        f.write(json.dumps(report, indent=2) + "\n")
     plot_valid_bleu(out, systems)
     return report
 
@@ -137,7 +140,7 @@ def _check_same_setup(run: Path, budget: Budget, system: str, train_cfg: TrainCo
     config_file = run / "last" / CONFIG_FILE
     if not config_file.is_file():
         return
-    saved = json.loads(config_file.read_text())
+    saved = read_json(config_file)
     where = str(config_file)
     saved_data = saved.get("data", {}).get("dir")
     # a folder moved since (a bench continued elsewhere) cannot be compared; one that is there can
@@ -181,12 +184,14 @@ def _evaluate_once(
     if meta.is_file() and text.is_file():
         outputs = _read_outputs(text)
         if len(outputs) == len(sources):
-            result = EvalResult(**json.loads(meta.read_text()))
+            result = EvalResult(**read_json(meta))
             return dataclasses.replace(result, setting=label(setting_id)), outputs
     result, outputs = evaluate(translator, sources, references, setting(setting_id))
     text.parent.mkdir(parents=True, exist_ok=True)
-    text.write_text("".join(line + "\n" for line in outputs), encoding="utf-8")
-    meta.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    with atomic_file(text) as f:
+        f.write("".join(line + "\n" for line in outputs))
+    with atomic_file(meta) as f:
+        f.write(json.dumps(result.to_dict(), indent=2) + "\n")
     return result, outputs
 
 

@@ -22,6 +22,7 @@ from janusgen.config import DecodeConfig
 from janusgen.data.dataset import PairDataset
 from janusgen.decoding.settings import SPEED_BASELINE, id_of, label, setting
 from janusgen.decoding.translator import Translator
+from janusgen.fileio import atomic_file, read_json
 from janusgen.hardware import pick_device
 
 
@@ -39,7 +40,7 @@ def run_speed_bench(
     quality_file = out / QUALITY
     if not quality_file.is_file():
         raise FileNotFoundError(f"{quality_file}: run `janus bench quality --out {out}` first")
-    quality = json.loads(quality_file.read_text())
+    quality = read_json(quality_file)
     sources, _ = PairDataset.open(_read_path(out, quality["data"]), "test").texts()
     sources = sources[:sentences]
     rows = []
@@ -79,7 +80,8 @@ def run_speed_bench(
         "date": datetime.date.today().isoformat(),
         "rows": rows,
     }
-    (out / SPEED).write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_file(out / SPEED) as f:
+        f.write(json.dumps(report, indent=2) + "\n")
     return report
 
 

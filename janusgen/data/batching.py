@@ -174,6 +174,10 @@ class TokenBudgetSampler:
         self.epoch = int(state["epoch"])
         # a different world size may resume mid-epoch: round the position up to a whole step
         consumed = int(state["consumed"])
+        if not 0 <= consumed <= len(self.cost):  # every batch holds a pair: an epoch has no more batches
+            raise JanusError(
+                f"sampler.consumed {consumed}: an epoch of {len(self.cost)} pairs has no such position"
+            )
         self.consumed = -(-consumed // self.world_size) * self.world_size
 
 

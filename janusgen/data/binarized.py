@@ -15,6 +15,7 @@ from types import TracebackType
 import numpy as np
 
 from janusgen.errors import DataError
+from janusgen.fileio import naming
 
 DATA_FORMAT_VERSION = 1  # of a prepared data folder: bump when its layout or meta.json changes incompatibly
 META_FILE = "meta.json"
@@ -28,6 +29,7 @@ def text_file(split: str, side: str) -> str:
 
 
 _DTYPES = {"uint16": np.dtype("<u2"), "int32": np.dtype("<i4")}
+TOKEN_DTYPES = tuple(_DTYPES)
 _OFFSET = np.dtype("<i8")
 
 
@@ -67,16 +69,25 @@ class BinarizedWriter:
         lengths = np.asarray(lengths, dtype=np.int64)
         if int(lengths.sum()) != len(tokens):
             raise ValueError(f"lengths sum to {int(lengths.sum())} but {len(tokens)} tokens were given")
-        np.asarray(tokens, dtype=self.dtype).tofile(self._bin)
+        try:
+            np.asarray(tokens, dtype=self.dtype).tofile(self._bin)
+        except OSError as e:  # a full disk: say which file (the caller removes what was half written)
+            raise naming(e, bin_path(self.prefix)) from None
         self._lengths.append(lengths)
 
     def finish(self) -> np.ndarray:
         """Close the token file, write the offsets and return every sequence's length (int64)."""
-        self._bin.close()
+        try:
+            self._bin.close()
+        except OSError as e:
+            raise naming(e, bin_path(self.prefix)) from None
         lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, dtype=np.int64)
         offsets = np.zeros(len(lengths) + 1, dtype=_OFFSET)
         np.cumsum(lengths, out=offsets[1:])
-        offsets.tofile(idx_path(self.prefix))
+        try:
+            offsets.tofile(idx_path(self.prefix))
+        except OSError as e:
+            raise naming(e, idx_path(self.prefix)) from None
         return lengths
 
     def __enter__(self) -> BinarizedWriter:
@@ -85,7 +96,11 @@ class BinarizedWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._bin.close()
+        try:
+            self._bin.close()
+        except OSError as e:  # flushing the last tokens on a full disk
+            if exc_type is None:
+                raise naming(e, bin_path(self.prefix)) from None
 
 
 class BinarizedArray:

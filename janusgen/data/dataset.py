@@ -11,6 +11,7 @@ import numpy as np
 from janusgen.data.binarized import (
     DATA_FORMAT_VERSION,
     META_FILE,
+    TOKEN_DTYPES,
     TRAIN,
     BinarizedArray,
     bin_path,
@@ -20,8 +21,28 @@ from janusgen.data.binarized import (
 from janusgen.data.tokenizer import TextTokenizer, load_tokenizer
 from janusgen.errors import DataError, JanusError
 from janusgen.fileio import read_json, sha256_file
+from janusgen.schema import Anything, Int, MapOf, Record, Text, check, check_inside
 
 _REQUIRED_KEYS = ("format_version", "src", "tgt", "vocab_size", "dtype", "tokenizer", "splits")
+# what `janus data prepare` and `janus distill` write into meta.json (janusgen.schema); the names it
+# holds (tokenizer, files, distillation.references) must also be files inside the folder
+META_SCHEMA = Record(
+    {
+        "format_version": Int(),
+        "src": Text(),
+        "tgt": Text(),
+        "vocab_size": Int(1),
+        "dtype": Text(choices=TOKEN_DTYPES),
+        "tokenizer": Anything(),  # check_inside below says what is wrong with it
+        "special_ids": MapOf(Int(0)),
+        "splits": MapOf(Record({"pairs": Int(0)})),
+        "files": MapOf(Text()),
+        "distillation": Record({"references": Text()}, optional=("references",)),
+        "source": MapOf(),
+        "config": MapOf(),
+    },
+    optional=("special_ids", "files", "distillation", "source", "config"),
+)
 
 
 def read_meta(data_dir: Path) -> dict[str, Any]:
@@ -42,22 +63,15 @@ def read_meta(data_dir: Path) -> dict[str, Any]:
             f"{path}: format_version {meta['format_version']} is not supported (this janusgen reads "
             f"{DATA_FORMAT_VERSION}); run `janus data prepare` again"
         )
-    _check_inside(data_dir, meta["tokenizer"], path, "tokenizer")
+    check(path, meta, META_SCHEMA)
+    check_inside(data_dir, meta["tokenizer"], path, "tokenizer")
+    for name in meta.get("files", {}):  # `janus distill` copies these: never a path out of the folder
+        check_inside(data_dir, name, path, "files", must_exist=False)
+    kept = meta.get("distillation", {}).get("references")
+    if kept is not None:  # a prefix: its .bin and .idx files are read
+        for file in (bin_path(Path(kept)), idx_path(Path(kept))):
+            check_inside(data_dir, str(file), path, "distillation.references", must_exist=False)
     return meta
-
-
-def _check_inside(data_dir: Path, name: Any, meta_path: Path, key: str) -> None:
-    """A file that meta.json names must be a file inside the data folder: never an absolute path, a
-    "../" path or a symlink out of it (a copied or downloaded folder must not read files elsewhere)."""
-    inside = isinstance(name, str) and bool(name)
-    if inside:
-        root = data_dir.resolve()
-        target = (data_dir / name).resolve()
-        inside = target != root and target.is_relative_to(root)
-    if not inside:
-        raise JanusError(f"{meta_path}: {key} {name!r} is not a file inside {data_dir}")
-    if not (data_dir / name).is_file():
-        raise JanusError(f"{meta_path}: {key} {name!r} does not exist in {data_dir}")
 
 
 class PairDataset:
@@ -79,7 +93,7 @@ class PairDataset:
         self.tgt_lengths: np.ndarray = self.tgt.lengths
         # data written by `janus distill` keeps the original targets of its train split beside the teacher's
         self.references: BinarizedArray | None = None
-        kept = (meta.get("distillation") or {}).get("references")
+        kept = meta.get("distillation", {}).get("references")
         if split == TRAIN and kept:
             self.references = BinarizedArray(self.data_dir / kept, meta["dtype"])
             if len(self.references) != expected:
@@ -98,8 +112,8 @@ class PairDataset:
 
     @cached_property
     def tokenizer(self) -> TextTokenizer:
-        _check_inside(self.data_dir, self.meta["tokenizer"], self.data_dir / META_FILE, "tokenizer")
-        return load_tokenizer(self.data_dir / self.meta["tokenizer"])
+        path = check_inside(self.data_dir, self.meta["tokenizer"], self.data_dir / META_FILE, "tokenizer")
+        return load_tokenizer(path)
 
     def verify(self) -> None:
         """Check this split's token files against the sha256 values that meta.json records and every

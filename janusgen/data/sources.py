@@ -181,6 +181,8 @@ class JsonlSource(_FolderSource):
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise DataError(f"{path}:{lineno}: JSON nested too deeply to read") from None
             yield _row_pair(row, self.src, self.tgt, f"{path}:{lineno}")
 
 

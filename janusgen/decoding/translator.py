@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from janusgen.checkpoint import load_model
-from janusgen.config import DecodeConfig, decode_config
+from janusgen.config import DecodeConfig, ObjectiveConfig, decode_config, from_dict
 from janusgen.data.batching import pack_by_tokens, pad_sequences
 from janusgen.data.tokenizer import TextTokenizer
 from janusgen.decoding.api import decode_ar, decode_nar, decode_speculative
@@ -46,11 +46,16 @@ class Generation:
 
 class Translator:
     def __init__(
-        self, model: JanusTransformer, tokenizer: TextTokenizer, config: dict[str, Any] | None = None
+        self,
+        model: JanusTransformer,
+        tokenizer: TextTokenizer,
+        config: dict[str, Any] | None = None,
+        source: str = "the model",
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = config or {}
+        self.source = source  # what errors call it: the checkpoint folder
         self.device = next(model.parameters()).device
 
     @classmethod
@@ -73,7 +78,8 @@ class Translator:
             raise JanusError(f"--quantize {quantize}: int8 decoding runs on the CPU; add --device cpu")
         if quantize != "none" and dtype == "auto":
             torch_dtype = torch.float32  # int8 weights, float32 activations
-        return cls(prepare_for_inference(model.to(torch_dtype), quantize), tokenizer, config)
+        model = prepare_for_inference(model.to(torch_dtype), quantize)
+        return cls(model, tokenizer, config, source=str(checkpoint))
 
     def generate(
         self,
@@ -100,17 +106,51 @@ class Translator:
             return [(r.text, r.score) for r in results]
         return [r.text for r in results]
 
+    def check_views(self, cfg: DecodeConfig) -> None:
+        """Refuse decoding with a view that the checkpoint's objective never trained (NAR of an `ar`
+        model, AR or reranking of a `cmlm` one): its outputs would be noise. Speculative decoding of an
+        `ar` model is allowed: its output is exactly AR greedy's, whatever the NAR draft."""
+        saved = self.config.get("objective")
+        if not isinstance(saved, dict):
+            return  # a converted model, or a model built in Python: nothing says what it learnt
+        objective = from_dict(ObjectiveConfig, saved, where=f"{self.source}/config.json")
+        untrained = [
+            (view, option)
+            for view, option, used, trained in (
+                ("AR", f"--mode {cfg.mode}", cfg.mode in ("ar", "speculative"), objective.trains_ar),
+                ("AR", "--rerank", cfg.mode == "nar" and cfg.rerank, objective.trains_ar),
+                ("NAR", f"--mode {cfg.mode}", cfg.mode == "nar", objective.trains_nar),
+            )
+            if used and not trained
+        ]
+        if untrained:
+            view, option = untrained[0]
+            other = "--mode nar without --rerank" if view == "AR" else "--mode ar"
+            raise JanusError(
+                f"{option}: {self.source} was trained with the {objective.name} objective, which never "
+                f"trains the {view} view: its outputs would be noise; use {other}"
+            )
+
     def generate_batch(
-        self, texts: list[str], cfg: DecodeConfig, stats: SpeculativeStats | None = None
+        self,
+        texts: list[str],
+        cfg: DecodeConfig,
+        stats: SpeculativeStats | None = None,
+        first_line: int | None = None,
     ) -> list[Generation]:
-        """One Generation per text, in input order; `stats` accumulates speculative decoding's counts."""
+        """One Generation per text, in input order; `stats` accumulates speculative decoding's counts.
+        `first_line`: the line number of texts[0] in the input, for warnings (else they count from 1)."""
+        self.check_views(cfg)
         ids = self.tokenizer.encode([t.strip() for t in texts])
         limit = self.model.cfg.max_positions - 1  # room for EOS
         too_long = [i for i, seq in enumerate(ids) if len(seq) > limit]
         if too_long:
+            where = (
+                f"line {first_line + too_long[0]}" if first_line is not None else f"input {too_long[0] + 1}"
+            )
             warnings.warn(
                 f"{len(too_long)} input(s) longer than the model's maximum of {limit} tokens were "
-                f"truncated (first: input {too_long[0] + 1})",
+                f"truncated (first: {where})",
                 stacklevel=2,
             )
         ids = [np.asarray(seq[:limit], dtype=np.int64) for seq in ids]
@@ -154,8 +194,12 @@ class Translator:
     ) -> Iterator[Generation]:
         """Outputs for a stream of lines, in order, reading `chunk_lines` at a time (bounded memory)."""
         it = iter(lines)
+        first = 1
         while chunk := list(islice(it, chunk_lines)):
-            yield from self.generate_batch([line.rstrip("\n") for line in chunk], cfg, stats)
+            yield from self.generate_batch(
+                [line.rstrip("\n") for line in chunk], cfg, stats, first_line=first
+            )
+            first += len(chunk)
 
     def _decode(self, src: torch.Tensor, cfg: DecodeConfig) -> Decoded:
         common = {

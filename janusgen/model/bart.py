@@ -190,16 +190,89 @@ def from_hf(hf_model: Any, tokenizer: Any, max_target_length: int | None = None)
     return model.eval()
 
 
+SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")  # one file, or shards
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+_NAMES_SHOWN = 5
+
+
+def _named(names: set[str] | list[str]) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - _NAMES_SHOWN} more" if len(names) > _NAMES_SHOWN else ""
+    return ", ".join(names[:_NAMES_SHOWN]) + more
+
+
+def _check_local_weights(folder: Path) -> None:
+    """A local --hf folder must hold safetensors weights that open: pickle weights (`pytorch_model.bin`)
+    are never loaded, since unpickling runs whatever code the file holds."""
+    from safetensors import SafetensorError, safe_open
+
+    found = [name for name in SAFETENSORS_FILES if (folder / name).is_file()]
+    if not found:
+        pickled = [name for name in PICKLE_FILES if (folder / name).is_file()]
+        what = (
+            f"only {', '.join(pickled)}, which janusgen never loads (unpickling runs code)"
+            if pickled
+            else "none"
+        )
+        raise JanusError(
+            f"--hf {folder}: no model.safetensors ({what}); save the model with safetensors "
+            "(save_pretrained(..., safe_serialization=True)) and convert that"
+        )
+    if found[0] == SAFETENSORS_FILES[0]:
+        try:
+            with safe_open(str(folder / found[0]), framework="pt") as f:
+                f.keys()
+        except (SafetensorError, OSError, ValueError) as e:
+            raise JanusError(
+                f"--hf {folder}: {folder / found[0]} is not a readable safetensors file, truncated or "
+                f"corrupt ({e})"
+            ) from None
+
+
 def load_hf(name_or_dir: str) -> tuple[Any, Any]:
-    """(BartForConditionalGeneration in fp32, HFTokenizer) of a hub name or a local folder."""
+    """(BartForConditionalGeneration in fp32, HFTokenizer) of a hub name or a local folder. Only
+    safetensors weights are read, and every weight of the BART must come from them."""
+    from safetensors import SafetensorError
+
     from janusgen.data.hf_tokenizer import HFTokenizer
 
     transformers = _transformers()
+    if Path(name_or_dir).is_dir():
+        _check_local_weights(Path(name_or_dir))
+    verbosity, bars = transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()  # its table of missing weights: our error names them
+    transformers.logging.disable_progress_bar()
     try:
-        hf_model = transformers.BartForConditionalGeneration.from_pretrained(str(name_or_dir)).float()
-    except (OSError, ValueError) as e:
-        raise JanusError(f"--hf {name_or_dir}: cannot load a BartForConditionalGeneration ({e})") from e
-    return hf_model.eval(), HFTokenizer.from_pretrained(name_or_dir)
+        hf_model, info = transformers.BartForConditionalGeneration.from_pretrained(
+            str(name_or_dir), use_safetensors=True, output_loading_info=True
+        )
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise JanusError(
+            f"--hf {name_or_dir}: cannot load a BartForConditionalGeneration ({first})"
+        ) from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.logging.enable_progress_bar()
+    # weights of the BART that the file does not hold would be left at their random initialisation
+    missing, unexpected = set(info.get("missing_keys") or ()), set(info.get("unexpected_keys") or ())
+    mismatched = {str(m[0]) if isinstance(m, tuple) else str(m) for m in info.get("mismatched_keys") or ()}
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{len(found)} {what} ({_named(found)})"
+            for what, found in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("of another shape", mismatched),
+            )
+            if found
+        ]
+        raise JanusError(
+            f"--hf {name_or_dir}: its weights are not this BART's: {'; '.join(parts)} weight(s); a converted "
+            "model would be partly random"
+        )
+    return hf_model.float().eval(), HFTokenizer.from_pretrained(name_or_dir)
 
 
 def convert(name_or_dir: str, out: Path, max_target_length: int | None = None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ class ServeConfig:
     max_beam: int = 16  # beam and length_beam a request may ask for
     max_iterations: int = 50  # NAR iterations a request may ask for
     request_timeout_s: float = 120.0  # a request still waiting after this is answered 503
+    body_timeout_s: float = 30.0  # a request body not received in full after this is answered 408
     graceful_timeout_s: float = 30.0  # on shutdown, in-flight requests get this long to finish
     # Decoding threads. 0: one less than the cores this process may use (at least 1), leaving one to the
     # event loop: with every core in the decoding team, the served latency was 1.5x a direct call and the
@@ -41,6 +42,7 @@ class ServeConfig:
         "max_beam": "largest beam / length_beam a request may ask for",
         "max_iterations": "most NAR iterations a request may ask for",
         "request_timeout_s": "a request not answered within this is answered 503",
+        "body_timeout_s": "a request whose body has not fully arrived within this is answered 408",
         "graceful_timeout_s": "on shutdown, time in-flight requests get to finish",
         "threads": "decoding threads; 0: one less than the cores, leaving one to the HTTP event loop",
     }
@@ -65,7 +67,7 @@ class ServeConfig:
                 raise JanusError(f"--{name.replace('_', '-')} {value!r}: must be an integer of at least 1")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             raise JanusError(f"--threads {self.threads!r}: must be 0 (automatic) or a positive integer")
-        for name in ("request_timeout_s", "graceful_timeout_s"):
+        for name in ("request_timeout_s", "body_timeout_s", "graceful_timeout_s"):
             if not getattr(self, name) > 0:
                 raise JanusError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
         if self.max_texts > self.max_queue:

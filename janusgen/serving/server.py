@@ -10,6 +10,7 @@ collapse_repeats, length_penalty, max_len_a, max_len_b), checked like the CLI's;
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -52,6 +53,42 @@ class BadRequest(Exception):
     """A request the service will not decode: HTTP 400 with this message."""
 
 
+class BodyTimeout(Exception):
+    """A client that stopped sending its body: HTTP 408, and the connection is closed."""
+
+
+async def read_body(request: Request, cfg: ServeConfig) -> bytes:
+    """The request's body, counted as it arrives (chunked or not): refused as soon as it passes
+    `max_body_bytes`, without reading the rest, and given up after `body_timeout_s` (a client that stops
+    mid-body must not hold its connection, and its share of memory, for ever)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise BadRequest(f"Content-Length {declared!r} is not a number of bytes")
+        if int(declared) > cfg.max_body_bytes:
+            raise BadRequest(f"request body of {int(declared)} bytes; at most {cfg.max_body_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+
+    async def receive_all() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cfg.max_body_bytes:
+                raise BadRequest(f"request body over {cfg.max_body_bytes} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(receive_all(), timeout=cfg.body_timeout_s)
+    except asyncio.TimeoutError:
+        raise BodyTimeout(
+            f"the request body did not arrive within {cfg.body_timeout_s:g} s ({size} bytes came)"
+        ) from None
+    except ClientDisconnect:
+        raise BodyTimeout("the client went away before sending its whole body") from None
+    return b"".join(chunks)
+
+
 def parse_request(body: bytes, cfg: ServeConfig) -> tuple[list[str], DecodeConfig]:
     """The texts and decoding settings of a /translate body; raises BadRequest naming the problem."""
     if len(body) > cfg.max_body_bytes:
@@ -60,6 +97,8 @@ def parse_request(body: bytes, cfg: ServeConfig) -> tuple[list[str], DecodeConfi
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadRequest(f"the body is not JSON: {e}") from e
+    except RecursionError:
+        raise BadRequest("the body is JSON nested too deeply to read") from None
     if not isinstance(request, dict):
         raise BadRequest('the body must be a JSON object such as {"texts": ["..."]}')
     unknown = sorted(set(request) - {"texts", *REQUEST_SETTINGS})
@@ -107,9 +146,11 @@ def build_app(translator: Translator, cfg: ServeConfig) -> Starlette:
         start = time.perf_counter()
         status = 200
         try:
-            if int(request.headers.get("content-length") or 0) > cfg.max_body_bytes:
-                raise BadRequest(f"request body over {cfg.max_body_bytes} bytes")
-            texts, decode = parse_request(await request.body(), cfg)
+            texts, decode = parse_request(await read_body(request, cfg), cfg)
+            try:
+                translator.check_views(decode)  # NAR of an `ar` model, AR of a `cmlm` one
+            except JanusError as e:
+                raise BadRequest(str(e)) from None
             outputs = await batcher.submit(texts, decode)
             return JSONResponse(
                 {
@@ -120,7 +161,11 @@ def build_app(translator: Translator, cfg: ServeConfig) -> Starlette:
             )
         except BadRequest as e:
             status = 400
-            return JSONResponse({"error": str(e)}, status_code=400)
+            # the rest of a body cut at the limit is never read: the connection cannot serve another request
+            return JSONResponse({"error": str(e)}, status_code=400, headers={"Connection": "close"})
+        except BodyTimeout as e:
+            status = 408
+            return JSONResponse({"error": str(e)}, status_code=408, headers={"Connection": "close"})
         except Overloaded as e:
             status = 503
             return JSONResponse({"error": str(e)}, status_code=503, headers={"Retry-After": "1"})

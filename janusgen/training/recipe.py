@@ -30,10 +30,12 @@ from janusgen.data.batching import PairBatches
 from janusgen.data.dataset import PairDataset
 from janusgen.data.tokenizer import TOKENIZER_FILES, TextTokenizer, load_tokenizer, tokenizer_file
 from janusgen.errors import JanusError
+from janusgen.fileio import check_writable_folder
 from janusgen.hardware import resolve_precision
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
 from janusgen.training.distributed import barrier, broadcast_float, init_distributed, on_main_rank, shutdown
+from janusgen.training.logger import LOG_FILE, truncate_log
 from janusgen.training.trainer import Trainer
 
 # options that may change when a run resumes; every other training option comes from the checkpoint
@@ -50,8 +52,7 @@ RESUMABLE = (
     "deterministic",
     "compile",
 )
-# what a run writes into its --out folder (all that --overwrite deletes)
-RUN_FILES = ("last", "best", "checkpoints", "log.jsonl", "tensorboard")
+RUN_FILES = ckpt.RUN_FILES  # what a run writes into its --out folder (all that --overwrite deletes)
 
 
 def _resumable(path: Path) -> bool:
@@ -62,10 +63,72 @@ def _resumable(path: Path) -> bool:
 
 def resume_point(out: Path) -> Path | None:
     """The checkpoint `--resume` continues from: `out/last`, or, where a kill left no complete `last`
-    (runs of older versions could lose it between two renames), the newest complete step folder."""
+    (runs of older versions could lose it between two renames), the newest complete step folder.
+    Files are not read: `find_resume_point` also checks them."""
     out = Path(out)
-    candidates = [out / "last", *sorted((out / "checkpoints").glob("step_*"), reverse=True)]
-    return next((c for c in candidates if _resumable(c)), None)
+    return next((c for c in _candidates(out) if _resumable(c)), None)
+
+
+def _candidates(out: Path) -> list[Path]:
+    return [out / "last", *sorted((out / "checkpoints").glob("step_*"), reverse=True)]
+
+
+def find_resume_point(out: Path) -> tuple[Path | None, list[str]]:
+    """`resume_point`, passing over a checkpoint that is incomplete or fails its checksums or schemas (a
+    damaged `last` falls back to the newest good step); also returns why each newer one was passed over."""
+    skipped = []
+    for candidate in _candidates(Path(out)):
+        if not _resumable(candidate):
+            if os.path.lexists(candidate):
+                skipped.append(f"{candidate} is incomplete")
+            continue
+        problem = ckpt.checkpoint_problem(candidate)
+        if problem is None:
+            return candidate, skipped
+        skipped.append(problem)
+    return None, skipped
+
+
+def _nothing_to_resume(out: Path, skipped: list[str]) -> JanusError:
+    if skipped:
+        return JanusError(f"nothing to resume in {out}: no checkpoint is intact ({'; '.join(skipped)})")
+    started = [name for name in RUN_FILES if os.path.lexists(out / name)]
+    if started:
+        return JanusError(
+            f"nothing to resume in {out}: the run there stopped before its first checkpoint (found "
+            f"{', '.join(started)}); start it afresh with --overwrite instead of --resume, and its options"
+        )
+    return JanusError(
+        f"nothing to resume in {out}: it has no last and no checkpoint in {out / 'checkpoints'}"
+    )
+
+
+def _repair_best(out: Path, resumed: Path, state: dict[str, Any]) -> None:
+    """Make `out/best` the checkpoint that the resumed trainer state names as the best, where a kill (or
+    an older janusgen, which wrote `best` after `last`) left it at another step."""
+    best_step = state["best_step"]
+    if best_step is None:
+        return
+    best = out / "best"
+    try:
+        have = ckpt.read_config(best).get("step") if best.is_dir() else None
+    except JanusError:
+        have = None
+    if have == best_step:
+        return
+    source = resumed if state["step"] == best_step else ckpt.step_folder(out, best_step)
+    if ckpt.checkpoint_problem(source) is not None:
+        print(
+            f"janus: warning: {best} holds step {have}, not the run's best step {best_step}, whose "
+            "checkpoint is gone; it is left as it is",
+            file=sys.stderr,
+        )
+        return
+    print(
+        f"janus: {best} held step {have}, not the run's best step {best_step}: copied {source}",
+        file=sys.stderr,
+    )
+    ckpt.copy_checkpoint(source, best)
 
 
 def remove_run(out: Path) -> None:
@@ -138,6 +201,8 @@ def train(
     last = out / "last"
     ctx = init_distributed(device, dist_timeout_s)
     try:
+        # a file, a read-only mount: said now, not by the logger after the data is read and checked
+        check_writable_folder(out, f"--out {out}", may_be_missing=True)
         train_set = PairDataset.open(data, "train")
         valid_set = PairDataset.open(data, "valid")
         tokenizer = train_set.tokenizer
@@ -148,22 +213,24 @@ def train(
 
         on_main_rank(ctx, verify)  # one rank reads the whole corpus, not every one of them
         if resume:
-            found = resume_point(out)
+            found, skipped = find_resume_point(out)
             if found is None:
-                raise JanusError(
-                    f"nothing to resume in {out}: it has no {last.name} and no complete checkpoint "
-                    f"in {out / 'checkpoints'}"
-                )
-            if found != last:
-                if ctx.is_main:
-                    print(
-                        f"janus: {last} is missing or incomplete (a killed run?); resuming from {found}",
-                        file=sys.stderr,
-                    )
-                    ckpt.link_checkpoint(found, last)  # repaired, whatever happens next
-                barrier(ctx)
+                raise _nothing_to_resume(out, skipped)
+            state, _ = ckpt.load_trainer_state(found)
+            if ctx.is_main:
+                if found != last:
+                    why = "; ".join(skipped) or f"{last} is missing (a killed run?)"
+                    print(f"janus: {why}; resuming from {found}", file=sys.stderr)
+                    ckpt.copy_checkpoint(found, last)  # repaired, whatever happens next
+                _repair_best(out, found, state)
+                truncate_log(out / LOG_FILE, state["step"])  # rows logged after it are logged again
+            barrier(ctx)
             last = found
             config = ckpt.read_config(last)
+            if "objective" not in config or "train" not in config:
+                raise JanusError(
+                    f"{last / ckpt.CONFIG_FILE}: not a training checkpoint (no objective or train config)"
+                )
             saved_tokenizer = load_tokenizer(tokenizer_file(last))
             if saved_tokenizer.model_bytes != tokenizer.model_bytes:
                 raise JanusError(
@@ -179,6 +246,12 @@ def train(
             train_cfg = dataclasses.replace(saved_train, **{"stop_at": None, **(resume_overrides or {})})
         else:
             existing = [name for name in RUN_FILES if os.path.lexists(out / name)]
+            if existing and not overwrite and resume_point(out) is None:
+                raise JanusError(
+                    f"{out} already holds a run that stopped before its first checkpoint (found "
+                    f"{', '.join(existing)}): nothing to resume; pass --overwrite to start afresh, or choose "
+                    "another --out"
+                )
             if existing and not overwrite:
                 raise JanusError(
                     f"{out} already holds a run (found {', '.join(existing)}); pass --resume to continue "

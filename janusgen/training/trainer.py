@@ -55,6 +55,22 @@ PROJECT_AFTER_UPDATES = 10  # updates timed before projecting how many the time 
 NEAR_ZERO_BLEU = {"bleu_ar": 1.0, "bleu_nar": 0.25}
 
 
+def non_finite(values: dict[str, float]) -> dict[str, float]:
+    """The entries of `values` that are NaN or infinite."""
+    return {name: value for name, value in values.items() if not math.isfinite(value)}
+
+
+def diverged(step: int, what: str, values: dict[str, float], lr: float) -> JanusError:
+    """The error that stops a run whose loss or gradient stopped being finite: training on would only
+    write NaN weights (and a NaN `best`). The checkpoints written before are left as they are."""
+    shown = ", ".join(f"{name} {value}" for name, value in sorted(values.items()))
+    return JanusError(
+        f"update {step}: the {what} is not finite ({shown}): the run diverged and stops here, before "
+        f"saving anything more (what it saved before is finite); lower --lr (now {lr:g}) or --clip-norm, or "
+        "raise --warmup, and start again with --overwrite"
+    )
+
+
 class ObjectiveModule(nn.Module):
     """Model + objective behind one `forward`, so that DistributedDataParallel sees every call."""
 
@@ -165,8 +181,11 @@ class Trainer:
     # ------------------------------------------------------------------------------------- resume
     def resume(self, path: Path) -> None:
         meta, tensors = ckpt.load_trainer_state(path)
-        ckpt.restore_optimizer(self.optimizer, meta["optimizer"], tensors)
-        self.train_data.sampler.load_state_dict(meta["sampler"])
+        ckpt.restore_optimizer(self.optimizer, meta["optimizer"], tensors, path)
+        try:
+            self.train_data.sampler.load_state_dict(meta["sampler"])
+        except JanusError as e:
+            raise JanusError(f"{path / ckpt.STATE_JSON}: {e}") from None
         self.objective.load_state_dict(meta.get("objective", {}))
         if self.scaler is not None and meta.get("scaler"):
             self.scaler.load_state_dict(meta["scaler"])
@@ -216,6 +235,8 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.requires_grad]
         max_norm = self.cfg.clip_norm if self.cfg.clip_norm > 0 else math.inf
+        # read at the next log line with the rest, which stops a run whose gradient stopped being finite
+        # (validation does too, so nothing non-finite is ever saved): no read from the device per update
         totals["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, max_norm).float()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -227,6 +248,16 @@ class Trainer:
         return totals, lr, tokens
 
     def fit(self) -> dict[str, Any]:
+        """Train to the end of the run (or its pause, or its time budget); every checkpoint handed to the
+        background writer is on disk when this returns, or raises."""
+        try:
+            return self._fit()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                self.writer.wait()
+            raise
+
+    def _fit(self) -> dict[str, Any]:
         cfg, ctx = self.cfg, self.ctx
         if cfg.stop_at is not None and cfg.stop_at <= self.state.step:
             raise JanusError(f"--stop-at {cfg.stop_at}: the run is already at update {self.state.step}")
@@ -274,6 +305,12 @@ class Trainer:
                 reduced["lr"] = window_lr / window_steps
                 reduced["elapsed_s"] = self.state.elapsed_s
                 self.logger.log(self.state.step, "train", reduced)
+                # (fp16's loss scaler skips updates whose gradient overflowed: their grad_norm is inf)
+                bad = non_finite(
+                    {k: v for k, v in reduced.items() if k != "grad_norm" or self.scaler is None}
+                )
+                if bad:
+                    raise diverged(self.state.step, "training loss", bad, reduced["lr"])
                 bar.set_postfix(
                     step=self.state.step,
                     loss=f"{reduced['loss']:.3f}",
@@ -374,6 +411,11 @@ class Trainer:
     # --------------------------------------------------------------------------------------- save
     def validate_and_save(self) -> None:
         results = self.validate()
+        if non_finite(results):  # never saved, so never `best`
+            if self.ctx.is_main:
+                self.logger.log(self.state.step, "valid", results)
+            lr = self.optimizer.param_groups[0]["lr"]
+            raise diverged(self.state.step, "validation loss", non_finite(results), lr)
         self.last_valid = results
         for name in self.objective.observe_validation(results):
             if self.ctx.is_main:
@@ -399,8 +441,8 @@ class Trainer:
         # are written by a background thread while everyone trains on
 
     def save(self, is_best: bool) -> None:
-        """Copy the state now; write the step folder, `last`, `best` and prune old steps in the background."""
-        step_dir = self.out / "checkpoints" / f"step_{self.state.step:08d}"
+        """Copy the state now; write the step folder, `best`, `last` and prune old steps in the background."""
+        step_dir = ckpt.step_folder(self.out, self.state.step)
         opt_meta, tensors = ckpt.optimizer_state(self.optimizer)
         tensors = {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
         weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
@@ -423,9 +465,11 @@ class Trainer:
 
         def write() -> None:
             ckpt.save_checkpoint(step_dir, weights, tokenizer, config, meta, tensors)
-            ckpt.link_checkpoint(step_dir, out / "last")
+            # `best` before `last`: a kill between the two leaves `last` (where --resume goes on) at the
+            # older step, whose rerun writes `best` again; never `last` ahead of a `best` left behind for good
             if is_best:
-                ckpt.link_checkpoint(step_dir, out / "best")
+                ckpt.copy_checkpoint(step_dir, out / "best")
+            ckpt.copy_checkpoint(step_dir, out / "last")
             steps = sorted((out / "checkpoints").glob("step_*"))
             for old in steps[: max(0, len(steps) - keep_last)]:
                 ckpt.remove_checkpoint(old)

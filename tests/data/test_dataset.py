@@ -176,3 +176,62 @@ def test_empty_array(tmp_path):
         writer.finish()
     array = BinarizedArray(tmp_path / "blank", "uint16")  # offsets but no token bytes: nothing to map
     assert len(array) == 2 and array[1].tolist() == []
+
+
+# ------------------------------------------------------------------- meta.json read back
+
+
+def _edit_meta(folder, change) -> None:
+    path = folder / "meta.json"
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+
+def test_non_utf8_bytes_in_meta_json_name_the_file(copy_of):
+    """Bytes that are not UTF-8 in meta.json name the file."""
+    path = copy_of / "meta.json"
+    path.write_bytes(path.read_bytes().replace(b"{", b'{"x": "\xff",', 1))
+    with pytest.raises(JanusError, match=r"meta\.json: not UTF-8 text"):
+        PairDataset.open(copy_of, "train")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: {**m, "dtype": "float64"}, r'dtype must be one of "uint16", "int32" \(found "float64"\)'),
+        (lambda m: {**m, "splits": "train"}, r'splits must be an object \(found "train"\)'),
+        (
+            lambda m: {**m, "splits": {**m["splits"], "train": {}}},
+            r"missing key\(s\) in splits\.train: pairs",
+        ),
+        (lambda m: {**m, "distillation": "yes"}, r'distillation must be an object \(found "yes"\)'),
+        (lambda m: {**m, "vocab_size": "80"}, r'vocab_size must be an integer >= 1 \(found "80"\)'),
+        (lambda m: {**m, "files": ["train.src.bin"]}, r"files must be an object"),
+    ],
+    ids=["dtype", "splits-a-string", "split-without-pairs", "distillation-a-string", "vocab", "files"],
+)
+def test_a_malformed_meta_json_is_one_error_naming_the_key(copy_of, change, message):
+    """every value meta.json must hold is checked when it is read, not used half-checked."""
+    _edit_meta(copy_of, change)
+    with pytest.raises(JanusError, match=rf"meta\.json: {message}"):
+        PairDataset.open(copy_of, "train")
+
+
+def test_every_name_in_meta_json_must_be_a_file_inside_the_folder(copy_of, tmp_path):
+    """`files` (which `janus distill` copies) and `distillation.references` (whose arrays
+    training reads) are checked like the tokenizer: never a file elsewhere on disk."""
+    (tmp_path / "payload.txt").write_text("not yours\n")
+    for name in ("../payload.txt", str(tmp_path / "payload.txt")):
+        _edit_meta(copy_of, lambda m, name=name: {**m, "files": {**m["files"], name: "0" * 64}})
+        with pytest.raises(JanusError, match=r"meta\.json: files .*payload\.txt' is not a file inside"):
+            read_meta(copy_of)
+        _edit_meta(
+            copy_of, lambda m: {**m, "files": {k: v for k, v in m["files"].items() if "payload" not in k}}
+        )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for suffix in (".bin", ".idx"):
+        shutil.copy(copy_of / f"train.tgt{suffix}", elsewhere / f"refs{suffix}")
+    for kept in (str(elsewhere / "refs"), "../elsewhere/refs"):
+        _edit_meta(copy_of, lambda m, kept=kept: {**m, "distillation": {"references": kept}})
+        with pytest.raises(JanusError, match=r"meta\.json: distillation\.references .* is not a file inside"):
+            PairDataset.open(copy_of, "train")

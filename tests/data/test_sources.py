@@ -156,7 +156,10 @@ def test_tsv_column_count(tmp_path, line):
         ('{"translation": {"en": "a"}}', "no field 'es'"),
         ('{"es": "a", "en": 3}', "field 'en' is int, not a string"),
         ('["a", "b"]', "expected a JSON object, found list"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),  # was a RecursionError
+        ('{"es": ' + "[" * 100_000 + "]" * 100_000 + ', "en": "b"}', "nested too deeply"),
     ],
+    ids=["not-json", "no-en", "no-es", "not-a-string", "a-list", "nested", "nested-field"],
 )
 def test_jsonl_bad_lines(tmp_path, line, message):
     (tmp_path / "train.jsonl").write_text('{"es": "a", "en": "b"}\n' + line + "\n", encoding="utf-8")

@@ -148,9 +148,13 @@ def test_a_missing_gpu_is_a_clear_error(argv, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     src = tmp_path / "in.txt"
     src.write_text("casa\n", encoding="utf-8")
-    for device in ("cuda", "cuda:1"):
+    for device in ("cuda", "cuda:1", "cuda:7"):  # cuda:7's error said "cuda"
         assert main(argv + ["--input", str(src), "--device", device]) == 2
-        assert "--device cuda: no CUDA device is available" in capsys.readouterr().err
+        assert f"--device {device}: no CUDA device is available" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(argv + ["--input", str(src), "--device", "cuda:7"]) == 2
+    assert "--device cuda:7: this machine has 1 CUDA device(s)" in capsys.readouterr().err
     assert main(argv + ["--input", str(src), "--device", "tpu"]) == 2
     assert "--device 'tpu': choose auto, cpu, cuda or cuda:N" in capsys.readouterr().err
 
@@ -203,3 +207,17 @@ def test_a_closed_pipe_ends_quietly(toy_checkpoint, tmp_path):
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
+
+
+def test_the_truncation_warning_names_the_input_line(argv, tmp_path, capsys):
+    """the warning named the index inside a chunk ("input 3" for line 7)."""
+    src = tmp_path / "in.txt"
+    lines = ["casa"] * 6 + [" ".join(["perro"] * 200)] + ["sol"] * 3
+    src.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    assert (
+        main(argv + ["--input", str(src), "--buffer-lines", "4", "--output", str(tmp_path / "out.txt")]) == 0
+    )
+    err = capsys.readouterr().err
+    assert "janus: warning: 1 input(s) longer than the model's maximum" in err, err
+    assert "(first: line 7)" in err and "Traceback" not in err
+    assert len((tmp_path / "out.txt").read_text().splitlines()) == 10

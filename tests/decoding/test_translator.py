@@ -146,3 +146,46 @@ def test_evaluate_cli_reports_bleu_chrf_and_speed(toy_checkpoint, toy_data, tmp_
     assert len((tmp_path / "hyp.txt").read_text().splitlines()) == 40
     assert main(argv[:-4] + ["--split", "train"]) == 2
     assert "every split but train" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------- views a checkpoint never trained
+
+
+@pytest.mark.parametrize(
+    "objective, options, message",
+    [
+        (
+            "ar",
+            dict(mode="nar"),
+            r"--mode nar: .* trained with the ar objective, which never trains the NAR view",
+        ),
+        ("cmlm", dict(mode="ar"), r"--mode ar: .* cmlm objective, which never trains the AR view"),
+        ("cmlm", dict(mode="speculative"), r"--mode speculative: .* never trains the AR view"),
+        ("cmlm", dict(mode="nar", rerank=True), r"--rerank: .* never trains the AR view"),
+    ],
+)
+def test_decoding_a_view_the_objective_never_trained_is_refused(translator, objective, options, message):
+    """NAR decoding of an `ar` checkpoint (and AR of a `cmlm` one) ran silently."""
+    from janusgen.config import objective_preset, to_dict
+
+    untrained = Translator(
+        translator.model, translator.tokenizer, {"objective": to_dict(objective_preset(objective))}
+    )
+    with pytest.raises(JanusError, match=message):
+        untrained.generate(["casa"], **options)
+    untrained.generate(["casa"], mode="speculative" if objective == "ar" else "nar")  # what it trained
+
+
+def test_the_cli_refuses_nar_decoding_of_an_ar_checkpoint(toy_checkpoint, tmp_path, capsys, resign):
+    from janusgen.config import objective_preset, to_dict
+
+    ckpt = shutil.copytree(toy_checkpoint, tmp_path / "ar")
+    config = json.loads((ckpt / "config.json").read_text())
+    config["objective"] = to_dict(objective_preset("ar"))
+    (ckpt / "config.json").write_text(json.dumps(config))
+    resign(ckpt)
+    (tmp_path / "in.txt").write_text("casa\n")
+    argv = ["generate", "--checkpoint", str(ckpt), "--input", str(tmp_path / "in.txt"), "--mode", "nar"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--mode nar:" in err and "use --mode ar" in err and "Traceback" not in err

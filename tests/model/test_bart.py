@@ -5,6 +5,7 @@ beam outputs as HF's unmodified `generate`, with HF's own start tokens (</s> fir
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,77 @@ def test_beam_equals_hf_generate(bart_dir: Path, converted: Path) -> None:
         hf_model(bart_dir), src_hf, tok, limit, num_beams=4, early_stopping=True, length_penalty=1.0
     )
     assert ours == theirs
+
+
+# ------------------------------------------------------------------- weights that are not BART's
+
+
+@pytest.fixture
+def tiny_bart_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "bart"
+    folder.mkdir()
+    build_tokenizer(folder)
+    build_bart(folder, HFTokenizer.from_file(folder / "tokenizer.json").vocab_size)
+    return folder
+
+
+def _convert_cli(folder: Path, out: Path, capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    from janusgen.cli import main
+
+    code = main(["convert", "--hf", str(folder), "--out", str(out)])
+    return code, capsys.readouterr().err
+
+
+def test_convert_refuses_unrelated_weights_naming_them(tiny_bart_dir: Path, tmp_path: Path, capsys) -> None:
+    """a BART config with unrelated weights converted with every weight missing (exit 0): a
+    randomly initialised "BART"."""
+    from safetensors.torch import save_file
+
+    save_file({"foo.weight": torch.zeros(3)}, str(tiny_bart_dir / "model.safetensors"))
+    code, err = _convert_cli(tiny_bart_dir, tmp_path / "out", capsys)
+    assert code == 2 and "Traceback" not in err
+    assert re.search(r"\d+ missing \(lm_head\.weight, model\.decoder\.", err), err
+    assert "1 unexpected (foo.weight)" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_refuses_some_missing_weights(tiny_bart_dir: Path, tmp_path: Path, capsys) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(tiny_bart_dir / "model.safetensors"))
+    del weights["model.decoder.layers.1.fc2.weight"]
+    save_file(weights, str(tiny_bart_dir / "model.safetensors"), metadata={"format": "pt"})
+    code, err = _convert_cli(tiny_bart_dir, tmp_path / "out", capsys)
+    assert code == 2 and "missing" in err and "model.decoder.layers.1.fc2.weight" in err
+    assert not (tmp_path / "out").exists()
+
+
+class _Planted:
+    """Unpickling this runs code: it would create the file `marker`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_convert_never_unpickles_a_pytorch_model_bin(tiny_bart_dir: Path, tmp_path: Path, capsys) -> None:
+    """a pickle `pytorch_model.bin` was refused without running, but with a traceback."""
+    import pickle
+
+    marker = tmp_path / "ran"
+    (tiny_bart_dir / "model.safetensors").unlink()
+    (tiny_bart_dir / "pytorch_model.bin").write_bytes(pickle.dumps(_Planted(marker)))
+    code, err = _convert_cli(tiny_bart_dir, tmp_path / "out", capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "pytorch_model.bin" in err and "safetensors" in err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_convert_refuses_a_corrupt_safetensors_file(tiny_bart_dir: Path, tmp_path: Path, capsys) -> None:
+    """a corrupt model.safetensors gave a SafetensorError traceback."""
+    (tiny_bart_dir / "model.safetensors").write_bytes(b"\xff" * 64)
+    code, err = _convert_cli(tiny_bart_dir, tmp_path / "out", capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "model.safetensors" in err and "not a readable safetensors file" in err

@@ -216,3 +216,63 @@ def test_serve_cli_errors_exit_2(tmp_path, capsys):
     assert "--max-batch-tokens 0" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ bodies that never end
+
+
+def _raw_post(url: str, head: bytes, body_parts: list[bytes], wait_s: float = 30) -> bytes:
+    """Send a POST /translate by hand (headers `head`, then `body_parts`, never more) and return what
+    the server answers, until it closes the connection or `wait_s` pass."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait_s) as sock:
+        sock.sendall(
+            b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + head + b"\r\n"
+        )
+        for part in body_parts:
+            try:
+                sock.sendall(part)
+            except OSError:  # the server answered and closed while the body was still coming
+                break
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return reply
+
+
+def test_a_chunked_body_is_cut_at_the_limit_while_it_is_read(translator):
+    """a chunked body was read whole (50 MB) before the 1 MB limit applied."""
+    chunk = b"x" * 10_000
+    parts = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 2000  # 20 MB, never terminated
+    with background_server(translator, _config(max_body_bytes=50_000)) as url:
+        reply = _raw_post(url, b"Transfer-Encoding: chunked\r\n", parts)
+        assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
+        assert b"50000" in reply
+        assert httpx.post(f"{url}/translate", json={"texts": ["casa"]}).status_code == 200
+
+
+def test_a_client_that_stops_mid_body_is_answered_408_and_let_go(translator):
+    """a client that stopped mid-body held its connection open indefinitely."""
+    with background_server(translator, _config(body_timeout_s=0.5)) as url:
+        reply = _raw_post(url, b"Content-Length: 100\r\n", [b'{"texts": ['])
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+        assert b"connection: close" in reply.lower()
+        assert httpx.post(f"{url}/translate", json={"texts": ["casa"]}).status_code == 200
+
+
+def test_a_deeply_nested_body_is_400_not_500(translator):
+    """100,000 nested brackets answered 500 (a RecursionError)."""
+    with background_server(translator, _config(max_body_bytes=300_000)) as url:
+        reply = httpx.post(f"{url}/translate", content=b"[" * 100_000 + b"]" * 100_000)
+    assert reply.status_code == 400 and "nested" in reply.json()["error"]
+
+
+def test_a_bad_content_length_is_400(translator):
+    with background_server(translator, _config()) as url:
+        reply = _raw_post(url, b"Content-Length: 12abc\r\n", [b"{}"], wait_s=10)
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:200]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -369,3 +370,252 @@ def test_training_refuses_token_ids_outside_the_vocabulary(toy_data, tmp_path):
     (data / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(JanusError, match=rf"valid.src.bin: token id {meta['vocab_size'] + 7} is outside"):
         _run(data, tmp_path / "run")
+
+
+# ------------------------------------------------------------ trainer state read back
+
+
+def _resume_argv(data: Path, run: Path, *extra: str) -> list[str]:
+    return ["train", "--data", str(data), "--out", str(run), "--resume", "--device", "cpu", *extra]
+
+
+def _edit_state_tensors(folder: Path, change) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "trainer_state.safetensors"
+    save_file(change(load_file(str(path))), str(path))
+
+
+@pytest.mark.parametrize("damage", ["consumed", "shifted", "reshaped", "foreign"])
+def test_a_checksum_valid_but_wrong_trainer_state_is_refused_on_resume(
+    toy_data, tmp_path, capsys, resign, damage
+):
+    """an absurd sampler position or optimizer moments that are not the model's (shifted to
+    another parameter, reshaped) were accepted or failed mid-update; each is now one error on resume."""
+    run = tmp_path / "run"
+    _run(toy_data, run, cfg=dataclasses.replace(QUICK, max_updates=1))
+    last = run / "last"
+    if damage == "consumed":
+        state = json.loads((last / "trainer_state.json").read_text())
+        state["sampler"]["consumed"] = 10**12
+        (last / "trainer_state.json").write_text(json.dumps(state))
+        message = r"trainer_state\.json: sampler\.consumed 1000000000000: an epoch of \d+ pairs"
+    elif damage == "shifted":
+        _edit_state_tensors(
+            last,
+            lambda t: {
+                k.replace(f"optimizer.{k.split('.')[1]}.", f"optimizer.{int(k.split('.')[1]) + 1}."): v
+                for k, v in t.items()
+            },
+        )
+        message = r"trainer_state\.safetensors: tensor optimizer\.\d+\.\w+ (has shape|is for parameter)"
+    elif damage == "reshaped":
+        _edit_state_tensors(last, lambda t: {k: v.reshape(-1) if v.dim() == 2 else v for k, v in t.items()})
+        message = r"trainer_state\.safetensors: tensor optimizer\.\d+\.exp_avg\w* has shape \(\d+,\), but"
+    else:
+        _edit_state_tensors(last, lambda t: {**t, "model.embed.weight": next(iter(t.values())).clone()})
+        message = r"unexpected tensor 'model\.embed\.weight'"
+    resign(last)
+    assert main(_resume_argv(toy_data, run, "--max-updates", "2")) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- last, best and the log
+
+
+def _kill_at_match(monkeypatch, run: Path, pattern: str, nth: int, exchange: bool) -> list[str]:
+    """Like `_inject_kill`, but kill at the `nth` rename or swap whose description matches `pattern`."""
+    calls = _inject_kill(monkeypatch, run, at=10**9, exchange=exchange)
+    matched = []
+    real_replace, real_exchange = os.replace, janusgen.fileio.exchange_paths
+
+    def check(a, b) -> None:
+        if re.search(pattern, f"{Path(a).name} -> {Path(b).name}") and str(run) in str(b):
+            matched.append(b)
+            if len(matched) == nth:
+                raise Killed(f"{a} -> {b}")
+
+    def replace(a, b, **kw):
+        check(a, b)
+        return real_replace(a, b, **kw)
+
+    def swap(a, b):
+        check(a, b)
+        return real_exchange(a, b)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(janusgen.fileio, "exchange_paths", swap)
+    return calls
+
+
+def _step_of(folder: Path) -> int:
+    return json.loads((folder / "config.json").read_text())["step"]
+
+
+def _best_step(folder: Path) -> int:
+    return json.loads((folder / "trainer_state.json").read_text())["best_step"]
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["atomic-swap", "two-renames"])
+@pytest.mark.parametrize("target", ["last", "best"])
+def test_a_kill_between_the_last_and_best_swaps_leaves_them_consistent(
+    toy_data, tmp_path, monkeypatch, exchange, target
+):
+    """a kill between the `last` swap and the `best` swap left `best` at an older step for good
+    while `last` named the newer one; `--resume` repaired nothing."""
+    cfg = dataclasses.replace(QUICK, lr=1e-3)  # the loss falls at each step: every validation is best
+    run = tmp_path / "run"
+    _kill_at_match(monkeypatch, run, rf"-> {target}$", nth=2, exchange=exchange)
+    with pytest.raises(Killed):
+        _run(toy_data, run, cfg=cfg)
+    monkeypatch.undo()
+    assert main(_resume_argv(toy_data, run, "--max-updates", "2")) == 0
+    assert _step_of(run / "last") == 2
+    assert _step_of(run / "best") == _best_step(run / "last") == 2
+
+
+def test_resume_repairs_a_best_that_lags_the_trainer_state(toy_data, tmp_path, capsys):
+    """whatever left `best` behind (a kill in an older version), `--resume` puts back the
+    checkpoint the trainer state names as the best, even with nothing left to train."""
+    cfg = dataclasses.replace(QUICK, lr=1e-3, max_updates=3)
+    run = tmp_path / "run"
+    _run(toy_data, run, cfg=cfg)
+    assert _best_step(run / "last") == 3
+    shutil.rmtree(run / "best")
+    shutil.copytree(run / "checkpoints" / "step_00000002", run / "best")
+    assert main(_resume_argv(toy_data, run, "--max-updates", "3")) == 0
+    assert "best" in capsys.readouterr().err
+    assert _step_of(run / "best") == 3
+    load_model(run / "best")
+
+
+def test_last_best_and_the_step_folder_share_no_file(toy_data, tmp_path):
+    """hard links made one corrupted file spoil `last`, `best` and the newest step at once."""
+    run = tmp_path / "run"
+    _run(toy_data, run, cfg=dataclasses.replace(QUICK, lr=1e-3))
+    folders = [run / "last", run / "best", run / "checkpoints" / "step_00000002"]
+    for name in ("model.safetensors", "trainer_state.safetensors", "config.json"):
+        inodes = {(f / name).stat().st_ino for f in folders}
+        assert len(inodes) == 3, name
+        assert all((f / name).stat().st_nlink == 1 for f in folders)
+    _flip_byte(run / "last" / MODEL_FILE, -5)
+    load_model(run / "best")
+    load_model(run / "checkpoints" / "step_00000002")
+
+
+def test_resume_falls_back_to_the_newest_step_that_passes_its_checksums(toy_data, tmp_path, capsys):
+    """a `last` that fails its checksum made `--resume` fail instead of going on from the
+    newest good step."""
+    run = tmp_path / "run"
+    _run(toy_data, run, cfg=dataclasses.replace(QUICK, max_updates=4, validate_every=2))
+    _flip_byte(run / "last" / MODEL_FILE, -5)
+    _flip_byte(run / "checkpoints" / "step_00000004" / "trainer_state.safetensors", -3)
+    assert main(_resume_argv(toy_data, run, "--max-updates", "4")) == 0
+    err = capsys.readouterr().err
+    assert "resuming from" in err and "step_00000002" in err and "sha256" in err
+    assert _step_of(run / "last") == 4
+    load_model(run / "last")
+    load_trainer_state(run / "last")
+
+
+def test_a_resumed_run_logs_each_update_once(toy_data, tmp_path, monkeypatch):
+    """rows logged after the checkpoint a run resumes from were logged again by the resume."""
+    run = tmp_path / "run"
+    cfg = dataclasses.replace(QUICK, max_updates=4, validate_every=2)
+    _kill_at_match(monkeypatch, run, r"-> step_00000004$", nth=1, exchange=True)
+    with pytest.raises(Killed):
+        _run(toy_data, run, cfg=cfg)
+    monkeypatch.undo()
+    with (run / "log.jsonl").open("a") as f:
+        f.write('{"step": 5, "split": "tr')  # a line cut short by the kill
+    assert _step_of(run / "last") == 2
+    _resume(toy_data, run, 4)
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    keys = [(r["step"], r["split"]) for r in rows]
+    assert len(keys) == len(set(keys))
+    assert [s for s, split in keys if split == "train"] == [1, 2, 3, 4]
+    assert [s for s, split in keys if split == "valid"] == [2, 4]
+
+
+def test_a_run_killed_before_its_first_checkpoint_says_how_to_start_again(toy_data, tmp_path, capsys):
+    """`--resume` said only "nothing to resume" and a plain rerun "already holds a run"."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"split": "train", "step": 1, "loss": 5.0}\n')
+    assert main(_resume_argv(toy_data, run)) == 2
+    err = capsys.readouterr().err
+    assert "before its first checkpoint" in err and "--overwrite" in err
+    argv = ["train", "--data", str(toy_data), "--out", str(run), "--preset", "tiny", "--device", "cpu"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "before its first checkpoint" in err and "--overwrite" in err
+
+
+# ------------------------------------------------------------------------ a diverging run
+
+
+def _weights_finite(folder: Path) -> bool:
+    from safetensors.torch import load_file
+
+    return all(bool(v.isfinite().all()) for v in load_file(str(folder / MODEL_FILE)).values())
+
+
+def test_a_run_whose_loss_stops_being_finite_stops_with_a_clear_error(toy_data, tmp_path, capsys):
+    """`--lr 1e30` trained on to NaN, saved a NaN checkpoint as `best` and printed NaN."""
+    run = tmp_path / "run"
+    argv = [
+        "train",
+        "--data",
+        str(toy_data),
+        "--out",
+        str(run),
+        "--preset",
+        "tiny",
+        "--objective",
+        "ar",
+        "--lr",
+        "1e30",
+        "--warmup",
+        "1",
+        "--max-updates",
+        "6",
+        "--validate-every",
+        "1",
+        "--log-every",
+        "3",
+        "--max-tokens",
+        "512",
+        "--valid-bleu-sentences",
+        "0",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "janus: error: update" in err and "not finite" in err and "--lr" in err, err
+    assert "Traceback" not in err
+    for folder in (run / "best", run / "last", *(run / "checkpoints").glob("step_*")):
+        if folder.exists():
+            assert _weights_finite(folder), folder
+
+
+def test_a_non_finite_validation_is_never_saved_as_best(toy_data, tmp_path, monkeypatch):
+    """a validation loss that is not finite stops the run before anything is saved."""
+    from janusgen.training.trainer import Trainer
+
+    real = Trainer.validate
+
+    def validate(self):
+        results = real(self)
+        return {**results, "loss": float("nan")} if self.state.step == 2 else results
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    run = tmp_path / "run"
+    with pytest.raises(JanusError, match=r"update 2: the validation loss is not finite"):
+        _run(toy_data, run, cfg=dataclasses.replace(QUICK, max_updates=3))
+    assert _step_of(run / "best") == _step_of(run / "last") == 1
+    assert not (run / "checkpoints" / "step_00000002").exists()

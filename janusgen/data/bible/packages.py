@@ -8,7 +8,6 @@ and its recorded version in the cache. A failure says which packages to install.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from janusgen.data.bible.texts import SwordText
 from janusgen.errors import JanusError
-from janusgen.fileio import atomic_directory, sha256_file, write_json
+from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
 
 DEFAULT_CACHE = Path.home() / ".cache" / "janusgen" / "sword"
 
@@ -98,7 +97,7 @@ def _from_cache(texts: Sequence[SwordText], cache: Path) -> dict[str, _Location]
     found = {}
     for text in texts:
         root = cache / text.package
-        info = json.loads((root / "package.json").read_text(encoding="utf-8"))
+        info = read_json(root / "package.json")
         library = root / "usr" / "share" / "sword"
         if text.module not in _library_modules(library):
             raise JanusError(
