@@ -41,6 +41,7 @@ from tests.conftest import _SRC_WORDS, _TGT_WORDS  # noqa: E402
 INPUTS = 200
 LIMIT = 30  # output tokens at most: every output of the trained models ends before it (checked)
 EXPORTABLE = {"ar_stream": "content", "relative_positions": 0}
+NEAR_TIE = 1e-4  # two hypotheses' length-normalised log-probs this close are equal up to rounding
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ def test_hf_generate_equals_ours(exported: Exported, beam: int) -> None:
 def test_ctranslate2_equals_ours(exported: Exported, beam: int) -> None:
     """Greedy: equal. Beam: CTranslate2's search goes on where fairseq's (ours, and Hugging Face's with
     early stopping) stops once `beam` hypotheses have finished; where the outputs differ, CTranslate2's
-    is one our own model scores higher, and ours is among its `beam` best."""
+    is one our own model scores higher (or as high up to rounding), and ours is among its `beam` best."""
     ctranslate2 = pytest.importorskip("ctranslate2")
     tok = transformers.AutoTokenizer.from_pretrained(str(exported.ct2))  # the tokenizer travels with it
     source = [tok.convert_ids_to_tokens(ids) for ids in tok(exported.texts).input_ids]
@@ -296,12 +297,16 @@ def test_ctranslate2_equals_ours(exported: Exported, beam: int) -> None:
         assert not differ, (
             f"input {differ[0]}: ours {expected.tokens[differ[0]]}, CT2 {got.tokens[differ[0]]}"
         )
+    ties = 0
     for i in differ:
-        assert search_score(exported, i, got.tokens[i]) > search_score(exported, i, expected.tokens[i]), i
+        gain = search_score(exported, i, got.tokens[i]) - search_score(exported, i, expected.tokens[i])
+        assert gain > -NEAR_TIE, (i, gain)  # better, or as good up to rounding (summation order)
+        ties += gain <= NEAR_TIE
         assert expected.tokens[i] in theirs(exported, ranked[i]).tokens, i
     if differ:
         print(
-            f"  the other {len(differ)}: CTranslate2's output scores higher by our model; ours is among its 4"
+            f"  the other {len(differ)}: CTranslate2's output scores higher by our model ({ties} equal up "
+            "to rounding); ours is among its 4"
         )
 
 
