@@ -681,6 +681,29 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    exp = sub.add_parser(
+        "export",
+        help="export a checkpoint's AR view to a Hugging Face folder or a CTranslate2 model",
+        description="Write the AR view of a model whose decoder is a standard one (ar_stream=content, no "
+        "relative-position bias: BART-JANUS from `janus convert`, or a model trained with those options) as "
+        "a Hugging Face BART / mBART / Pegasus folder with its tokenizer and generation config, or as a "
+        "CTranslate2 model converted from it (needs the export extra). Every preset decodes AR from the "
+        "query stream and is refused. See docs/export.md.",
+    )
+    exp.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (e.g. RUN/best)")
+    exp.add_argument("--format", required=True, choices=("hf", "ctranslate2"), help="what to write")
+    exp.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
+    exp.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from janusgen.export import export
+
+    print(json.dumps(export(args.checkpoint, args.out, args.format)))
+    return 0
+
+
 # ------------------------------------------------------------------------------- generate / evaluate
 
 
@@ -1265,7 +1288,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command",
         required=True,
-        metavar="{demo,data,train,distill,generate,evaluate,serve,average,convert,bench}",
+        metavar="{demo,data,train,distill,generate,evaluate,serve,average,convert,export,bench}",
     )
     _add_demo(sub)
     _add_data(sub)
@@ -1276,6 +1299,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_average(sub)
     _add_convert(sub)
+    _add_export(sub)
     _add_bench(sub)
     return parser
 

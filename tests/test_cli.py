@@ -43,6 +43,7 @@ COMMANDS = [
     "serve",
     "average",
     "convert",
+    "export",
     "bench",
 ]
 
@@ -122,6 +123,7 @@ HELP = {  # command -> options (or subcommands) its --help must list
     "serve": ["--checkpoint", "--host", "--port", "--device", "--dtype"],
     "average": ["checkpoints", "--last", "--run", "--out"],
     "convert": ["--hf", "--out", "--max-target-length"],
+    "export": ["--checkpoint", "--format", "--out"],
     "bench": ["quality", "speed", "compare"],
     "bench quality": [
         "--data",

@@ -1,0 +1,370 @@
+"""Decoding speed of janusgen against Hugging Face `generate` and CTranslate2, on the SAME weights, in one
+process: a random BART (built here, no download) converted with `janus convert` for janusgen and
+exported with `janus export --format ctranslate2` for CTranslate2; Hugging Face runs the BART itself.
+
+Every system writes exactly 32 tokens per sentence: the random BART's logits bias makes EOS (and pad,
+<unk>, <s>, <mask>) all but impossible, so every search runs to its length limit (janusgen: 31 tokens and
+the EOS it forces at the limit; Hugging Face: 31 and its forced EOS; CTranslate2: 32, `max_decoding_length`).
+The weights are drawn with a large spread so that each step's best token wins by a wide margin: greedy
+outputs are then token-identical across the float32 systems (the `agree` column: share of sentences
+whose first 31 tokens equal janusgen float32's), and the timings compare the same work.
+
+    python benchmarks/engine_speed.py                      # both sizes, every system installed
+    python benchmarks/engine_speed.py --threads 1 --out benchmarks/results/engine_speed_<cpu>.json
+    python benchmarks/engine_speed.py --quick              # a tiny model, a few sentences (CI smoke test)
+
+Batch 1: milliseconds per token (one sentence at a time, `--sentences` of them); batch 32: tokens per
+second (`--batches` batches of 32). Each cell is the median of `--repeats` timings after one warm-up.
+Ratios are of time against CTranslate2 float32 (2.0x: twice its time). A system that is not installed
+(transformers, ctranslate2) or a janusgen precision this version lacks (`Translator.load(quantize=)`;
+bf16 without native bf16 instructions) is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import inspect
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from janusgen.config import DecodeConfig
+from janusgen.decoding.translator import Translator
+
+NEW_TOKENS = 32  # per sentence, every system
+SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")  # BART's ids 0-3; <mask> is the last id
+BOS, PAD, EOS, UNK = range(4)
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    name: str
+    d_model: int
+    layers: int  # encoder and decoder each
+    heads: int
+    ffn_dim: int
+    vocab: int
+    positions: int
+
+
+SIZES = {
+    "d256": Size("d256, 3+3", 256, 3, 4, 1024, 8192, 256),
+    "base": Size("bart-base size", 768, 6, 12, 3072, 50265, 1024),
+    "quick": Size("quick (d64, 2+2)", 64, 2, 4, 128, 1000, 128),
+}
+# (setting, beam, batch) per size, as the engine comparison's table has them
+SETTINGS = {
+    "d256": [("greedy", 1, 1), ("beam 4", 4, 1), ("greedy", 1, 32), ("beam 5", 5, 32)],
+    "base": [("greedy", 1, 1), ("beam 4", 4, 1), ("greedy", 1, 32), ("beam 4", 4, 32)],
+    "quick": [("greedy", 1, 1), ("beam 4", 4, 1), ("greedy", 1, 4), ("beam 4", 4, 4)],
+}
+SYSTEMS = (
+    "janusgen fp32",
+    "janusgen int8",
+    "janusgen bf16",
+    "HF generate",
+    "CTranslate2 fp32",
+    "CTranslate2 int8",
+)
+BASELINE = "CTranslate2 fp32"
+
+
+# ------------------------------------------------------------------------------------------- the model
+
+
+def build_bart(size: Size, folder: Path, seed: int = 0) -> None:
+    """A random BartForConditionalGeneration and a word-level tokenizer of its vocabulary, saved in
+    `folder`. The decoder starts from <s> (janusgen's own layout); the logits bias rules out EOS and the
+    other special tokens, so every search writes to its length limit. Beam outputs may still differ
+    there: janusgen charges the forced EOS its log-prob (as fairseq does), Hugging Face's forced EOS is
+    free and CTranslate2 stops without one, so hypotheses are ranked a little differently at the end."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = [*SPECIALS, *(f"w{i}" for i in range(len(SPECIALS), size.vocab - 1)), "<mask>"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(folder / "tokenizer.json"))
+    cfg = transformers.BartConfig(
+        vocab_size=size.vocab,
+        d_model=size.d_model,
+        encoder_layers=size.layers,
+        decoder_layers=size.layers,
+        encoder_attention_heads=size.heads,
+        decoder_attention_heads=size.heads,
+        encoder_ffn_dim=size.ffn_dim,
+        decoder_ffn_dim=size.ffn_dim,
+        max_position_embeddings=size.positions,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        decoder_start_token_id=BOS,
+        init_std=0.1,  # wide: each step's best token wins by a margin rounding cannot flip
+    )
+    torch.manual_seed(seed)
+    model = transformers.BartForConditionalGeneration(cfg).eval()
+    with torch.no_grad():
+        # e^-30 against the best token: never chosen, yet finite (janusgen's forced EOS at the limit adds
+        # its log-prob to every hypothesis: -1e4 would drown their differences in float32 rounding)
+        model.final_logits_bias[0, [BOS, PAD, EOS, UNK, size.vocab - 1]] = -30.0
+    model.generation_config = transformers.GenerationConfig(
+        decoder_start_token_id=BOS,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        pad_token_id=PAD,
+        forced_eos_token_id=EOS,
+    )
+    model.save_pretrained(str(folder))
+
+
+def sources(size: Size, count: int, seed: int) -> list[list[int]]:
+    """`count` random sources of 10 to 30 ordinary tokens (ids, no special tokens)."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(len(SPECIALS), size.vocab - 1, rng.integers(10, 31)).tolist() for _ in range(count)]
+
+
+# ------------------------------------------------------------------------------------------- the systems
+
+Run = Callable[[list[list[int]], int], list[list[int]]]  # (sources, beam) -> outputs (ids)
+
+
+def janusgen_system(checkpoint: Path, **load: Any) -> Run:
+    translator = Translator.load(checkpoint, device="cpu", **load)
+
+    def run(batch: list[list[int]], beam: int) -> list[list[int]]:
+        # 31 tokens, then the forced EOS: 32 decoder steps, as the others take
+        cfg = DecodeConfig(mode="ar", beam=beam, max_len_a=0.0, max_len_b=NEW_TOKENS - 1, max_tokens=1 << 20)
+        out = translator.decode_ids([np.asarray(s, dtype=np.int64) for s in batch], cfg)
+        return [tokens + [EOS] for tokens, _ in out]
+
+    return run
+
+
+def hf_system(folder: Path) -> Run:
+    import transformers
+
+    model = transformers.BartForConditionalGeneration.from_pretrained(str(folder)).float().eval()
+
+    def run(batch: list[list[int]], beam: int) -> list[list[int]]:
+        rows = [[BOS, *s, EOS] for s in batch]  # BART reads <s> x </s>
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [PAD] * (width - len(r)) for r in rows])
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=ids != PAD,
+                num_beams=beam,
+                **({"early_stopping": True, "length_penalty": 1.0} if beam > 1 else {}),
+                do_sample=False,
+                max_new_tokens=NEW_TOKENS,  # 31 tokens and the forced EOS
+            )
+        return [row[1:] for row in out.tolist()]  # after the start token
+
+    return run
+
+
+def ctranslate2_system(folder: Path, compute_type: str, threads: int) -> Run:
+    import ctranslate2
+
+    translator = ctranslate2.Translator(
+        str(folder), device="cpu", compute_type=compute_type, intra_threads=threads, inter_threads=1
+    )
+    vocab = json.loads((folder / "shared_vocabulary.json").read_text())
+    index = {piece: i for i, piece in enumerate(vocab)}
+
+    def run(batch: list[list[int]], beam: int) -> list[list[int]]:
+        tokens = [["<s>", *(vocab[i] for i in s), "</s>"] for s in batch]
+        results = translator.translate_batch(
+            tokens, beam_size=beam, length_penalty=1.0, max_decoding_length=NEW_TOKENS, max_batch_size=0
+        )
+        return [[index[p] for p in r.hypotheses[0]] for r in results]
+
+    return run
+
+
+def build_systems(work: Path, size: Size, threads: int) -> tuple[dict[str, Run], dict[str, str]]:
+    """The systems that run here, and why each other one does not."""
+    from janusgen.model.bart import convert
+
+    hf_dir, checkpoint = work / "bart", work / "janus"
+    hf_dir.mkdir()
+    build_bart(size, hf_dir)
+    convert(str(hf_dir), checkpoint)
+    systems: dict[str, Run] = {"janusgen fp32": janusgen_system(checkpoint)}
+    skipped: dict[str, str] = {}
+    if "quantize" in inspect.signature(Translator.load).parameters:
+        systems["janusgen int8"] = janusgen_system(checkpoint, quantize="int8")
+    else:
+        skipped["janusgen int8"] = "this janusgen has no Translator.load(quantize=)"
+    from janusgen.hardware import detect_hardware
+
+    if detect_hardware("cpu").cpu_bf16_native:
+        systems["janusgen bf16"] = janusgen_system(checkpoint, dtype="bfloat16")
+    else:
+        skipped["janusgen bf16"] = "no native bf16 on this CPU (oneDNN would emulate it)"
+    systems["HF generate"] = hf_system(hf_dir)
+    if importlib.util.find_spec("ctranslate2") is None:
+        skipped[BASELINE] = skipped["CTranslate2 int8"] = "ctranslate2 is not installed"
+    else:
+        from janusgen.export import export
+
+        export(checkpoint, work / "ct2", "ctranslate2")
+        systems[BASELINE] = ctranslate2_system(work / "ct2", "float32", threads)
+        systems["CTranslate2 int8"] = ctranslate2_system(work / "ct2", "int8", threads)
+    return systems, skipped
+
+
+# ------------------------------------------------------------------------------------------- timing
+
+
+def timed(run: Run, batches: list[list[list[int]]], beam: int, repeats: int) -> tuple[float, list[list[int]]]:
+    """(median seconds for all `batches`, the outputs), after one warm-up pass over the first batch."""
+    run(batches[0], beam)
+    times, outputs = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        outputs = [out for b in batches for out in run(b, beam)]
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), outputs
+
+
+def agreement(reference: list[list[int]], outputs: list[list[int]]) -> float:
+    """Share of sentences whose first 31 tokens equal the reference's (the 32nd is EOS for some)."""
+    n = NEW_TOKENS - 1
+    return sum(a[:n] == b[:n] for a, b in zip(reference, outputs, strict=True)) / len(reference)
+
+
+def bench_size(key: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    size = SIZES[key]
+    print(f"== {size.name}: building the model and every system", flush=True)
+    systems, skipped = build_systems(work, size, args.threads)
+    rows = []
+    for setting, beam, batch in SETTINGS[key]:
+        count = args.sentences if batch == 1 else args.batches * batch
+        data = sources(size, count, seed=batch)
+        batches = [data[i : i + batch] for i in range(0, count, batch)]
+        row: dict[str, Any] = {
+            "setting": setting,
+            "beam": beam,
+            "batch": batch,
+            "sentences": count,
+            "systems": {},
+        }
+        reference = None
+        for name, run in systems.items():
+            seconds, outputs = timed(run, batches, beam, args.repeats)
+            lengths = {len(o) for o in outputs}
+            if lengths != {NEW_TOKENS}:
+                raise SystemExit(f"{name} wrote {sorted(lengths)} tokens per sentence, not {NEW_TOKENS}")
+            reference = outputs if reference is None else reference
+            tokens = count * NEW_TOKENS
+            row["systems"][name] = {
+                "seconds": seconds,
+                "ms_per_token": 1e3 * seconds / tokens,
+                "tokens_per_s": tokens / seconds,
+                "agree": agreement(reference, outputs),
+            }
+            print(
+                f"   {setting:7} batch {batch:2}  {name:17} {1e3 * seconds / tokens:8.2f} ms/token  "
+                f"{tokens / seconds:9.0f} tok/s  agree {row['systems'][name]['agree']:.2f}",
+                flush=True,
+            )
+        rows.append(row)
+    return {"size": dataclasses.asdict(size), "rows": rows, "skipped": skipped}
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The Markdown table: batch 1 in ms per token, batch 32 in tokens per second, each with its time
+    ratio against CTranslate2 fp32."""
+    present = [s for s in SYSTEMS if any(s in r["systems"] for res in results for r in res["rows"])]
+    lines = [
+        "| model | setting | batch | " + " | ".join(present) + " |",
+        "|---|---|---:|" + "---:|" * len(present),
+    ]
+    for res in results:
+        for r in res["rows"]:
+            base = r["systems"].get(BASELINE)
+            cells = []
+            for name in present:
+                m = r["systems"].get(name)
+                if m is None:
+                    cells.append("-")
+                    continue
+                value = (
+                    f"{m['ms_per_token']:.2f} ms" if r["batch"] == 1 else f"{m['tokens_per_s']:,.0f} tok/s"
+                )
+                ratio = f" ({m['seconds'] / base['seconds']:.2f}x)" if base and name != BASELINE else ""
+                agree = "" if m["agree"] == 1.0 else f" [agree {m['agree']:.2f}]"
+                cells.append(value + ratio + agree)
+            lines.append(
+                f"| {res['size']['name']} | {r['setting']} | {r['batch']} | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(lines)
+
+
+def machine(threads: int) -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("transformers", "ctranslate2"):
+        if importlib.util.find_spec(name) is not None:
+            versions[name] = __import__(name).__version__
+    return {"cpu": cpu, "threads": threads, "versions": versions, "date": time.strftime("%Y-%m-%d")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", nargs="+", choices=("d256", "base"), default=["d256", "base"])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="for every system")
+    parser.add_argument("--sentences", type=int, default=16, help="timed at batch 1")
+    parser.add_argument("--batches", type=int, default=2, help="batches of 32 timed")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="a tiny model and a few sentences (CI)")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if importlib.util.find_spec("transformers") is None:
+        raise SystemExit(
+            "engine_speed needs transformers (pip install 'janusgen[export]'): it builds the BART"
+        )
+    if args.quick:
+        args.sizes, args.sentences, args.batches, args.repeats = ["quick"], 2, 1, 1
+    torch.set_num_threads(args.threads)
+    results = []
+    for key in args.sizes:
+        with tempfile.TemporaryDirectory(prefix="engine-speed-") as work:
+            results.append(bench_size(key, args, Path(work)))
+    report = {"machine": machine(args.threads), "new_tokens": NEW_TOKENS, "results": results}
+    print()
+    print(table(results))
+    for name, why in sorted({(n, w) for res in results for n, w in res["skipped"].items()}):
+        print(f"skipped {name}: {why}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
