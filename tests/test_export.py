@@ -379,9 +379,8 @@ def test_cli_refuses_and_leaves_nothing(tmp_path: Path, capsys: pytest.CaptureFi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no folder, no temporary left
 
 
+@pytest.mark.parametrize("exported", ["pegasus"], indirect=True)  # one case is enough for the CLI
 def test_cli_exports_once_and_never_overwrites(exported: Exported, tmp_path: Path, capsys) -> None:
-    if exported.case.architecture != "Pegasus" or exported.case.tokenizer != "spm":
-        pytest.skip("once is enough")
     out = tmp_path / "hf"
     argv = ["export", "--checkpoint", str(exported.checkpoint), "--format", "hf", "--out", str(out)]
     assert main(argv) == 0
