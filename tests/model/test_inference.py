@@ -10,7 +10,7 @@ from janusgen.config import objective_preset
 from janusgen.decoding import decode_ar, decode_nar, decode_speculative
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
-from janusgen.model.inference import prepare_for_inference
+from janusgen.model.inference import PackedLinear, prepare_for_inference
 from janusgen.objectives import JanusObjective
 from tests.model.test_transformer_options import build, make_batch, tiny_config
 
@@ -78,3 +78,37 @@ def test_translator_quantize_option(toy_checkpoint):
         Translator.load(toy_checkpoint, device="cpu", dtype="bfloat16", quantize="int8")
     with pytest.raises(JanusError, match="--quantize"):
         Translator.load(toy_checkpoint, device="cpu", quantize="int4")
+
+
+needs_onednn = pytest.mark.skipif(
+    not PackedLinear.runs_on(torch.zeros(1)), reason="this PyTorch build has no oneDNN linear"
+)
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(1, 1, 24), (3, 1, 24), (2, 5, 24), (7, 24)])
+@pytest.mark.parametrize("out_features", [16, PackedLinear.WIDE])
+def test_packed_linear_computes_what_linear_does(shape, out_features):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(24, out_features)
+    packed = PackedLinear.replacing(linear)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        torch.testing.assert_close(packed(x), linear(x), atol=1e-5, rtol=1e-5)
+        linear.weight.mul_(2)  # a changed weight is packed again, never served stale
+        torch.testing.assert_close(packed(x), linear(x), atol=1e-5, rtol=1e-5)
+    assert packed(x).requires_grad  # with gradients on: a plain Linear, differentiable
+
+
+@needs_onednn
+def test_prepacking_replaces_every_linear_and_keeps_the_state_dict():
+    model = build(tiny_config())
+    before = model.state_dict()
+    prepare_for_inference(model)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(isinstance(m, PackedLinear) for m in linears)
+    assert isinstance(model.inference["output"], PackedLinear)
+    assert model.inference["output"].weight is model.embed.weight  # tied: shared, not copied
+    after = model.state_dict()
+    assert list(after) == list(before)
+    assert all(after[k].data_ptr() == before[k].data_ptr() for k in before)
