@@ -53,6 +53,21 @@ RECORD_KEYS = ("data", "init_from", "format_version", "janusgen_version", "step"
 _PRESET_FIELDS = ("d_model", "ffn_dim", "heads", "encoder_layers", "decoder_layers")
 
 
+def _yaml_loader() -> type:
+    """PyYAML's safe loader, reading 5e-4 as a number: YAML 1.1, which PyYAML follows, wants 5.0e-4 and
+    would hand the learning rate over as the text "5e-4"."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    number = re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.?[0-9]+[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", number, list("-+0123456789."))
+    return Loader
+
+
 def read_run_config(path: Path) -> dict[str, Any]:
     """A --config file: YAML or JSON (by its suffix; YAML otherwise, which also reads JSON) with the keys
     of a checkpoint's config.json. An unknown key, at the top or in a section, is an error naming it."""
@@ -64,7 +79,7 @@ def read_run_config(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise JanusError(f"--config {path}: cannot read it ({e})") from e
     try:
-        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        values = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_yaml_loader())
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         kind = "JSON" if path.suffix == ".json" else "YAML"
         raise JanusError(f"--config {path}: not valid {kind}: {e}") from None

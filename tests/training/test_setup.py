@@ -39,13 +39,15 @@ def test_a_saved_config_json_reproduces_its_run(toy_data, tmp_path, capsys):
 
 def test_options_given_win_over_the_file_and_the_file_over_the_recipe(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("objective:\n  name: ar\ntrain:\n  max_updates: 7\n  lr: 0.002\n", encoding="utf-8")
+    text = "objective:\n  name: ar\ntrain:\n  max_updates: 7\n  lr: 2e-3\n  warmup_fraction: 1e-1\n"
+    path.write_text(text, encoding="utf-8")  # 1e-1: a number, although YAML 1.1 would read text
     file = read_run_config(path)
     options = RunOptions(preset="tiny", recipe="cpu", train={"lr": 0.01}, config_file=path)
     model, objective, train = run_configs(options, file, f"--config {path}")
     assert model.d_model == model_preset("tiny").d_model and model.dropout == 0.0  # the cpu recipe's
     assert objective == objective_preset("ar")
-    assert (train.max_updates, train.lr, train.max_tokens) == (7, 0.01, 2048)  # file, option, recipe
+    assert (train.max_updates, train.warmup_fraction) == (7, 0.1)  # the file's, over the recipe's 0.05
+    assert (train.lr, train.max_tokens) == (0.01, 2048)  # the option's over the file's; the recipe's
 
 
 @pytest.mark.parametrize(
