@@ -103,6 +103,12 @@ def read_run_config(path: Path) -> dict[str, Any]:
     return values
 
 
+def init_checkpoint(options: RunOptions, file: dict[str, Any]) -> Path | None:
+    """The checkpoint a new run starts from: --init-from, else the --config file's init_from."""
+    init_from = options.init_from or file.get("init_from")
+    return None if init_from is None else Path(init_from)
+
+
 def run_configs(
     options: RunOptions, file: dict[str, Any], where: str
 ) -> tuple[ModelConfig, ObjectiveConfig, TrainConfig]:
@@ -114,13 +120,12 @@ def run_configs(
     named = objective_file.get("name")
     if options.objective is not None and named is not None and named != options.objective:
         raise JanusError(f"--objective {options.objective}: {where} trains {named}; give one")
-    init_from = options.init_from or file.get("init_from")
+    init_from = init_checkpoint(options, file)
     if init_from is not None:
         if options.preset is not None:
             raise JanusError("--init-from takes the model from the checkpoint: drop --preset")
-        checkpoint = Path(init_from)
-        config_file = str(checkpoint / ckpt.CONFIG_FILE)
-        base_model = from_dict(ModelConfig, ckpt.read_config(checkpoint)["model"], where=config_file)
+        config_file = str(init_from / ckpt.CONFIG_FILE)
+        base_model = from_dict(ModelConfig, ckpt.read_config(init_from)["model"], where=config_file)
     else:
         base_model = model_preset(options.preset or "small")
     recipe = options.recipe or ("finetune" if init_from is not None else "paper")
@@ -223,7 +228,6 @@ def train_with_options(
     data = data or (file.get("data") or {}).get("dir")
     if data is None:
         raise JanusError("--data: give the prepared data folder (or a --config with data.dir)")
-    init_from = options.init_from or file.get("init_from")
     return train(
         Path(data),
         out,
@@ -233,5 +237,5 @@ def train_with_options(
         device=device,
         dist_timeout_s=dist_timeout_s,
         overwrite=overwrite,
-        init_from=None if init_from is None else Path(init_from),
+        init_from=init_checkpoint(options, file),
     )
