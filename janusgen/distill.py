@@ -37,6 +37,7 @@ from janusgen.data.tokenizer import tokenizer_file
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json, writing
+from janusgen.progress import quiet
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,9 @@ def distill(
     order = np.argsort(train.src_lengths, kind="stable")  # similar lengths share a shard (little padding)
     shards = [order[s : s + cfg.shard_pairs] for s in range(0, len(order), cfg.shard_pairs)]
     limit = translator.model.cfg.max_positions - 1
-    with tqdm(total=len(order), desc="distill", unit=" pairs", file=sys.stderr, disable=None) as bar:
+    with tqdm(
+        total=len(order), desc="distill", unit=" pairs", file=sys.stderr, disable=quiet() or None
+    ) as bar:
         for number, indices in enumerate(shards):
             prefix = work / f"shard_{number:05d}"
             if not _shard_done(prefix, len(indices), train.meta["dtype"]):

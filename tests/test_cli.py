@@ -273,6 +273,7 @@ def test_quiet_and_verbose_choose_what_reaches_stderr(flags, shown, capsys, monk
     import logging
 
     import janusgen.cli.demo
+    from janusgen.progress import quiet
 
     def messages(args: argparse.Namespace) -> int:
         log = logging.getLogger("janusgen.demo")
@@ -280,10 +281,13 @@ def test_quiet_and_verbose_choose_what_reaches_stderr(flags, shown, capsys, monk
         log.info("progress")
         log.warning("careful")
         print("result")
+        bars.append(not quiet())  # progress bars go with the progress messages
         return 0
 
+    bars: list[bool] = []
     monkeypatch.setattr(janusgen.cli.demo, "_run_demo", messages)
     status, out, err = run([*flags, "demo"], capsys)
     assert status == 0 and out == "result\n"  # results on stdout whatever the level
     lines = {"detail": "detail", "progress": "progress", "careful": "janus: warning: careful"}
     assert err.splitlines() == [lines[name] for name in ("detail", "progress", "careful") if name in shown]
+    assert bars == ["progress" in shown]

@@ -34,6 +34,7 @@ from janusgen.data.tokenizer import TextTokenizer
 from janusgen.errors import JanusError
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective, LossInputs
+from janusgen.progress import quiet
 from janusgen.training.checkpoint_writer import CheckpointWriter
 from janusgen.training.distributed import (
     DistributedContext,
@@ -277,7 +278,7 @@ class Trainer:
         bar = tqdm(
             total=round(cfg.time_budget_s) if by_time else cfg.max_updates,
             initial=round(self.state.elapsed_s) if by_time else self.state.step,
-            disable=not ctx.is_main,
+            disable=not ctx.is_main or quiet(),
             unit="s" if by_time else "upd",
             dynamic_ncols=True,
             file=sys.stderr,
