@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from janusgen import checkpoint as ckpt
-from janusgen.cli import parse_assignments
+from janusgen.cli.options import parse_assignments
 from janusgen.config import ObjectiveConfig, from_dict, to_dict
 from janusgen.fileio import sha256_file, write_json
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from janusgen.config import TrainConfig, model_preset, objective_preset
+from janusgen.config import DecodeConfig, TrainConfig, model_preset, objective_preset
 from janusgen.data.batching import SampledBatch
-from janusgen.decoding.api import decode_ar
+from janusgen.decoding.api import decode
 from janusgen.model.inference import prepare_for_inference
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
@@ -96,7 +96,7 @@ def greedy_batch1(sentences: int, rounds: int) -> dict:
         sources.append(src)
 
     def run() -> list:  # 32 output tokens per sentence, the same for both (a random model rarely stops)
-        return [decode_ar(model, s, beam=1, max_len_a=0, max_len_b=32).tokens for s in sources]
+        return [decode(model, s, DecodeConfig(beam=1, max_len_a=0, max_len_b=32)).tokens for s in sources]
 
     eager_decode = model.decode
     compiled_decode = torch.compile(eager_decode, dynamic=True)

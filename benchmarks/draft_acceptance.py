@@ -26,7 +26,7 @@ import torch
 from janusgen.config import DecodeConfig
 from janusgen.data.batching import pad_sequences
 from janusgen.data.dataset import PairDataset
-from janusgen.decoding import decode_ar
+from janusgen.decoding import decode
 from janusgen.decoding.common import banned_tokens, max_output_lengths
 from janusgen.decoding.mask_predict import length_candidates, nar_view
 from janusgen.decoding.speculative import DEFAULT_BLOCK, draft_input
@@ -117,7 +117,7 @@ def main() -> None:
     with torch.inference_mode():
         for ids in tok.encode(texts):
             src = pad_sequences([ids], tok.pad_id, suffix=tok.eos_id)
-            output = decode_ar(model, src, beam=1).tokens[0]
+            output = decode(model, src, DecodeConfig(beam=1)).tokens[0]
             m = len(output)
             seq = torch.tensor([cfg.bos_id, *output, cfg.eos_id])
             enc = model.encode(src)

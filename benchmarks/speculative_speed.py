@@ -17,24 +17,28 @@ from pathlib import Path
 
 import torch
 
+from janusgen.config import DecodeConfig
 from janusgen.data.batching import pad_sequences
 from janusgen.data.dataset import PairDataset
-from janusgen.decoding import decode_ar
-from janusgen.decoding.api import decode_speculative
+from janusgen.decoding import decode
 from janusgen.decoding.translator import Translator
 
 SETTINGS = {  # name -> one sentence's decoding
-    "greedy": lambda model, src: decode_ar(model, src, beam=1),
-    "speculative": lambda model, src: decode_speculative(model, src),
-    "speculative, redraft every round": lambda model, src: decode_speculative(
-        model, src, drafting="every_round"
+    "greedy": lambda model, src: decode(model, src, DecodeConfig(beam=1)),
+    "speculative": lambda model, src: decode(model, src, DecodeConfig(mode="speculative")),
+    "speculative, redraft every round": lambda model, src: decode(
+        model, src, DecodeConfig(mode="speculative"), drafting="every_round"
     ),
-    "speculative, fused draft and verify": lambda model, src: decode_speculative(
-        model, src, drafting="fused"
+    "speculative, fused draft and verify": lambda model, src: decode(
+        model, src, DecodeConfig(mode="speculative"), drafting="fused"
     ),
-    "speculative, whole draft": lambda model, src: decode_speculative(model, src, block=None),
+    "speculative, whole draft": lambda model, src: decode(
+        model, src, DecodeConfig(mode="speculative"), block=None
+    ),
     **{  # verify at most k draft tokens a round (the default is DEFAULT_BLOCK)
-        f"speculative, block {k}": lambda model, src, k=k: decode_speculative(model, src, block=k)
+        f"speculative, block {k}": lambda model, src, k=k: decode(
+            model, src, DecodeConfig(mode="speculative"), block=k
+        )
         for k in (2, 8)
     },
 }
@@ -104,18 +108,18 @@ def main() -> None:
     tok, model = translator.tokenizer, translator.model
     sources = [pad_sequences([ids], tok.pad_id, suffix=tok.eos_id) for ids in tok.encode(texts)]
     clock = PassClock(model)
-    for decode in settings.values():  # warm up
-        decode(model, sources[0])
+    for run in settings.values():  # warm up
+        run(model, sources[0])
     seconds = dict.fromkeys(settings, 0.0)
     outputs: dict[str, list[list[int]]] = {name: [] for name in settings}
     rounds = dict.fromkeys(settings, 0)
     tokens = 0
     with torch.inference_mode():
         for src in sources:
-            for name, decode in settings.items():
+            for name, run in settings.items():
                 clock.setting = name
                 start = time.perf_counter()
-                decoded = decode(model, src)
+                decoded = run(model, src)
                 seconds[name] += time.perf_counter() - start
                 outputs[name] += decoded.tokens
                 if decoded.stats is not None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,14 +55,63 @@ class ConfigError(JanusError):
         super().__init__(f"{cli_option(section, name, value)}: {reason}")
 
 
-_TRAIN_FLAGS = {"warmup_updates": "--warmup", "time_budget_s": "--time-budget"}
-
-
 def cli_option(section: str, name: str, value: Any) -> str:
     """How the user gave `name` = `value` of config `section` (model, objective, train) to `janus train`."""
     if section == "train":
-        return f"{_TRAIN_FLAGS.get(name, '--' + name.replace('_', '-'))} {value!r}"
+        return f"{flag_of(TrainConfig, name)} {value!r}"
     return f"--{section}-option {name}={value!r}"
+
+
+# ------------------------------------------------------------------------------------ described fields
+# A field that is also a command-line option (or a field of an HTTP request) carries its description:
+# the CLI builds its flags from these (janusgen.cli.options), the server its whitelist and limits
+# (janusgen.serving.server), and DecodeConfig checks its bounds from the same record. Adding an option is
+# adding a field.
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a config field is offered as an option: help text, and what the CLI and the server need."""
+
+    help: str
+    flag: str | None = None  # the command-line spelling; default --name-with-dashes
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    low: float | None = None  # bounds of a number (inclusive)
+    high: float | None = None
+    parse: Callable[[str], Any] | None = None  # the command-line value's parser; default the field's type
+    request: bool = True  # a request to `janus serve` may set it (DecodeConfig)
+    serve_limit: str | None = None  # the ServeConfig field that caps it in a request (DecodeConfig)
+
+
+def option(default: Any, help: str, **described: Any) -> Any:
+    """A dataclass field with default `default` offered as an option (see Option)."""
+    return field(default=default, metadata={"option": Option(help, **described)})
+
+
+def described_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of dataclass `cls` that are offered as options, in order."""
+    return [f for f in dataclasses.fields(cls) if "option" in f.metadata]
+
+
+def option_of(f: dataclasses.Field) -> Option:
+    return f.metadata["option"]
+
+
+def flag_of(cls: type, name: str) -> str:
+    """The command-line flag of field `name` of `cls`: its Option's, else --name-with-dashes."""
+    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    described = None if f is None else f.metadata.get("option")
+    return (described and described.flag) or "--" + name.replace("_", "-")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90s", "15m", "1.5h"; a bare number means minutes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 15m or 1.5h")
+    value, unit = float(match.group(1)), match.group(2) or "m"
+    return value * {"s": 1, "m": 60, "h": 3600}[unit]
 
 
 def _check_int(
@@ -527,47 +578,98 @@ def objective_preset(name: str) -> ObjectiveConfig:
 # ------------------------------------------------------------------------------------------- training
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BEST_METRICS = ("loss", "bleu_ar", "bleu_nar")
+AR_TARGETS = ("data", "references")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    max_updates: int = 100_000
-    time_budget_s: float | None = None  # stop (and save) after this much training time
+    """How a run trains. The described fields are `janus train`'s options (janusgen.cli.train)."""
+
+    max_updates: int = option(100_000, "stop after this many updates", metavar="UPDATES")
+    time_budget_s: float | None = option(  # stop (and save) after this much training time
+        None,
+        "stop after this much training time (90s, 15m, 1.5h)",
+        flag="--time-budget",
+        metavar="DURATION",
+        parse=parse_duration,
+    )
     # stop (and save) after this update while every schedule still spans max_updates: a run paused at a
     # chosen point (the end of JANUS's AR-only phase, to distil with it) that --resume continues
-    stop_at: int | None = None
-    max_tokens: int = 4096  # padded tokens per batch and rank (batch size x longest side)
-    update_freq: int = 1  # gradient accumulation: batches per update
-    lr: float = 5e-4
-    warmup_updates: int = 4000
+    stop_at: int | None = option(
+        None,
+        "pause after this update, the schedules still spanning --max-updates (--resume goes on), e.g. at the "
+        "end of the AR-only phase to distil with it",
+        metavar="UPDATE",
+    )
+    max_tokens: int = option(4096, "padded tokens per batch and rank", metavar="TOKENS")
+    update_freq: int = option(1, "batches per update (gradient accumulation)", metavar="FREQ")
+    lr: float = option(5e-4, "peak learning rate", metavar="LR")
+    warmup_updates: int = option(
+        4000,
+        "linear warmup updates before the inverse square-root decay",
+        flag="--warmup",
+        metavar="UPDATES",
+    )
     # the warmup as a fraction of the run instead (of --time-budget when there is one, else of
     # --max-updates): the learning rate then follows the clock, as the update count differs by machine
-    warmup_fraction: float | None = None
+    warmup_fraction: float | None = option(
+        None,
+        "the warmup as a fraction of the run (of --time-budget when given), instead of --warmup",
+        metavar="FRACTION",
+    )
     warmup_init_lr: float = 1e-7
     adam_beta1: float = 0.9
     adam_beta2: float = 0.98
     adam_eps: float = 1e-8
-    weight_decay: float = 0.0001
-    clip_norm: float = 1.0  # 0 disables clipping
+    weight_decay: float = option(0.0001, "AdamW weight decay", metavar="DECAY")
+    clip_norm: float = option(1.0, "gradient clipping norm (0: off)", metavar="NORM")
     # auto (chosen from the hardware: janusgen.hardware), fp32, bf16 (autocast, CPU or GPU),
     # fp16 (autocast + loss scaling, GPU only)
-    precision: str = "auto"
-    seed: int = 1
-    log_every: int = 50
-    validate_every: int = 1000  # also the checkpoint interval
-    valid_bleu_sentences: int = 200  # quick greedy-AR and one-pass-NAR BLEU on this many valid pairs (0: off)
-    keep_last: int = 3  # step checkpoints kept besides `best` and `last`
-    best_metric: str = "loss"  # loss (lower is better), bleu_ar or bleu_nar (higher is better)
+    precision: str = option(
+        "auto",
+        f"{', '.join(PRECISIONS)}; auto: bf16 on a GPU that has it (else fp16), on a CPU only where bf16 "
+        "is native and faster, else fp32",
+        metavar="PRECISION",
+        choices=PRECISIONS,
+    )
+    seed: int = option(1, "random seed (batches, masks, dropout, initialisation)", metavar="SEED")
+    log_every: int = option(50, "updates between log lines", metavar="EVERY")
+    validate_every: int = option(1000, "updates between validations and checkpoints", metavar="EVERY")
+    valid_bleu_sentences: int = option(  # quick greedy-AR and one-pass-NAR BLEU
+        200, "valid pairs for the quick BLEU (0: off)", metavar="SENTENCES"
+    )
+    keep_last: int = option(3, "step checkpoints to keep besides best and last", metavar="LAST")
+    best_metric: str = option(  # loss: lower is better; the BLEUs: higher is better
+        "loss", f"what `best` means: {', '.join(BEST_METRICS)}", metavar="METRIC", choices=BEST_METRICS
+    )
     # the targets the AR view learns from: the data's (`train.tgt`), or, on data written by
     # `janus distill`, the original references it keeps (NAR/AUX on the teacher's outputs, AR on the
     # human translations: distillation for the NAR view without the AR view learning the teacher's errors)
-    ar_targets: str = "data"
+    ar_targets: str = option(
+        "data",
+        "data: the AR view learns the data's targets; references: on data made by `janus distill`, the "
+        "original references it keeps (the NAR/AUX views learn the teacher's outputs); may change with "
+        "--resume, to go on from the AR-only phase on data the run's own AR view distilled",
+        metavar="TARGETS",
+        choices=AR_TARGETS,
+    )
     # How the run executes, not what it learns (each may change on --resume):
-    # DataLoader worker processes per rank that collate and mask batches ahead (None: 2 on a GPU, 0 on a
-    # CPU, where workers would take the cores the training needs)
-    data_workers: int | None = None
-    # deterministic algorithms (and cuBLAS's fixed workspace): a rerun on the same hardware, software and
-    # number of ranks gives bit-identical weights; without it, GPU kernels may sum in another order
-    deterministic: bool = False
-    compile: bool = False  # torch.compile the model and loss (dynamic shapes: batches differ in length)
+    data_workers: int | None = option(  # None: workers would take the cores a CPU run needs
+        None,
+        "DataLoader processes per rank that collate and mask batches ahead (default: 2 on a GPU, 0 on a CPU)",
+        metavar="WORKERS",
+    )
+    deterministic: bool = option(
+        False,
+        "deterministic kernels (and cuBLAS's fixed workspace): a rerun on the same hardware, software and "
+        "number of ranks gives bit-identical weights; batches and masks never depend on the number of ranks, "
+        "the order of the gradient sums does",
+    )
+    compile: bool = option(
+        False, "torch.compile the model and loss, with dynamic shapes (batches differ in length)"
+    )
 
     def __post_init__(self) -> None:
         s = "train"
@@ -593,11 +695,6 @@ class TrainConfig:
         _check_int(self, s, "data_workers", 0, 256, optional=True)
         _check_bool(self, s, "deterministic")
         _check_bool(self, s, "compile")
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-BEST_METRICS = ("loss", "bleu_ar", "bleu_nar")
-AR_TARGETS = ("data", "references")
 
 
 # -------------------------------------------------------------------------------------------- recipes
@@ -674,58 +771,89 @@ DEMO_TIME_BUDGET_S = 17 * 60.0  # `janus demo`: training time (README: 17 minute
 # ------------------------------------------------------------------------------------------- decoding
 
 
-@dataclass(frozen=True)
-class DecodeConfig:
-    """How to generate: AR beam search (beam 1 = greedy) or NAR Mask-Predict."""
-
-    mode: str = "ar"  # ar, nar, or speculative (NAR drafts, AR verifies: AR greedy up to near-ties)
-    beam: int = 5  # AR
-    iterations: int = 10  # NAR refinement passes T
-    length_beam: int = 3  # NAR length candidates l
-    length_offsets: tuple[int, ...] | None = None  # NAR: predicted length + each offset instead of the top-l
-    rerank: bool = False  # NAR: choose among the l candidates by the model's own AR view
-    collapse_repeats: bool = False  # NAR: keep each run of a repeated token once ("the the" -> "the")
-    early_stop: bool = False  # NAR: stop refining once a pass changes no token (fewer passes, batch 1)
-    length_penalty: float = 1.0
-    max_len_a: float = 1.2  # at most a * |source| + b output tokens
-    max_len_b: int = 10
-    max_tokens: int = 6000  # source tokens per batch (padding counted)
-
-    def __post_init__(self) -> None:
-        """Every decoding option in range, named as the CLI spells it: a bad value is one clear error
-        instead of empty outputs (max_len_a < 0) or a search that runs for hours (beam 100000)."""
-        if self.mode not in DECODE_MODES:
-            raise JanusError(f"--mode {self.mode!r}: choose {' or '.join(DECODE_MODES)}")
-        _check_number("--beam", self.beam, 1, MAX_BEAM)
-        _check_number("--iterations", self.iterations, 1, MAX_ITERATIONS)
-        _check_number("--length-beam", self.length_beam, 1, MAX_BEAM)
-        if self.length_offsets is not None:
-            if not 1 <= len(self.length_offsets) <= MAX_BEAM:
-                raise JanusError(f"--length-offsets: give between 1 and {MAX_BEAM} offsets")
-            for offset in self.length_offsets:
-                _check_number("--length-offsets", offset, -MAX_LEN_B, MAX_LEN_B)
-        flags = (("--rerank", self.rerank), ("--collapse-repeats", self.collapse_repeats))
-        for option, flag in (*flags, ("--early-stop", self.early_stop)):
-            if not isinstance(flag, bool):
-                raise JanusError(f"{option} {flag!r}: must be true or false")
-        _check_number("--length-penalty", self.length_penalty, -10, 10, integer=False)
-        _check_number("--max-len-a", self.max_len_a, 0, MAX_LEN_A, integer=False)
-        _check_number("--max-len-b", self.max_len_b, 0, MAX_LEN_B)
-        # The shortest source, one token and EOS, has |x| = 2: its limit must allow one output token.
-        if 2 * self.max_len_a + self.max_len_b < 1:
-            raise JanusError(
-                f"--max-len-a {self.max_len_a} --max-len-b {self.max_len_b}: the output limit "
-                "a*|x|+b (|x| counts EOS) allows no token; make it at least 1 for a one-token source"
-            )
-        _check_number("--max-tokens", self.max_tokens, 1, 2**31 - 1)
-
-
 DECODE_MODES = ("ar", "nar", "speculative")
 QUANTIZATIONS = ("none", "int8")  # weights for decoding (model/inference.py)
 MAX_BEAM = 128  # --beam, --length-beam: the cost grows linearly; past this it is minutes per sentence
 MAX_ITERATIONS = 1000  # --iterations: Mask-Predict converges in a few passes
 MAX_LEN_A = 1000.0  # outputs are capped at the model's max_positions anyway; this keeps a*|x| finite
 MAX_LEN_B = 100_000
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{text!r}: expected integers like -1,0,1") from None
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How to generate: AR beam search (beam 1 = greedy) or NAR Mask-Predict. Every field is an option
+    of `janus generate` / `evaluate` and a field of a `janus serve` request (max_tokens excepted), built
+    from its description here; __post_init__ checks each against its bounds."""
+
+    mode: str = option(
+        "ar",
+        "ar (beam search), nar (Mask-Predict), or speculative: the NAR view drafts the rest of the "
+        "sentence and the AR view verifies it in one pass, keeping the longest prefix it agrees with; the "
+        "output is AR greedy's (--beam is ignored) up to floating-point near-ties (where the two best "
+        "tokens are within rounding error, either may be chosen), faster where the two views agree",
+        choices=DECODE_MODES,
+    )
+    beam: int = option(5, "AR beam size; 1 = greedy", low=1, high=MAX_BEAM, serve_limit="max_beam")
+    iterations: int = option(
+        10, "NAR refinement passes T", low=1, high=MAX_ITERATIONS, serve_limit="max_iterations"
+    )
+    length_beam: int = option(3, "NAR length candidates l", low=1, high=MAX_BEAM, serve_limit="max_beam")
+    length_offsets: tuple[int, ...] | None = option(
+        None,
+        "NAR: candidates at the predicted length plus these offsets, e.g. -1,0,1 (instead of the top "
+        "--length-beam lengths)",
+        metavar="LIST",
+        low=-MAX_LEN_B,
+        high=MAX_LEN_B,
+        parse=_int_list,
+    )
+    rerank: bool = option(False, "NAR: pick the candidate the model's AR view scores best")
+    collapse_repeats: bool = option(
+        False, 'NAR: keep each run of a repeated token once ("the the" -> "the"), before --rerank'
+    )
+    early_stop: bool = option(
+        False,
+        "NAR: stop refining once a pass changes no token (fewer passes; the latency of one sentence)",
+    )
+    length_penalty: float = option(1.0, "rank by score / length^this", low=-10, high=10)
+    max_len_a: float = option(1.2, "output limit a*|x|+b: a", low=0, high=MAX_LEN_A)
+    max_len_b: int = option(10, "output limit a*|x|+b: b", low=0, high=MAX_LEN_B)
+    # the service sets its own batch budget (--max-batch-tokens), so a request may not
+    max_tokens: int = option(6000, "source tokens per batch", low=1, high=2**31 - 1, request=False)
+
+    def __post_init__(self) -> None:
+        """Every decoding option in range, named as the CLI spells it: a bad value is one clear error
+        instead of empty outputs (max_len_a < 0) or a search that runs for hours (beam 100000)."""
+        for f in described_fields(type(self)):
+            described, value, flag = option_of(f), getattr(self, f.name), flag_of(type(self), f.name)
+            if described.choices is not None:
+                if value not in described.choices:
+                    raise JanusError(f"{flag} {value!r}: choose {' or '.join(described.choices)}")
+            elif f.type == "bool":
+                if not isinstance(value, bool):
+                    raise JanusError(f"{flag} {value!r}: must be true or false")
+            elif f.type == "tuple[int, ...] | None":
+                if value is None:
+                    continue
+                if not 1 <= len(value) <= MAX_BEAM:
+                    raise JanusError(f"{flag}: give between 1 and {MAX_BEAM} offsets")
+                for item in value:
+                    _check_number(flag, item, described.low, described.high)
+            else:
+                _check_number(flag, value, described.low, described.high, integer=f.type == "int")
+        # The shortest source, one token and EOS, has |x| = 2: its limit must allow one output token.
+        if 2 * self.max_len_a + self.max_len_b < 1:
+            raise JanusError(
+                f"--max-len-a {self.max_len_a} --max-len-b {self.max_len_b}: the output limit "
+                "a*|x|+b (|x| counts EOS) allows no token; make it at least 1 for a one-token source"
+            )
 
 
 def _check_number(option: str, value: Any, low: float, high: float, integer: bool = True) -> None:
@@ -741,13 +869,20 @@ def _check_number(option: str, value: Any, low: float, high: float, integer: boo
 
 
 def decode_config(**values: Any) -> DecodeConfig:
-    """A checked DecodeConfig from keyword options (the CLI's, the server's, the Python API's): an unknown
-    option is a clear error, and DecodeConfig.__post_init__ checks every value's range."""
+    """A checked DecodeConfig from keyword options (the server's JSON, the Python API's): an unknown
+    option is a clear error, a list becomes the tuple the field holds, and DecodeConfig.__post_init__
+    checks every value's range."""
     unknown = unknown_keys(DecodeConfig, values)
     if unknown:
         raise JanusError(f"unknown decoding option(s): {', '.join(unknown)}")
-    if values.get("length_offsets") is not None:
-        values["length_offsets"] = tuple(int(v) for v in values["length_offsets"])
+    for f in dataclasses.fields(DecodeConfig):
+        value = values.get(f.name)
+        if f.type.startswith("tuple[int") and value is not None:
+            if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            ):
+                raise JanusError(f"{flag_of(DecodeConfig, f.name)} {value!r}: must be a list of integers")
+            values[f.name] = tuple(value)
     return DecodeConfig(**values)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,8 @@ from janusgen.evaluation.evaluate import EvalResult, evaluate, format_table
 from janusgen.fileio import atomic_file, read_json
 from janusgen.hardware import PrecisionChoice, Timing, resolve_precision, time_pairs
 from janusgen.model.transformer import JanusTransformer
+
+log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
 NO_KL_NAME = "JANUS without the KL terms (the cpu recipe)"
@@ -134,12 +136,10 @@ def plan_demo(data: Path, time_budget_s: float, candidates=CANDIDATES, steps: in
         timing = time_updates(train_set, model_cfg, objective, preset.train(None, 1), precision, steps)
         ar_s, joint_s = timing.a_s, timing.b_s
         if timing.busy:
-            print(
-                f"  the machine is too busy to measure reliably: repeated timings disagree by up to "
+            log.warning(
+                f"the machine is too busy to measure reliably: repeated timings disagree by up to "
                 f"{timing.spread:.1f}x (another job is running?); the plan below takes their median and may "
-                "be off; run the demo on a quieter machine for a steadier one",
-                file=sys.stderr,
-                flush=True,
+                "be off; run the demo on a quieter machine for a steadier one"
             )
         usable = time_budget_s * (1 - VALIDATION_SHARE)
         ar_share = objective.ar_only_fraction
@@ -151,7 +151,7 @@ def plan_demo(data: Path, time_budget_s: float, candidates=CANDIDATES, steps: in
             f"{time_budget_s / 60:.0f} min ({'enough' if enough else 'fewer than'} {TARGET_UPDATES})"
         )
         plan = DemoPlan(preset, precision, ar_s, joint_s, planned, reason, timing.busy)
-        print(f"  {reason}", file=sys.stderr, flush=True)
+        log.info(f"  {reason}")
         if enough:
             break
     assert plan is not None
@@ -236,7 +236,7 @@ def run_demo(
             f"(CPU capability {torch.backends.cpu.get_cpu_capability()}){' (resuming)' if resume else ''}"
         )
         if preset is None and not resume:
-            print("  measuring this machine to choose the model:", file=sys.stderr, flush=True)
+            log.info("  measuring this machine to choose the model:")
             plan = plan_demo(data, time_budget_s)
             preset = plan.preset
             print(f"  chosen: {plan.reason}; precision {plan.precision.precision} ({plan.precision.reason})")
@@ -266,10 +266,7 @@ def run_demo(
     results = []
     for setting_id in SETTINGS:
         result, _ = evaluate(translator, sources, references, setting(setting_id))
-        print(
-            f"  {result.setting}: BLEU {result.bleu:.2f}, {result.sentences_per_s:.1f} sentences/s",
-            file=sys.stderr,
-        )
+        log.info(f"  {result.setting}: BLEU {result.bleu:.2f}, {result.sentences_per_s:.1f} sentences/s")
         results.append(result)
     report = _report(results, run)
     if (work / PLAN).is_file():
@@ -320,4 +317,4 @@ def _report(results: list[EvalResult], run: Path) -> dict[str, Any]:
 
 
 def _announce(text: str) -> None:
-    print(f"\n== {text}", file=sys.stderr, flush=True)
+    log.info(f"\n== {text}")

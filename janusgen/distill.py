@@ -16,6 +16,7 @@ where a run was resumed).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -36,6 +37,9 @@ from janusgen.data.tokenizer import tokenizer_file
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json, writing
+from janusgen.progress import quiet
+
+log = logging.getLogger(__name__)
 
 REFERENCES = "train.ref.tgt"  # the original training targets, kept beside the teacher's
 PLAN_FILE = "plan.json"
@@ -73,7 +77,9 @@ def distill(
     order = np.argsort(train.src_lengths, kind="stable")  # similar lengths share a shard (little padding)
     shards = [order[s : s + cfg.shard_pairs] for s in range(0, len(order), cfg.shard_pairs)]
     limit = translator.model.cfg.max_positions - 1
-    with tqdm(total=len(order), desc="distill", unit=" pairs", file=sys.stderr, disable=None) as bar:
+    with tqdm(
+        total=len(order), desc="distill", unit=" pairs", file=sys.stderr, disable=quiet() or None
+    ) as bar:
         for number, indices in enumerate(shards):
             prefix = work / f"shard_{number:05d}"
             if not _shard_done(prefix, len(indices), train.meta["dtype"]):
@@ -121,7 +127,7 @@ def _start_or_resume(work: Path, plan: dict[str, Any]) -> None:
     plan_file = work / PLAN_FILE
     if plan_file.is_file():
         if read_json(plan_file) == plan:
-            print(f"janus: resuming the distillation in {work}", file=sys.stderr)
+            log.info(f"janus: resuming the distillation in {work}")
             return
         raise JanusError(
             f"{work} holds a distillation with another teacher, data or options ({plan_file}); "

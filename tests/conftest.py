@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from pathlib import Path
 
 import pytest
 import torch
 
+from janusgen.cli import configure_logging
 from janusgen.config import PrepareConfig
 from janusgen.data.prepare import prepare
 from janusgen.data.sources import TextFilesSource
@@ -16,6 +18,14 @@ from janusgen.data.sources import TextFilesSource
 # Tiny models gain nothing from a second thread, and OpenMP threads that spin while another process
 # holds the other core make a step up to 100x slower: one thread keeps the suite fast and steady.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def janus_logging() -> None:
+    """The `janusgen` logger as `janus` sets it up (messages on stderr, INFO and above), for the library
+    functions tests call directly too; a test that ran `janus --quiet` does not silence the next one."""
+    configure_logging(logging.INFO)
+
 
 _SRC_WORDS = [
     "casa",

@@ -48,7 +48,7 @@ COMMANDS = [
 ]
 
 HELP = {  # command -> options (or subcommands) its --help must list
-    "": COMMANDS,
+    "": [*COMMANDS, "--quiet", "--verbose"],
     "demo": ["--work", "--time-budget", "--seed", "--limit"],
     "data": ["bible", "prepare"],
     "data bible": [
@@ -88,6 +88,7 @@ HELP = {  # command -> options (or subcommands) its --help must list
         "--recipe",
         "--resume",
         "--init-from",
+        "--config",
         "--overwrite",
         "--device",
         "--model-option",
@@ -183,13 +184,16 @@ def case_id(argv: list[str]) -> str:
 
 # argparse refuses these while parsing: exit 2 with the usage line and "argument OPTION: ..."
 USAGE_ERRORS = [
-    (["train", "--out", "no-such-run"], "the following arguments are required: --data"),
+    (["train", "--data", "no-such-data"], "the following arguments are required: --out"),
     ([*TRAIN, "--max-updates", "many"], "argument --max-updates: invalid int value: 'many'"),
     ([*TRAIN, "--time-budget", "soon"], "argument --time-budget: 'soon' is not a duration such as 90s"),
     ([*TRAIN, "--objective", "gpt"], "argument --objective: invalid choice: 'gpt'"),
     ([*TRAIN, "--recipe", "tpu"], "argument --recipe: invalid choice: 'tpu'"),
     (["demo", "--time-budget", "1x"], "argument --time-budget: '1x' is not a duration"),
     (["generate", *DECODE, "--beam", "wide"], "argument --beam: invalid int value: 'wide'"),
+    (["generate", *DECODE, "--length-offsets", "a,b"], "argument --length-offsets: 'a,b': expected integers"),
+    (["generate", *DECODE, "--mode", "fast"], "argument --mode: invalid choice: 'fast'"),
+    (["--quiet", "--verbose", "demo"], "argument -v/--verbose: not allowed with argument -q/--quiet"),
     ([*QUALITY, "--budget", "tpu"], "argument --budget: invalid choice: 'tpu'"),
     ([*QUALITY, "--systems", "gpt"], "argument --systems: invalid choice: 'gpt'"),
     (["data", "prepare", "--out", "x"], "one of the arguments --text --tsv --jsonl --hf-dataset is required"),
@@ -208,6 +212,9 @@ def test_usage_errors_exit_2_and_name_the_argument(argv, message, capsys):
 
 # the commands refuse these before reading --data or --checkpoint: exit 2 with "janus: error: ..."
 COMMAND_ERRORS = [
+    (["train", "--out", "no-such-run"], "--data: give the prepared data folder (or a --config with"),
+    ([*TRAIN, "--resume", "--config", "run.yaml"], "--config run.yaml: --resume takes the setup from"),
+    ([*TRAIN, "--config", "run.yaml"], "--config run.yaml: cannot read it"),
     ([*TRAIN, "--resume", "--overwrite"], "--resume continues the run in --out and --overwrite deletes it"),
     ([*TRAIN, "--resume", "--recipe", "cpu"], "--recipe cpu: --resume takes the training setup from"),
     ([*TRAIN, "--resume", "--init-from", "ckpt"], "--resume continues the run in --out; --init-from starts"),
@@ -224,7 +231,6 @@ COMMAND_ERRORS = [
     ([*TRAIN, "--preset", "huge"], "unknown preset 'huge'"),
     ([*TRAIN, "--lr", "-1"], "--lr -1.0: must be > 0"),
     (["generate", *DECODE, "--beam", "0"], "--beam 0: must be an integer"),
-    (["generate", *DECODE, "--length-offsets", "a,b"], "--length-offsets 'a,b': expected integers"),
     (["generate", *DECODE, "--buffer-lines", "0"], "--buffer-lines 0: must be at least 1"),
     (["evaluate", *DECODE, "--data", "no-such-data", "--iterations", "0"], "--iterations 0: must be"),
     (["distill", *DECODE, "--data", "d", "--out", "o", "--shard-pairs", "0"], "--shard-pairs 0: must be"),
@@ -250,3 +256,38 @@ def test_bad_values_exit_2_and_name_the_option(argv, message, capsys, tmp_path, 
     assert err.startswith("janus: error: ") and message in err
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+# ---------------------------------------------------------------------------------------------- logging
+
+
+@pytest.mark.parametrize(
+    ("flags", "shown"),
+    [
+        ([], {"progress", "careful"}),
+        (["--quiet"], {"careful"}),
+        (["--verbose"], {"detail", "progress", "careful"}),
+    ],
+)
+def test_quiet_and_verbose_choose_what_reaches_stderr(flags, shown, capsys, monkeypatch):
+    import logging
+
+    import janusgen.cli.demo
+    from janusgen.progress import quiet
+
+    def messages(args: argparse.Namespace) -> int:
+        log = logging.getLogger("janusgen.demo")
+        log.debug("detail")
+        log.info("progress")
+        log.warning("careful")
+        print("result")
+        bars.append(not quiet())  # progress bars go with the progress messages
+        return 0
+
+    bars: list[bool] = []
+    monkeypatch.setattr(janusgen.cli.demo, "_run_demo", messages)
+    status, out, err = run([*flags, "demo"], capsys)
+    assert status == 0 and out == "result\n"  # results on stdout whatever the level
+    lines = {"detail": "detail", "progress": "progress", "careful": "janus: warning: careful"}
+    assert err.splitlines() == [lines[name] for name in ("detail", "progress", "careful") if name in shown]
+    assert bars == ["progress" in shown]

@@ -24,11 +24,11 @@ pytest.importorskip("tokenizers")
 
 from janusgen.checkpoint import load_model, save_checkpoint  # noqa: E402
 from janusgen.cli import main  # noqa: E402
-from janusgen.config import ModelConfig, model_preset, objective_preset  # noqa: E402
+from janusgen.config import DecodeConfig, ModelConfig, model_preset, objective_preset  # noqa: E402
 from janusgen.data.batching import pad_sequences  # noqa: E402
 from janusgen.data.hf_tokenizer import HFTokenizer  # noqa: E402
 from janusgen.data.tokenizer import Tokenizer  # noqa: E402
-from janusgen.decoding.api import decode_ar  # noqa: E402
+from janusgen.decoding.api import decode  # noqa: E402
 from janusgen.decoding.common import ar_prefix  # noqa: E402
 from janusgen.errors import JanusError  # noqa: E402
 from janusgen.export import INFO_FILE, export  # noqa: E402
@@ -199,7 +199,9 @@ class Outputs:
 
 def ours(e: Exported, beam: int) -> Outputs:
     src = batch(ids_with_eos(e.tokenizer, e.texts), e.tokenizer.pad_id)
-    out = decode_ar(e.model, src, beam=beam, max_len_a=0.0, max_len_b=LIMIT, length_penalty=1.0).tokens
+    out = decode(
+        e.model, src, DecodeConfig(beam=beam, max_len_a=0.0, max_len_b=LIMIT, length_penalty=1.0)
+    ).tokens
     assert len({len(o) for o in out}) > 3 and len({tuple(o) for o in out}) > INPUTS // 2, "outputs too alike"
     chosen_bos = int(ar_prefix(e.model.cfg).free_bos)  # a chosen BOS counts against the limit, then goes
     return Outputs(out, [len(o) + chosen_bos >= LIMIT for o in out])

@@ -7,14 +7,16 @@ machine still reads back (`janus bench speed`, `janus bench compare`).
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 QUALITY = "quality.json"
 SPEED = "speed.json"
@@ -63,4 +65,4 @@ def _read_outputs(text: Path) -> list[str]:
 
 
 def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    log.info(text)

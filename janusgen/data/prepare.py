@@ -35,6 +35,7 @@ from janusgen.data.sources import PairSource
 from janusgen.data.tokenizer import TextTokenizer, Tokenizer
 from janusgen.errors import DataError, JanusError
 from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
+from janusgen.progress import quiet
 
 
 def prepare(source: PairSource, out_dir: Path, cfg: PrepareConfig, overwrite: bool = False) -> dict[str, Any]:
@@ -135,7 +136,9 @@ def check_output(out_dir: Path, overwrite: bool = False) -> None:
 def _train_sentences(source: PairSource) -> Iterator[str]:
     """Both sides of the train split's kept pairs, for SentencePiece."""
     kept = 0
-    with tqdm(desc="read train for the vocabulary", unit=" pairs", file=sys.stderr, disable=None) as bar:
+    with tqdm(
+        desc="read train for the vocabulary", unit=" pairs", file=sys.stderr, disable=quiet() or None
+    ) as bar:
         for src, tgt in source.pairs("train"):
             bar.update()
             if src and tgt:
@@ -157,7 +160,7 @@ def _binarize(
         BinarizedWriter(folder / f"{split}.src", dtype) as src_out,
         BinarizedWriter(folder / f"{split}.tgt", dtype) as tgt_out,
         contextlib.ExitStack() as text_files,
-        tqdm(desc=f"encode {split}", unit=" pairs", file=sys.stderr, disable=None) as bar,
+        tqdm(desc=f"encode {split}", unit=" pairs", file=sys.stderr, disable=quiet() or None) as bar,
     ):
         if keep_text:
             src_txt, tgt_txt = (

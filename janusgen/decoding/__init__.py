@@ -2,7 +2,7 @@
 length beam and optional self-reranking by the AR view, and self-speculative decoding (NAR drafts, AR
 verifies: AR greedy's outputs, up to floating-point near-ties)."""
 
-from janusgen.decoding.api import decode_ar, decode_nar, decode_speculative
+from janusgen.decoding.api import decode
 from janusgen.decoding.common import Decoded, Hypotheses, teacher_forced_log_probs
 from janusgen.decoding.mask_predict import MaskSchedule, linear_schedule, mask_predict
 from janusgen.decoding.search import beam_search, greedy_search
@@ -14,9 +14,7 @@ __all__ = [
     "MaskSchedule",
     "SpeculativeStats",
     "beam_search",
-    "decode_ar",
-    "decode_nar",
-    "decode_speculative",
+    "decode",
     "greedy_search",
     "linear_schedule",
     "mask_predict",

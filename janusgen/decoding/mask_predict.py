@@ -52,7 +52,7 @@ def length_candidates(
     model: JanusTransformer,
     enc: Encoded,
     max_len: torch.Tensor,
-    length_beam: int = 3,
+    length_beam: int,
     offsets: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """(B, l) output lengths to try: the top-`length_beam` of the length classifier, or its argmax plus
@@ -166,8 +166,8 @@ def mask_predict(
     model: JanusTransformer,
     enc: Encoded,
     max_len: torch.Tensor,
-    iterations: int = 10,
-    length_beam: int = 3,
+    iterations: int,
+    length_beam: int,
     length_offsets: Sequence[int] | None = None,
     rerank: bool = False,
     schedule: MaskSchedule = linear_schedule,
@@ -177,9 +177,8 @@ def mask_predict(
 ) -> Hypotheses:
     """Mask-Predict with a length beam for encoded sources; `max_len` (B,) caps each output's length.
     Without `rerank` the scores are the NAR ones (sum / mean log-prob); with it, the AR ones, of the
-    collapsed candidates if `collapse` (see collapse_repeats)."""
-    if length_beam < 1 or (length_offsets is not None and len(length_offsets) == 0):
-        raise ValueError("no length candidates: length_beam must be at least 1 and length_offsets non-empty")
+    collapsed candidates if `collapse` (see collapse_repeats). The options are DecodeConfig's, checked
+    there (`decoding.api.decode` passes them on)."""
     b = enc.states.shape[0]
     lengths = length_candidates(model, enc, max_len, length_beam, length_offsets)  # (B, l)
     rows = torch.arange(b, device=lengths.device).repeat_interleave(lengths.shape[1])  # (B·l,) sentence-major

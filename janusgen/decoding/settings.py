@@ -9,6 +9,8 @@ when the benches first wrote them, so bench folders written before the registry 
 
 from __future__ import annotations
 
+from typing import Any
+
 from janusgen.config import DecodeConfig
 from janusgen.errors import JanusError
 
@@ -26,21 +28,10 @@ def describe(cfg: DecodeConfig) -> str:
     return f"NAR T={cfg.iterations} {lengths}" + collapse + stop + (" +rerank" if cfg.rerank else "")
 
 
-def _nar(
-    iterations: int,
-    rerank: bool = False,
-    collapse: bool = False,
-    length_beam: int = 3,
-    early_stop: bool = False,
-) -> DecodeConfig:
-    return DecodeConfig(
-        mode="nar",
-        iterations=iterations,
-        length_beam=length_beam,
-        rerank=rerank,
-        collapse_repeats=collapse,
-        early_stop=early_stop,
-    )
+def _nar(iterations: int, **options: Any) -> DecodeConfig:
+    """A Mask-Predict setting; its id names its length beam, so l = 3 is written here, not taken from
+    DecodeConfig's default (the setting must not change with it)."""
+    return DecodeConfig(mode="nar", iterations=iterations, **{"length_beam": 3, **options})
 
 
 SETTINGS: dict[str, DecodeConfig] = {  # id -> setting; never rename an id (see above)
@@ -55,14 +46,14 @@ SETTINGS: dict[str, DecodeConfig] = {  # id -> setting; never rename an id (see 
     "nar_t_4_l_3_rerank": _nar(4, rerank=True),
     "nar_t_10_l_3_rerank": _nar(10, rerank=True),
     "speculative": DecodeConfig(mode="speculative"),
-    "nar_t_4_l_3_collapse": _nar(4, collapse=True),
-    "nar_t_10_l_3_collapse": _nar(10, collapse=True),
-    "nar_t_10_l_3_collapse_rerank": _nar(10, rerank=True, collapse=True),
+    "nar_t_4_l_3_collapse": _nar(4, collapse_repeats=True),
+    "nar_t_10_l_3_collapse": _nar(10, collapse_repeats=True),
+    "nar_t_10_l_3_collapse_rerank": _nar(10, rerank=True, collapse_repeats=True),
     # the latency of one sentence: one length candidate, few passes, stopping when a pass changes nothing
     "nar_t_1_l_1": _nar(1, length_beam=1),
     "nar_t_2_l_1": _nar(2, length_beam=1),
     "nar_t_4_l_1": _nar(4, length_beam=1),
-    "nar_t_4_l_1_collapse": _nar(4, length_beam=1, collapse=True),
+    "nar_t_4_l_1_collapse": _nar(4, length_beam=1, collapse_repeats=True),
     "nar_t_10_l_1_early_stop": _nar(10, length_beam=1, early_stop=True),
     "nar_t_10_l_3_early_stop": _nar(10, early_stop=True),
 }

@@ -25,15 +25,13 @@ from janusgen.checkpoint import load_model
 from janusgen.config import DecodeConfig, ObjectiveConfig, decode_config, from_dict
 from janusgen.data.batching import pack_by_tokens, pad_sequences
 from janusgen.data.tokenizer import TextTokenizer
-from janusgen.decoding.api import decode_ar, decode_nar, decode_speculative
-from janusgen.decoding.common import Decoded
+from janusgen.decoding.api import decode
 from janusgen.decoding.speculative import SpeculativeStats
 from janusgen.errors import JanusError
 from janusgen.hardware import check_device, resolve_precision
 from janusgen.model.inference import prepare_for_inference
 from janusgen.model.transformer import JanusTransformer
 
-_D = DecodeConfig()  # the defaults live in config.py
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -84,23 +82,16 @@ class Translator:
     def generate(
         self,
         texts: list[str],
-        mode: str = _D.mode,
-        beam: int = _D.beam,
-        iterations: int = _D.iterations,
-        length_beam: int = _D.length_beam,
-        rerank: bool = _D.rerank,
+        *,
         return_scores: bool = False,
         stats: SpeculativeStats | None = None,
         **options: Any,
     ) -> list[str] | list[tuple[str, float]]:
-        """Generate one output per input text. mode: "ar" (beam search; beam 1 = greedy), "nar"
-        (Mask-Predict) or "speculative" (the NAR view drafts, the AR view verifies: exactly the AR
-        greedy output, faster where the two views agree; `stats`, if given, accumulates its rounds
-        and tokens). `options`: any other DecodeConfig field (length_penalty, max_len_a, max_len_b,
-        length_offsets, collapse_repeats, early_stop, max_tokens)."""
-        cfg = decode_config(
-            mode=mode, beam=beam, iterations=iterations, length_beam=length_beam, rerank=rerank, **options
-        )
+        """Generate one output per input text. `options`: DecodeConfig fields (their defaults where not
+        given), e.g. mode="ar" (beam search; beam=1 is greedy), mode="nar" (Mask-Predict, iterations=4)
+        or mode="speculative" (the NAR view drafts, the AR view verifies: exactly the AR greedy output,
+        faster where the two views agree; `stats`, if given, accumulates its rounds and tokens)."""
+        cfg = decode_config(**options)
         results = self.generate_batch(texts, cfg, stats)
         if return_scores:
             return [(r.text, r.score) for r in results]
@@ -178,7 +169,7 @@ class Translator:
         for batch in pack_by_tokens(order, cost, max(cfg.max_tokens, int(cost.max()))):
             rows = nonempty[batch]
             src = pad_sequences([ids[i] for i in rows], self.tokenizer.pad_id, suffix=self.tokenizer.eos_id)
-            decoded = self._decode(src.to(self.device), cfg)
+            decoded = decode(self.model, src.to(self.device), cfg)
             if stats is not None and decoded.stats is not None:
                 stats.add(decoded.stats)
             for i, score, toks in zip(rows, decoded.scores, decoded.tokens, strict=True):
@@ -200,25 +191,3 @@ class Translator:
                 [line.rstrip("\n") for line in chunk], cfg, stats, first_line=first
             )
             first += len(chunk)
-
-    def _decode(self, src: torch.Tensor, cfg: DecodeConfig) -> Decoded:
-        common = {
-            "max_len_a": cfg.max_len_a,
-            "max_len_b": cfg.max_len_b,
-            "length_penalty": cfg.length_penalty,
-        }
-        if cfg.mode == "ar":
-            return decode_ar(self.model, src, beam=cfg.beam, **common)
-        if cfg.mode == "speculative":
-            return decode_speculative(self.model, src, **common)
-        return decode_nar(
-            self.model,
-            src,
-            iterations=cfg.iterations,
-            length_beam=cfg.length_beam,
-            length_offsets=cfg.length_offsets,
-            rerank=cfg.rerank,
-            collapse_repeats=cfg.collapse_repeats,
-            early_stop=cfg.early_stop,
-            **common,
-        )

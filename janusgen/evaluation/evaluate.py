@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from janusgen.config import DecodeConfig
+from janusgen.config import DecodeConfig, to_dict
 from janusgen.decoding.settings import describe
 from janusgen.decoding.speculative import SpeculativeStats
 from janusgen.decoding.translator import Translator
+from janusgen.errors import JanusError
 from janusgen.evaluation.metrics import bleu, chrf, rouge
 
 WARMUP_SENTENCES = 8
@@ -115,3 +119,59 @@ def format_table(results: list[EvalResult], baseline: str | None = None) -> str:
         lines.append(f"BLEU: {results[0].bleu_signature}")
         lines.append(f"chrF: {results[0].chrf_signature}")
     return "\n".join(lines)
+
+
+def evaluate_split(
+    checkpoint: Path,
+    data: Path,
+    split: str,
+    cfg: DecodeConfig,
+    *,
+    limit: int | None = None,
+    metric: str = "auto",
+    device: str = "auto",
+    dtype: str = "auto",
+    quantize: str = "none",
+    json_path: Path | None = None,
+    hypotheses_path: Path | None = None,
+) -> EvalResult:
+    """`janus evaluate`: translate `split` of the prepared folder `data` (its first `limit` pairs) with
+    `checkpoint` and score it; metric "rouge" adds ROUGE, "auto" adds it for data prepared with a
+    task scored by ROUGE. Writes the result (with its setup) to `json_path` and the outputs to
+    `hypotheses_path` when given, both checked before anything is decoded."""
+    from janusgen.data.dataset import PairDataset
+    from janusgen.data.sources import TASKS
+    from janusgen.fileio import atomic_file, check_writable_folder
+
+    for option, path in (("--json", json_path), ("--hypotheses", hypotheses_path)):
+        if path is not None:  # fail now, not after the decoding
+            if path.is_dir():
+                raise JanusError(f"{option} {path} is a folder; give a file name")
+            check_writable_folder(Path(os.path.realpath(path)).parent, f"{option} {path}")
+    dataset = PairDataset.open(data, split)
+    sources, references = dataset.texts()
+    if limit is not None:
+        sources, references = sources[:limit], references[:limit]
+    with_rouge = metric == "rouge"
+    if metric == "auto":
+        task_name = (dataset.meta.get("source") or {}).get("task")
+        with_rouge = task_name in TASKS and TASKS[task_name].metric == "rouge"
+    translator = Translator.load(checkpoint, device, dtype, quantize)
+    result, hyps = evaluate(translator, sources, references, cfg, with_rouge)
+    if json_path is not None:
+        record = {
+            **result.to_dict(),
+            "checkpoint": str(checkpoint),
+            "data": str(data),
+            "split": split,
+            "decode": to_dict(cfg),
+            "device": device,
+            "dtype": dtype,
+            "quantize": quantize,
+        }
+        with atomic_file(json_path) as f:
+            f.write(json.dumps(record, indent=2) + "\n")
+    if hypotheses_path is not None:
+        with atomic_file(hypotheses_path) as f:
+            f.write("".join(f"{h}\n" for h in hyps))
+    return result

@@ -4,48 +4,39 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import ClassVar
 
+from janusgen.config import option
 from janusgen.errors import JanusError
 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    host: str = "127.0.0.1"  # loopback by default: exposing the service is an explicit choice
-    port: int = 8000
-    max_wait_ms: float = 5.0  # how long to gather overlapping requests into one batch
-    max_batch_tokens: int = 6000  # source tokens per batch (EOS counted)
-    max_batch_texts: int = 256  # texts per batch; 1 turns micro-batching off
-    max_queue: int = 512  # texts admitted and not yet answered; beyond it: 503
-    max_texts: int = 64  # texts per request
-    max_chars: int = 2000  # characters per text
-    max_body_bytes: int = 1_000_000
-    max_beam: int = 16  # beam and length_beam a request may ask for
-    max_iterations: int = 50  # NAR iterations a request may ask for
-    request_timeout_s: float = 120.0  # a request still waiting after this is answered 503
-    body_timeout_s: float = 30.0  # a request body not received in full after this is answered 408
-    graceful_timeout_s: float = 30.0  # on shutdown, in-flight requests get this long to finish
-    # Decoding threads. 0: one less than the cores this process may use (at least 1), leaving one to the
-    # event loop: with every core in the decoding team, the served latency was 1.5x a direct call and the
-    # throughput at 32 clients 0.7x (2 cores, BENCHMARKS.md)
-    threads: int = 0
+    """Every field is an option of `janus serve` (janusgen.cli.decode builds them from these)."""
 
-    # the options `janus serve` exposes, with their help text (host and port are added by the CLI)
-    OPTION_HELP: ClassVar[dict[str, str]] = {
-        "max_wait_ms": "gather overlapping requests for up to this many ms into one batch",
-        "max_batch_tokens": "source tokens per batch",
-        "max_batch_texts": "texts per batch; 1 turns micro-batching off",
-        "max_queue": "texts waiting or decoding at most; more is answered 503",
-        "max_texts": "texts per request",
-        "max_chars": "characters per text",
-        "max_body_bytes": "request body size",
-        "max_beam": "largest beam / length_beam a request may ask for",
-        "max_iterations": "most NAR iterations a request may ask for",
-        "request_timeout_s": "a request not answered within this is answered 503",
-        "body_timeout_s": "a request whose body has not fully arrived within this is answered 408",
-        "graceful_timeout_s": "on shutdown, time in-flight requests get to finish",
-        "threads": "decoding threads; 0: one less than the cores, leaving one to the HTTP event loop",
-    }
+    # loopback by default: exposing the service is an explicit choice
+    host: str = option("127.0.0.1", "address to listen on")
+    port: int = option(8000, "port")
+    max_wait_ms: float = option(5.0, "gather overlapping requests for up to this many ms into one batch")
+    max_batch_tokens: int = option(6000, "source tokens per batch (EOS counted)")
+    max_batch_texts: int = option(256, "texts per batch; 1 turns micro-batching off")
+    max_queue: int = option(512, "texts waiting or decoding at most; more is answered 503")
+    max_texts: int = option(64, "texts per request")
+    max_chars: int = option(2000, "characters per text")
+    max_body_bytes: int = option(1_000_000, "request body size")
+    # the caps a request's decoding settings meet: DecodeConfig's fields name theirs (serve_limit)
+    max_beam: int = option(16, "largest beam / length_beam a request may ask for")
+    max_iterations: int = option(50, "most NAR iterations a request may ask for")
+    request_timeout_s: float = option(120.0, "a request not answered within this is answered 503")
+    body_timeout_s: float = option(
+        30.0, "a request whose body has not fully arrived within this is answered 408"
+    )
+    graceful_timeout_s: float = option(30.0, "on shutdown, time in-flight requests get to finish")
+    # 0: one less than the cores this process may use (at least 1), leaving one to the event loop: with
+    # every core in the decoding team, the served latency was 1.5x a direct call and the throughput at
+    # 32 clients 0.7x (2 cores, BENCHMARKS.md)
+    threads: int = option(
+        0, "decoding threads; 0: one less than the cores, leaving one to the HTTP event loop"
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

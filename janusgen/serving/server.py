@@ -3,9 +3,9 @@
     POST /translate  {"texts": ["En el principio ..."], "mode": "speculative"}
                   -> {"translations": ["In the beginning ..."], "scores": [-0.41], "tokens": [9]}
 
-Settings are those of `janus generate` (mode, beam, iterations, length_beam, length_offsets, rerank,
-collapse_repeats, length_penalty, max_len_a, max_len_b), checked like the CLI's; a bad request is answered
-400 with a message naming the field, an overloaded service 503 with Retry-After. The model is loaded once.
+Settings are those of `janus generate`, the fields of DecodeConfig (`request_settings`), checked like
+the CLI's; a bad request is answered 400 with a message naming the field, an overloaded service 503 with
+Retry-After. The model is loaded once.
 """
 
 from __future__ import annotations
@@ -26,27 +26,28 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from janusgen.config import DecodeConfig, decode_config
+from janusgen.config import DecodeConfig, decode_config, described_fields, option_of
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 from janusgen.serving.batcher import MicroBatcher, Overloaded
 from janusgen.serving.config import ServeConfig
 from janusgen.serving.metrics import Metrics
 
-# the decoding settings a request may give (max_tokens is the service's: --max-batch-tokens)
-REQUEST_SETTINGS = (
-    "mode",
-    "beam",
-    "iterations",
-    "length_beam",
-    "length_offsets",
-    "rerank",
-    "collapse_repeats",
-    "early_stop",
-    "length_penalty",
-    "max_len_a",
-    "max_len_b",
-)
+
+def request_settings() -> tuple[str, ...]:
+    """The decoding settings a request may give: the DecodeConfig fields a request may set (max_tokens
+    is the service's own: --max-batch-tokens)."""
+    return tuple(f.name for f in described_fields(DecodeConfig) if option_of(f).request)
+
+
+def request_limits(cfg: ServeConfig) -> dict[str, int]:
+    """Setting -> the most this service allows of it, for the DecodeConfig fields that name their
+    ServeConfig cap (beam and length_beam: --max-beam; iterations: --max-iterations)."""
+    return {
+        f.name: getattr(cfg, option_of(f).serve_limit)
+        for f in described_fields(DecodeConfig)
+        if option_of(f).serve_limit is not None
+    }
 
 
 class BadRequest(Exception):
@@ -101,11 +102,10 @@ def parse_request(body: bytes, cfg: ServeConfig) -> tuple[list[str], DecodeConfi
         raise BadRequest("the body is JSON nested too deeply to read") from None
     if not isinstance(request, dict):
         raise BadRequest('the body must be a JSON object such as {"texts": ["..."]}')
-    unknown = sorted(set(request) - {"texts", *REQUEST_SETTINGS})
+    known = request_settings()
+    unknown = sorted(set(request) - {"texts", *known})
     if unknown:
-        raise BadRequest(
-            f"unknown field(s): {', '.join(unknown)}; known: texts, {', '.join(REQUEST_SETTINGS)}"
-        )
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)}; known: texts, {', '.join(known)}")
     texts = request.get("texts")
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise BadRequest('"texts" must be a list of strings')
@@ -117,20 +117,10 @@ def parse_request(body: bytes, cfg: ServeConfig) -> tuple[list[str], DecodeConfi
             f"text {long[0]} has {len(texts[long[0]])} characters; at most {cfg.max_chars} per text"
         )
     settings = {k: v for k, v in request.items() if k != "texts"}
-    for name, most in (
-        ("beam", cfg.max_beam),
-        ("length_beam", cfg.max_beam),
-        ("iterations", cfg.max_iterations),
-    ):
+    for name, most in request_limits(cfg).items():
         value = settings.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > most:
             raise BadRequest(f'"{name}" {value}: this service allows at most {most}')
-    offsets = settings.get("length_offsets")
-    if offsets is not None and (
-        not isinstance(offsets, list)
-        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-    ):
-        raise BadRequest('"length_offsets" must be a list of integers')
     try:
         decode = decode_config(**settings, max_tokens=cfg.max_batch_tokens)
     except (JanusError, TypeError) as e:  # messages name the option as the CLI spells it

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from janusgen.fileio import atomic_file, write_error, writing
+
+log = logging.getLogger(__name__)
 
 LOG_FILE = "log.jsonl"
 
@@ -31,10 +33,9 @@ class MetricsLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                print(
+                log.info(
                     "janus: tensorboard is not installed; logging to log.jsonl only "
-                    "(pip install janusgen[tensorboard])",
-                    file=sys.stderr,
+                    "(pip install janusgen[tensorboard])"
                 )
             else:
                 with writing(out_dir / "tensorboard"):

@@ -9,9 +9,9 @@ every rank and builds the model (from a checkpoint with `init_from`) and the obj
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ RESUMABLE = (
     "deterministic",
     "compile",
 )
+
+log = logging.getLogger(__name__)
 RUN_FILES = ckpt.RUN_FILES  # what a run writes into its --out folder (all that --overwrite deletes)
 
 
@@ -118,16 +120,12 @@ def _repair_best(out: Path, resumed: Path, state: dict[str, Any]) -> None:
         return
     source = resumed if state["step"] == best_step else ckpt.step_folder(out, best_step)
     if ckpt.checkpoint_problem(source) is not None:
-        print(
-            f"janus: warning: {best} holds step {have}, not the run's best step {best_step}, whose "
-            "checkpoint is gone; it is left as it is",
-            file=sys.stderr,
+        log.warning(
+            f"{best} holds step {have}, not the run's best step {best_step}, whose "
+            "checkpoint is gone; it is left as it is"
         )
         return
-    print(
-        f"janus: {best} held step {have}, not the run's best step {best_step}: copied {source}",
-        file=sys.stderr,
-    )
+    log.info(f"janus: {best} held step {have}, not the run's best step {best_step}: copied {source}")
     ckpt.copy_checkpoint(source, best)
 
 
@@ -220,7 +218,7 @@ def train(
             if ctx.is_main:
                 if found != last:
                     why = "; ".join(skipped) or f"{last} is missing (a killed run?)"
-                    print(f"janus: {why}; resuming from {found}", file=sys.stderr)
+                    log.info(f"janus: {why}; resuming from {found}")
                     ckpt.copy_checkpoint(found, last)  # repaired, whatever happens next
                 _repair_best(out, found, state)
                 truncate_log(out / LOG_FILE, state["step"])  # rows logged after it are logged again
@@ -284,7 +282,7 @@ def train(
                 precision = dataclasses.replace(precision, precision=chosen, reason="rank 0's choice")
         train_cfg = dataclasses.replace(train_cfg, precision=precision.precision)
         if ctx.is_main:
-            print(f"janus: precision {precision.precision}: {precision.reason}", file=sys.stderr)
+            log.info(f"janus: precision {precision.precision}: {precision.reason}")
         configure_numerics(ctx.device, train_cfg.deterministic)
 
         torch.manual_seed(train_cfg.seed)

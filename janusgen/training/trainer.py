@@ -14,6 +14,7 @@ device until a log line needs them, and checkpoints are written by a background 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 import time
@@ -27,12 +28,13 @@ from torch import nn
 from tqdm import tqdm
 
 from janusgen import checkpoint as ckpt
-from janusgen.config import TrainConfig
+from janusgen.config import DecodeConfig, TrainConfig
 from janusgen.data.batching import PairBatches, SampledBatch
 from janusgen.data.tokenizer import TextTokenizer
 from janusgen.errors import JanusError
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective, LossInputs
+from janusgen.progress import quiet
 from janusgen.training.checkpoint_writer import CheckpointWriter
 from janusgen.training.distributed import (
     DistributedContext,
@@ -42,6 +44,8 @@ from janusgen.training.distributed import (
 from janusgen.training.loader import BatchMaker, ReadyBatch, batch_stream
 from janusgen.training.logger import MetricsLogger
 from janusgen.training.optim import build_optimizer, inverse_sqrt_lr, set_lr
+
+log = logging.getLogger(__name__)
 
 # the epoch number validation batches take their seeds from: one that training never reaches
 VALID_EPOCH = 2**31 - 1
@@ -140,7 +144,7 @@ class Trainer:
     def warn(self, text: str) -> None:
         """A problem with the run the user should act on: printed now, and in the summary."""
         self.warnings.append(text)
-        tqdm.write(f"janus: warning: {text}", file=sys.stderr)
+        log.warning(text)
 
     def _check_projection(self, start_step: int, start_elapsed: float) -> None:
         """After the first updates, project how many the time budget allows and warn when the run cannot
@@ -262,12 +266,11 @@ class Trainer:
         if cfg.stop_at is not None and cfg.stop_at <= self.state.step:
             raise JanusError(f"--stop-at {cfg.stop_at}: the run is already at update {self.state.step}")
         if ctx.is_main:
-            print(
+            log.info(
                 f"janus: {self.model.num_parameters() / 1e6:.2f}M parameters, "
                 f"objective {self.objective.name}, {len(self.train_data.kept)} training pairs "
                 f"({self.train_data.dropped} longer than the model's "
-                f"maximum left out), {ctx.world_size} rank(s) on {ctx.device}",
-                file=sys.stderr,
+                f"maximum left out), {ctx.world_size} rank(s) on {ctx.device}"
             )
         stream = batch_stream(self.train_maker, iter(self.train_data.sampler), ctx.device, cfg.data_workers)
         # with a time budget the bar (and its ETA) follows the clock, otherwise the update count
@@ -275,7 +278,7 @@ class Trainer:
         bar = tqdm(
             total=round(cfg.time_budget_s) if by_time else cfg.max_updates,
             initial=round(self.state.elapsed_s) if by_time else self.state.step,
-            disable=not ctx.is_main,
+            disable=not ctx.is_main or quiet(),
             unit="s" if by_time else "upd",
             dynamic_ncols=True,
             file=sys.stderr,
@@ -389,23 +392,23 @@ class Trainer:
 
     def quick_bleu(self) -> dict[str, float]:
         """BLEU of the modes this objective trains: greedy AR, one-pass NAR (one length candidate)."""
-        from janusgen.decoding import decode_ar, decode_nar
+        from janusgen.decoding import decode
         from janusgen.evaluation.metrics import bleu
 
-        modes = {}
+        settings = {}
         if self.objective.needs_ar:
-            modes["bleu_ar"] = lambda src: decode_ar(self.model, src, beam=1).tokens
+            settings["bleu_ar"] = DecodeConfig(mode="ar", beam=1)
         if self.objective.needs_nar:
-            modes["bleu_nar"] = lambda src: decode_nar(self.model, src, iterations=1, length_beam=1).tokens
+            settings["bleu_nar"] = DecodeConfig(mode="nar", iterations=1, length_beam=1)
         data = self.valid_data
         positions = np.arange(min(self.cfg.valid_bleu_sentences, len(data.kept)))
         refs = self.tokenizer.decode([data.dataset.tgt[int(i)].tolist() for i in data.kept[positions]])
-        hyps: dict[str, list[list[int]]] = {name: [] for name in modes}
+        hyps: dict[str, list[list[int]]] = {name: [] for name in settings}
         for chunk in np.array_split(positions, max(1, math.ceil(len(positions) / 64))):
             src = data.collate(chunk).src.to(self.ctx.device)
             with self.autocast():
-                for name, decode in modes.items():
-                    hyps[name] += decode(src)
+                for name, setting in settings.items():
+                    hyps[name] += decode(self.model, src, setting).tokens
         return {name: bleu(self.tokenizer.decode(h), refs).score for name, h in hyps.items()}
 
     # --------------------------------------------------------------------------------------- save
@@ -419,10 +422,9 @@ class Trainer:
         self.last_valid = results
         for name in self.objective.observe_validation(results):
             if self.ctx.is_main:
-                tqdm.write(
+                log.info(
                     f"step {self.state.step}: the AR view now also learns from {name} (the other view's "
-                    f"validation cross-entropy is within {self.objective.cfg.kl_teacher_margin} of its own)",
-                    file=sys.stderr,
+                    f"validation cross-entropy is within {self.objective.cfg.kl_teacher_margin} of its own)"
                 )
         metric = self.cfg.best_metric
         value = results.get(metric)
@@ -435,7 +437,7 @@ class Trainer:
         if self.ctx.is_main:
             self.logger.log(self.state.step, "valid", results)
             shown = "  ".join(f"{k} {v:.3f}" for k, v in results.items())
-            tqdm.write(f"step {self.state.step}: valid {shown}", file=sys.stderr)
+            log.info(f"step {self.state.step}: valid {shown}")
             self.save(is_best)
         # no barrier: the other ranks wait for rank 0 at the next gradient reduction anyway, and the files
         # are written by a background thread while everyone trains on

@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from janusgen.config import model_preset
-from janusgen.decoding import beam_search, decode_ar, greedy_search, teacher_forced_log_probs
+from janusgen.config import DecodeConfig, model_preset
+from janusgen.decoding import beam_search, decode, greedy_search, teacher_forced_log_probs
 from janusgen.decoding.common import max_output_lengths, with_bos_eos
 from janusgen.model.layout import DecoderView
 from janusgen.model.transformer import DecoderCache, JanusTransformer
@@ -145,16 +145,16 @@ def test_beam_search_scores_at_least_as_well_as_greedy_on_average(random_model, 
 def test_finished_sentences_leave_the_batch_and_search_stops_early(overfit, monkeypatch):
     """The overfit model ends its outputs after 3 to 8 tokens although 14 to 20 are allowed."""
     rows = []
-    decode = overfit.model.decode
+    model_decode = overfit.model.decode
 
     def spy(view, enc, cache=None):
         rows.append(view.tokens.shape[0])
-        return decode(view, enc, cache)
+        return model_decode(view, enc, cache)
 
     monkeypatch.setattr(overfit.model, "decode", spy)
     for beam in (1, 5):
         rows.clear()
-        assert decode_ar(overfit.model, overfit.src, beam=beam).tokens == overfit.references
+        assert decode(overfit.model, overfit.src, DecodeConfig(beam=beam)).tokens == overfit.references
         assert len(rows) <= max(map(len, overfit.references)) + 4
         assert rows[0] == 6 * beam and rows[-1] < rows[0] and rows == sorted(rows, reverse=True)
 
@@ -162,5 +162,8 @@ def test_finished_sentences_leave_the_batch_and_search_stops_early(overfit, monk
 def test_deterministic(random_model, sources):
     model, src = random_model(eos_ramp=0.3), sources(MIXED)
     for beam in (1, 5):
-        first, second = decode_ar(model, src, beam=beam), decode_ar(model, src, beam=beam)
+        first, second = (
+            decode(model, src, DecodeConfig(beam=beam)),
+            decode(model, src, DecodeConfig(beam=beam)),
+        )
         assert first == second

@@ -3,16 +3,22 @@
 import pytest
 import torch
 
-from janusgen.decoding import Decoded, decode_ar, decode_nar
+from janusgen.config import DecodeConfig
+from janusgen.decoding import Decoded, decode
+from janusgen.errors import JanusError
 
 # The overfit model fills wrong lengths confidently too (mean NAR log-prob near 0), so a length beam
 # without reranking may keep a wrong length: plain NAR uses the predicted length alone; with the length
 # beam, self-reranking lets the AR view reject the wrong ones.
 MODES = {
-    "greedy": lambda model, src, **kw: decode_ar(model, src, beam=1, **kw),
-    "beam": lambda model, src, **kw: decode_ar(model, src, beam=5, **kw),
-    "nar": lambda model, src, **kw: decode_nar(model, src, iterations=4, length_beam=1, **kw),
-    "nar-rerank": lambda model, src, **kw: decode_nar(model, src, iterations=4, rerank=True, **kw),
+    "greedy": lambda model, src, **kw: decode(model, src, DecodeConfig(beam=1, **kw)),
+    "beam": lambda model, src, **kw: decode(model, src, DecodeConfig(beam=5, **kw)),
+    "nar": lambda model, src, **kw: decode(
+        model, src, DecodeConfig(mode="nar", iterations=4, length_beam=1, **kw)
+    ),
+    "nar-rerank": lambda model, src, **kw: decode(
+        model, src, DecodeConfig(mode="nar", iterations=4, rerank=True, **kw)
+    ),
 }
 
 
@@ -47,10 +53,12 @@ def test_training_mode_is_refused(random_model, sources):
             mode(model, sources([3]))
 
 
-def test_invalid_options_are_refused(random_model, sources):
-    model, src = random_model(), sources([3])
-    for options in ({"iterations": 0}, {"length_beam": 0}, {"length_offsets": []}):
-        with pytest.raises(ValueError):
-            decode_nar(model, src, **options)
-    with pytest.raises(ValueError):
-        decode_ar(model, src, beam=0)
+def test_invalid_options_are_refused_before_decoding():
+    for options, message in (
+        ({"iterations": 0}, "--iterations 0"),
+        ({"length_beam": 0}, "--length-beam 0"),
+        ({"length_offsets": ()}, "--length-offsets: give between 1"),
+        ({"beam": 0}, "--beam 0"),
+    ):
+        with pytest.raises(JanusError, match=message):
+            DecodeConfig(mode="nar", **options)

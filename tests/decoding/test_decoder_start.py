@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import janusgen.objectives as objectives_module
-from janusgen.config import model_preset, objective_preset
-from janusgen.decoding.api import decode_ar, decode_nar, decode_speculative
+from janusgen.config import DecodeConfig, model_preset, objective_preset
+from janusgen.decoding.api import decode
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
 from tests.decoding.conftest import VOCAB, make_sources
@@ -56,13 +56,13 @@ def test_a_bos_the_model_chooses_first_is_dropped_and_then_decoding_goes_on_as_f
     """With BOS very likely first, the model without forced BOS chooses it (BOS is allowed at the first
     step only) and goes on exactly as the model that forces it; its outputs never hold BOS."""
     src = make_sources([3, 8, 5, 11, 6], seed=1)
-    free = decode_ar(_model(40.0, forced=False), src, beam=beam)
-    forced = decode_ar(_model(40.0, forced=True), src, beam=beam)
+    free = decode(_model(40.0, forced=False), src, DecodeConfig(beam=beam))
+    forced = decode(_model(40.0, forced=True), src, DecodeConfig(beam=beam))
     assert free.tokens == forced.tokens
     assert all(BOS not in tokens for tokens in free.tokens)
     assert len({len(t) for t in free.tokens}) >= 2
     # unlikely, BOS is never chosen, and the first output follows </s> directly
-    unlikely = decode_ar(_model(-40.0, forced=False), src, beam=beam)
+    unlikely = decode(_model(-40.0, forced=False), src, DecodeConfig(beam=beam))
     assert all(BOS not in tokens for tokens in unlikely.tokens) and unlikely.tokens != free.tokens
 
 
@@ -71,8 +71,8 @@ def test_a_bos_the_model_chooses_first_is_dropped_and_then_decoding_goes_on_as_f
 def test_speculative_decoding_reads_the_start_tokens_as_greedy(forced, bos_bias, drafting):
     model = _model(bos_bias, forced, seed=2)
     src = make_sources([3, 8, 5, 11, 6, 1, 14], seed=2)
-    greedy = decode_ar(model, src, beam=1)
-    spec = decode_speculative(model, src, drafting=drafting)
+    greedy = decode(model, src, DecodeConfig(beam=1))
+    spec = decode(model, src, DecodeConfig(mode="speculative"), drafting=drafting)
     assert spec.tokens == greedy.tokens
     assert spec.scores == pytest.approx(greedy.scores, abs=1e-4)
 
@@ -84,7 +84,9 @@ def test_mask_predict_and_the_training_views_read_the_start_token_before_bos(mon
     monkeypatch.setattr(
         mask_predict_module, "nar_view", lambda tgt, pad: seen.append(tgt.clone()) or view(tgt, pad)
     )
-    decoded = decode_nar(model, make_sources([4, 7], seed=0), iterations=2, length_beam=2)
+    decoded = decode(
+        model, make_sources([4, 7], seed=0), DecodeConfig(mode="nar", iterations=2, length_beam=2)
+    )
     first = seen[0]
     assert (first[:, :2] == torch.tensor([EOS, BOS])).all() and (first[:, 2] == MASK).all()
     assert all(len(t) >= 1 and BOS not in t for t in decoded.tokens)

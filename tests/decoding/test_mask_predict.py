@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
+from janusgen.config import DecodeConfig
 from janusgen.data.masking import uniform_mask
-from janusgen.decoding import decode_nar, linear_schedule, mask_predict, teacher_forced_log_probs
+from janusgen.decoding import decode, linear_schedule, mask_predict, teacher_forced_log_probs
 from janusgen.decoding.common import Hypotheses, max_output_lengths, with_bos_eos
 from janusgen.decoding.mask_predict import (
     collapse_repeats,
@@ -179,7 +180,7 @@ def test_length_candidates(random_model, sources):
     top = length_candidates(model, enc, torch.tensor([62, 62, 62]), length_beam=3)
     assert torch.equal(top, logits[:, 1:].topk(3).indices + 1)  # 0 is never a candidate
     best = logits[:, 1:].argmax(1, keepdim=True) + 1
-    offsets = length_candidates(model, enc, torch.tensor([62, 62, 62]), offsets=[-1, 0, 2])
+    offsets = length_candidates(model, enc, torch.tensor([62, 62, 62]), 1, offsets=[-1, 0, 2])
     expected = (best + torch.tensor([-1, 0, 2])).clamp(min=1, max=62)
     assert torch.equal(offsets, expected)
     # within [1, max_len], and exactly 0 where max_len is 0
@@ -193,7 +194,7 @@ def test_length_beam_keeps_the_best_candidate(random_model, sources, rerank):
     """Against a brute-force loop: refine each (sentence, length) candidate alone, score it (mean NAR
     log-prob, or AR log-prob / (n + 1) with the AR view run prefix by prefix), keep the best."""
     model, src = random_model(), sources([4, 9, 2, 15, 7])
-    got = decode_nar(model, src, iterations=3, length_beam=4, rerank=rerank)
+    got = decode(model, src, DecodeConfig(mode="nar", iterations=3, length_beam=4, rerank=rerank))
     enc = _encode(model, src)
     lengths = length_candidates(model, enc, _limits(model, src), 4)
     for b in range(src.shape[0]):
@@ -233,7 +234,7 @@ def _ar_log_probs(model, src, outputs):
 
 def test_rerank_scores_are_ar_scores(random_model, sources):
     model, src = random_model(), sources([4, 9, 2])
-    got = decode_nar(model, src, iterations=2, rerank=True, length_penalty=0.5)
+    got = decode(model, src, DecodeConfig(mode="nar", iterations=2, rerank=True, length_penalty=0.5))
     forced, lengths = _ar_log_probs(model, src, got.tokens)
     torch.testing.assert_close(torch.tensor(got.log_probs), forced)
     torch.testing.assert_close(torch.tensor(got.scores), forced / (lengths + 1).float() ** 0.5)
@@ -260,11 +261,11 @@ def test_collapsed_outputs_are_the_chosen_candidates_collapsed(random_model, sou
     """Without reranking the choice is by the refined candidates' NAR scores, so collapsing changes the
     outputs' tokens only; with reranking the AR view scores the collapsed candidates."""
     model, src = random_model(), sources(MIXED)
-    plain = decode_nar(model, src, iterations=2)
-    collapsed = decode_nar(model, src, iterations=2, collapse_repeats=True)
+    plain = decode(model, src, DecodeConfig(mode="nar", iterations=2))
+    collapsed = decode(model, src, DecodeConfig(mode="nar", iterations=2, collapse_repeats=True))
     assert any(len(_runs(t)) < len(t) for t in plain.tokens)  # a random model repeats: the test bites
     assert collapsed.tokens == [_runs(t) for t in plain.tokens] and collapsed.scores == plain.scores
-    reranked = decode_nar(model, src, iterations=2, rerank=True, collapse_repeats=True)
+    reranked = decode(model, src, DecodeConfig(mode="nar", iterations=2, rerank=True, collapse_repeats=True))
     assert all(t == _runs(t) for t in reranked.tokens)
     forced, _ = _ar_log_probs(model, src, reranked.tokens)
     torch.testing.assert_close(torch.tensor(reranked.log_probs), forced)
@@ -273,24 +274,32 @@ def test_collapsed_outputs_are_the_chosen_candidates_collapsed(random_model, sou
 @pytest.mark.parametrize("rerank", [False, True])
 def test_a_sentence_decodes_the_same_alone_and_in_a_batch(random_model, sources, rerank):
     model, src = random_model(), sources(MIXED)
-    batch = decode_nar(model, src, iterations=4, rerank=rerank)
+    batch = decode(model, src, DecodeConfig(mode="nar", iterations=4, rerank=rerank))
     for i in range(len(MIXED)):
-        alone = decode_nar(model, src[i : i + 1, : MIXED[i] + 1], iterations=4, rerank=rerank)
+        alone = decode(
+            model, src[i : i + 1, : MIXED[i] + 1], DecodeConfig(mode="nar", iterations=4, rerank=rerank)
+        )
         assert alone.tokens[0] == batch.tokens[i]
         assert abs(alone.scores[0] - batch.scores[i]) < 1e-5
 
 
 def test_length_limit(random_model, sources):
     model, src = random_model(), sources([0, 3, 10, 25])
-    for offsets in (None, [0, 5, 40]):
-        out = decode_nar(model, src, iterations=2, length_offsets=offsets, max_len_a=0.5, max_len_b=2)
+    for offsets in (None, (0, 5, 40)):
+        out = decode(
+            model,
+            src,
+            DecodeConfig(mode="nar", iterations=2, length_offsets=offsets, max_len_a=0.5, max_len_b=2),
+        )
         assert all(1 <= len(t) <= limit for t, limit in zip(out.tokens, [2, 4, 7, 15], strict=True))
-    assert decode_nar(model, src, max_len_a=0, max_len_b=0).tokens == [[]] * 4
 
 
 def test_deterministic_and_mask_predict_matches_the_api(random_model, sources):
     model, src = random_model(), sources(MIXED)
-    first, second = decode_nar(model, src, iterations=4), decode_nar(model, src, iterations=4)
+    first, second = (
+        decode(model, src, DecodeConfig(mode="nar", iterations=4)),
+        decode(model, src, DecodeConfig(mode="nar", iterations=4)),
+    )
     assert first == second
-    hyps = mask_predict(model, _encode(model, src), _limits(model, src), iterations=4)
+    hyps = mask_predict(model, _encode(model, src), _limits(model, src), iterations=4, length_beam=3)
     assert hyps.token_lists() == first.tokens

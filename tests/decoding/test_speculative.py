@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from janusgen.cli import main
-from janusgen.decoding.api import decode_ar, decode_speculative
+from janusgen.config import DecodeConfig
+from janusgen.decoding.api import decode
 from janusgen.decoding.common import max_output_lengths, with_bos_eos
 from janusgen.decoding.search import greedy_search
 from janusgen.decoding.speculative import DRAFTINGS, SpeculativeStats, speculative_search
@@ -40,13 +41,16 @@ def test_random_models_equal_greedy_batched_and_alone(random_model, seed, eos_ra
     model = random_model(seed=seed, eos_ramp=eos_ramp, ar_stream=stream, ar_query_position=where)
     lengths = [random.Random(seed).randint(1, 20) for _ in range(40)]
     src = make_sources(lengths, seed=seed)
-    greedy = decode_ar(model, src, beam=1)
-    spec = decode_speculative(model, src, drafting=drafting)
+    greedy = decode(model, src, DecodeConfig(beam=1))
+    spec = decode(model, src, DecodeConfig(mode="speculative"), drafting=drafting)
     assert spec.tokens == greedy.tokens
     assert spec.scores == pytest.approx(greedy.scores, abs=1e-4)
     assert spec.log_probs == pytest.approx(greedy.log_probs, abs=1e-4)
     for i in range(0, len(lengths), 5):  # alone: no padding, no other sentences advancing differently
-        assert decode_speculative(model, src[i : i + 1], drafting=drafting).tokens[0] == greedy.tokens[i]
+        assert (
+            decode(model, src[i : i + 1], DecodeConfig(mode="speculative"), drafting=drafting).tokens[0]
+            == greedy.tokens[i]
+        )
 
 
 @pytest.mark.parametrize("drafting", DRAFTINGS)
@@ -59,15 +63,18 @@ def test_trained_model_equals_greedy_on_300_varied_inputs(toy_checkpoint, drafti
     ids = [seq + [tok.eos_id] for seq in tok.encode(texts)]
     width = max(map(len, ids))
     src = torch.tensor([seq + [tok.pad_id] * (width - len(seq)) for seq in ids])
-    greedy = decode_ar(model, src, beam=1)
+    greedy = decode(model, src, DecodeConfig(beam=1))
     stats = SpeculativeStats()
     for start in range(0, len(ids), 50):  # batched, mixed lengths
-        decoded = decode_speculative(model, src[start : start + 50], drafting=drafting)
+        decoded = decode(model, src[start : start + 50], DecodeConfig(mode="speculative"), drafting=drafting)
         assert decoded.tokens == greedy.tokens[start : start + 50]
         stats.add(decoded.stats)
     for i in range(0, len(ids), 3):  # batch 1
         one = torch.tensor([ids[i]])
-        assert decode_speculative(model, one, drafting=drafting).tokens[0] == greedy.tokens[i], texts[i]
+        assert (
+            decode(model, one, DecodeConfig(mode="speculative"), drafting=drafting).tokens[0]
+            == greedy.tokens[i]
+        ), texts[i]
     assert stats.sentences == 300
     assert stats.tokens == sum(len(t) + 1 for t in greedy.tokens)
     assert stats.tokens_per_round > 1.0  # the drafts are accepted in part (a trained model)
@@ -80,8 +87,10 @@ def test_length_limits_are_greedy_s(random_model, drafting):
     model = random_model(seed=4)  # no EOS ramp: outputs run to their limits
     src = make_sources([1, 4, 9, 2], seed=4)
     for a, b in ((0.0, 1), (0.5, 2), (1.2, 10)):
-        spec = decode_speculative(model, src, a, b, drafting=drafting)
-        assert spec.tokens == decode_ar(model, src, 1, a, b).tokens
+        spec = decode(
+            model, src, DecodeConfig(mode="speculative", max_len_a=a, max_len_b=b), drafting=drafting
+        )
+        assert spec.tokens == decode(model, src, DecodeConfig(beam=1, max_len_a=a, max_len_b=b)).tokens
     limits = max_output_lengths(model, src, 0.0, 3)
     hyps, _ = speculative_search(model, model.encode(src), limits, drafting=drafting)
     assert hyps.lengths.tolist() == [3, 3, 3, 3]
@@ -118,7 +127,10 @@ def test_at_an_exact_tie_both_searches_take_one_of_the_tied_tokens(random_model)
     first of them (argmax's rule), so the outputs are equal and never hold the other."""
     model = _tied_model(random_model, 0.0)
     src = make_sources([random.Random(0).randint(1, 20) for _ in range(60)], seed=0)
-    greedy, spec = decode_ar(model, src, beam=1), decode_speculative(model, src)
+    greedy, spec = (
+        decode(model, src, DecodeConfig(beam=1)),
+        decode(model, src, DecodeConfig(mode="speculative")),
+    )
     assert spec.tokens == greedy.tokens
     assert sum(t.count(TIE_A) for t in greedy.tokens) > 50, "the tie was seldom at the top: no test"
     assert all(TIE_B not in t for t in greedy.tokens + spec.tokens)
@@ -133,7 +145,10 @@ def test_speculative_equals_greedy_except_at_floating_point_near_ties(random_mod
     two tied tokens, both of them argmaxes within 1e-4; everywhere else they are the same tokens."""
     model = _tied_model(random_model, 1e-6)
     src = make_sources([random.Random(0).randint(1, 20) for _ in range(200)], seed=0)
-    greedy, spec = decode_ar(model, src, beam=1), decode_speculative(model, src)
+    greedy, spec = (
+        decode(model, src, DecodeConfig(beam=1)),
+        decode(model, src, DecodeConfig(mode="speculative")),
+    )
     logp = _greedy_log_probs(model, src, greedy.tokens)  # (B, T + 1, V) along greedy's outputs
     top2 = logp.topk(2, dim=-1).values
     near_tie = (top2[..., 0] - top2[..., 1]) < 1e-3  # (B, T + 1)
@@ -164,7 +179,9 @@ def test_zero_length_limit_and_empty_batch(random_model, drafting):
     ref = greedy_search(model, enc, limits)
     assert hyps.token_lists() == ref.token_lists() and hyps.lengths.tolist() == [0, 2]
     assert stats.rounds >= 2
-    empty = decode_speculative(model, torch.zeros(0, 3, dtype=torch.long), drafting=drafting)
+    empty = decode(
+        model, torch.zeros(0, 3, dtype=torch.long), DecodeConfig(mode="speculative"), drafting=drafting
+    )
     assert empty.tokens == [] and empty.stats == SpeculativeStats()
 
 
@@ -172,8 +189,10 @@ def test_zero_length_limit_and_empty_batch(random_model, drafting):
 def test_memorised_pairs_are_accepted_in_few_rounds(overfit, drafting):
     """Where the NAR view knows the whole output, a round accepts many tokens: the cache survives
     rounds and whole drafts are verified at once (fused: the first round only drafts)."""
-    spec = decode_speculative(overfit.model, overfit.src, drafting=drafting)
-    assert spec.tokens == decode_ar(overfit.model, overfit.src, beam=1).tokens == overfit.references
+    spec = decode(overfit.model, overfit.src, DecodeConfig(mode="speculative"), drafting=drafting)
+    assert (
+        spec.tokens == decode(overfit.model, overfit.src, DecodeConfig(beam=1)).tokens == overfit.references
+    )
     assert spec.stats.rounds_per_sentence <= (3.0 if drafting == "fused" else 2.0)
     assert spec.stats.tokens_per_round >= (2.0 if drafting == "fused" else 3.0)
 
@@ -185,16 +204,20 @@ def test_a_verify_block_keeps_the_outputs_and_caps_the_rows(random_model, overfi
     where the NAR view knows the whole output, almost every round then gains block + 1 tokens."""
     model = random_model(seed=7, eos_ramp=0.3)
     src = make_sources([random.Random(7).randint(1, 20) for _ in range(30)], seed=7)
-    spec = decode_speculative(model, src, drafting=drafting, block=block)
-    greedy = decode_ar(model, src, beam=1)
+    spec = decode(model, src, DecodeConfig(mode="speculative"), drafting=drafting, block=block)
+    greedy = decode(model, src, DecodeConfig(beam=1))
     assert spec.tokens == greedy.tokens
     assert spec.scores == pytest.approx(greedy.scores, abs=1e-4)
     for i in range(0, 30, 6):
         assert (
-            decode_speculative(model, src[i : i + 1], drafting=drafting, block=block).tokens[0]
+            decode(
+                model, src[i : i + 1], DecodeConfig(mode="speculative"), drafting=drafting, block=block
+            ).tokens[0]
             == greedy.tokens[i]
         )
-    memorised = decode_speculative(overfit.model, overfit.src, drafting=drafting, block=block)
+    memorised = decode(
+        overfit.model, overfit.src, DecodeConfig(mode="speculative"), drafting=drafting, block=block
+    )
     assert memorised.tokens == overfit.references
     most = (block or 1000) + 1  # tokens a round can gain (None: the whole rest of the draft)
     assert memorised.stats.tokens_per_round <= most
@@ -202,7 +225,7 @@ def test_a_verify_block_keeps_the_outputs_and_caps_the_rows(random_model, overfi
     assert memorised.stats.rounds >= full_rounds
     assert memorised.stats.rounds <= full_rounds + (2 if drafting == "fused" else 1) * len(overfit.references)
     with pytest.raises(ValueError, match="block"):
-        decode_speculative(model, src, block=0)
+        decode(model, src, DecodeConfig(mode="speculative"), block=0)
 
 
 def test_a_round_is_two_decoder_passes_for_the_whole_batch(random_model, monkeypatch):

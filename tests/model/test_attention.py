@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from janusgen.decoding import decode_ar, decode_nar
+from janusgen.config import DecodeConfig
+from janusgen.decoding import decode
 from janusgen.model import attention
 from janusgen.model.layout import masked_view
 from tests.model.test_transformer_options import make_batch, tiny
@@ -56,11 +57,15 @@ def test_fast_paths_equal_the_dense_masks(monkeypatch, relative_positions):
 def test_decoding_with_the_fast_paths_gives_the_same_outputs(monkeypatch):
     model = tiny(relative_positions=4)
     src, _, _ = make_batch(model.cfg)
-    expected = [decode_ar(model, src, beam=b).tokens for b in (1, 3)] + [decode_nar(model, src, 4).tokens]
+    expected = [decode(model, src, DecodeConfig(beam=b)).tokens for b in (1, 3)] + [
+        decode(model, src, DecodeConfig(mode="nar", iterations=4)).tokens
+    ]
     monkeypatch.setattr(attention, "FAST_PATH_DEVICES", ("cpu",))
     monkeypatch.setattr(attention, "FLEX_MIN_SCORES", 1)
     monkeypatch.setattr(attention, "_FLEX_BROKEN", [])
-    got = [decode_ar(model, src, beam=b).tokens for b in (1, 3)] + [decode_nar(model, src, 4).tokens]
+    got = [decode(model, src, DecodeConfig(beam=b)).tokens for b in (1, 3)] + [
+        decode(model, src, DecodeConfig(mode="nar", iterations=4)).tokens
+    ]
     assert attention._FLEX_BROKEN == []
     assert got == expected
 

@@ -15,9 +15,9 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from janusgen.checkpoint import load_model  # noqa: E402
-from janusgen.config import objective_preset  # noqa: E402
+from janusgen.config import DecodeConfig, objective_preset  # noqa: E402
 from janusgen.data.hf_tokenizer import HFTokenizer  # noqa: E402
-from janusgen.decoding.api import decode_ar, decode_speculative  # noqa: E402
+from janusgen.decoding.api import decode  # noqa: E402
 from janusgen.model.bart import convert, new_parameters, weight_names  # noqa: E402
 from janusgen.model.layout import ar_view, decoder_sequence  # noqa: E402
 from janusgen.model.transformer import JanusTransformer  # noqa: E402
@@ -235,13 +235,16 @@ def hf_generate(hf, src: torch.Tensor, tok: HFTokenizer, limit: int, **search) -
 def test_greedy_equals_hf_generate(bart_dir: Path, converted: Path, limit: int) -> None:
     model, tok, _ = load_model(converted)
     src_ours, src_hf = batch(tok, TEXTS, bos=False), batch(tok, TEXTS, bos=True)
-    ours = decode_ar(model, src_ours, beam=1, max_len_a=0.0, max_len_b=limit).tokens
+    ours = decode(model, src_ours, DecodeConfig(beam=1, max_len_a=0.0, max_len_b=limit)).tokens
     assert ours == hf_generate(hf_model(bart_dir), src_hf, tok, limit, num_beams=1)
     if limit == 30:
         assert any(len(o) < limit for o in ours), "no sentence ended with EOS: the test lost its point"
         assert any(len(o) > 2 for o in ours), "every output is short: the test lost its point"
     # self-speculative decoding reads the same start tokens: its outputs are greedy's
-    assert decode_speculative(model, src_ours, max_len_a=0.0, max_len_b=limit).tokens == ours
+    assert (
+        decode(model, src_ours, DecodeConfig(mode="speculative", max_len_a=0.0, max_len_b=limit)).tokens
+        == ours
+    )
 
 
 def test_beam_equals_hf_generate(bart_dir: Path, converted: Path) -> None:
@@ -250,7 +253,9 @@ def test_beam_equals_hf_generate(bart_dir: Path, converted: Path) -> None:
     model, tok, _ = load_model(converted)
     src_ours, src_hf = batch(tok, TEXTS, bos=False), batch(tok, TEXTS, bos=True)
     limit = 30
-    ours = decode_ar(model, src_ours, beam=4, max_len_a=0.0, max_len_b=limit, length_penalty=1.0).tokens
+    ours = decode(
+        model, src_ours, DecodeConfig(beam=4, max_len_a=0.0, max_len_b=limit, length_penalty=1.0)
+    ).tokens
     theirs = hf_generate(
         hf_model(bart_dir), src_hf, tok, limit, num_beams=4, early_stopping=True, length_penalty=1.0
     )

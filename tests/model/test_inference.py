@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from janusgen.config import objective_preset
-from janusgen.decoding import decode_ar, decode_nar, decode_speculative
+from janusgen.config import DecodeConfig, objective_preset
+from janusgen.decoding import decode
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 from janusgen.model.inference import PackedLinear, prepare_for_inference
@@ -26,13 +26,13 @@ def _logits(model) -> dict[str, torch.Tensor]:
 def test_fused_projections_compute_the_same(ar_stream):
     model = build(tiny_config(ar_stream=ar_stream))
     src, _, _ = make_batch(model.cfg)
-    before, tokens = _logits(model), decode_ar(model, src, beam=3).tokens
+    before, tokens = _logits(model), decode(model, src, DecodeConfig(beam=3)).tokens
     prepare_for_inference(model)
     assert all(layer.self_attn.inference for layer in model.decoder_layers)
     after = _logits(model)
     for name in before:
         torch.testing.assert_close(after[name], before[name], atol=1e-5, rtol=1e-5)
-    assert decode_ar(model, src, beam=3).tokens == tokens
+    assert decode(model, src, DecodeConfig(beam=3)).tokens == tokens
 
 
 def test_int8_weights_stay_close_and_decode_in_every_mode():
@@ -49,13 +49,16 @@ def test_int8_weights_stay_close_and_decode_in_every_mode():
         error = (quantized[name] - reference[name]).abs().max() / reference[name].abs().max()
         assert 0 < error < 0.1, (name, error)
     for decoded in (
-        decode_ar(model, src, beam=1),
-        decode_ar(model, src, beam=3),
-        decode_nar(model, src, 4, rerank=True),
-        decode_speculative(model, src),
+        decode(model, src, DecodeConfig(beam=1)),
+        decode(model, src, DecodeConfig(beam=3)),
+        decode(model, src, DecodeConfig(mode="nar", iterations=4, rerank=True)),
+        decode(model, src, DecodeConfig(mode="speculative")),
     ):
         assert len(decoded.tokens) == src.shape[0]
-    assert decode_speculative(model, src).tokens == decode_ar(model, src, beam=1).tokens
+    assert (
+        decode(model, src, DecodeConfig(mode="speculative")).tokens
+        == decode(model, src, DecodeConfig(beam=1)).tokens
+    )
 
 
 def test_training_ignores_the_decoding_modules():

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from janusgen.config import MODEL_PRESETS, ModelConfig, model_preset, objective_preset
-from janusgen.decoding import decode_ar, decode_nar
+from janusgen.config import MODEL_PRESETS, DecodeConfig, ModelConfig, model_preset, objective_preset
+from janusgen.decoding import decode
 from janusgen.errors import JanusError
 from janusgen.model.layout import masked_view
 from janusgen.model.transformer import JanusTransformer, SinusoidalPositions
@@ -92,9 +92,9 @@ def check_runs(model: JanusTransformer) -> dict[str, torch.Tensor]:
     src = make_batch(cfg)[0]
     special = {cfg.pad_id, cfg.bos_id, cfg.eos_id, cfg.mask_id}
     for decoded in (
-        decode_ar(model, src, beam=1, max_len_a=0, max_len_b=6),
-        decode_ar(model, src, beam=3, max_len_a=0, max_len_b=6),
-        decode_nar(model, src, iterations=2, length_beam=2, max_len_a=0, max_len_b=6),
+        decode(model, src, DecodeConfig(beam=1, max_len_a=0, max_len_b=6)),
+        decode(model, src, DecodeConfig(beam=3, max_len_a=0, max_len_b=6)),
+        decode(model, src, DecodeConfig(mode="nar", iterations=2, length_beam=2, max_len_a=0, max_len_b=6)),
     ):
         assert len(decoded.tokens) == 2
         for tokens in decoded.tokens:

@@ -8,9 +8,9 @@ and its recorded version in the cache. A failure says which packages to install.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +19,8 @@ from pathlib import Path
 from janusgen.data.bible.texts import SwordText
 from janusgen.errors import JanusError
 from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path.home() / ".cache" / "janusgen" / "sword"
 
@@ -118,9 +120,7 @@ def _fetch_packages(texts: Sequence[SwordText], cache: Path) -> None:
             # a fresh machine often has no package lists yet; as root, refresh them once and retry
             if not (hasattr(os, "geteuid") and os.geteuid() == 0):
                 raise
-            print(
-                "janus: apt-get download failed; running `apt-get update` and trying again", file=sys.stderr
-            )
+            log.info("janus: apt-get download failed; running `apt-get update` and trying again")
             _run(["apt-get", "update", "-qq"], cwd=Path(tmp), texts=texts)
             _run(["apt-get", "download", *packages], cwd=Path(tmp), texts=texts)
         for package in packages:

@@ -16,6 +16,7 @@ from typing import Any
 from janusgen.data.bible.packages import locate_modules
 from janusgen.data.bible.texts import RawModule, SwordText
 from janusgen.errors import JanusError
+from janusgen.progress import quiet
 
 
 def read_sword_modules(
@@ -59,7 +60,7 @@ def _read_verses(bible: Any, desc: str) -> dict[str, str]:
 
     books = bible.get_structure().get_books()
     total = sum(sum(b.chapter_lengths) for t in books.values() for b in t)
-    progress = tqdm(total=total, desc=desc, unit=" verses", file=sys.stderr)
+    progress = tqdm(total=total, desc=desc, unit=" verses", file=sys.stderr, disable=quiet())
     verses = {}
     for testament in ("ot", "nt"):
         for book in books.get(testament, []):

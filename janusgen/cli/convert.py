@@ -1,0 +1,60 @@
+"""`janus convert` (a Hugging Face BART into a checkpoint) and `janus export` (a checkpoint's AR view out
+to Hugging Face or CTranslate2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from janusgen.errors import JanusError
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    conv = sub.add_parser(
+        "convert",
+        help="turn a pre-trained Hugging Face BART into a janusgen checkpoint (BART-JANUS)",
+        description="Load a BartForConditionalGeneration (hub name or local folder; needs the hf extra), map "
+        "its weights into the two-stream model, add a freshly initialised length predictor and write a "
+        "self-contained checkpoint (weights, config.json, tokenizer.json). Its AR view is the BART itself; "
+        "fine-tune it with `janus train --init-from`.",
+    )
+    conv.add_argument("--hf", required=True, metavar="NAME_OR_DIR", help="e.g. facebook/bart-base")
+    conv.add_argument("--out", type=Path, required=True, help="output checkpoint folder")
+    conv.add_argument(
+        "--max-target-length",
+        type=int,
+        default=None,
+        help="largest target length the length classifier predicts (default: BART's positions - 2)",
+    )
+    conv.set_defaults(func=_run_convert)
+
+    exp = sub.add_parser(
+        "export",
+        help="export a checkpoint's AR view to a Hugging Face folder or a CTranslate2 model",
+        description="Write the AR view of a model whose decoder is a standard one (ar_stream=content, no "
+        "relative-position bias: BART-JANUS from `janus convert`, or a model trained with those options) as "
+        "a Hugging Face BART / mBART / Pegasus folder with its tokenizer and generation config, or as a "
+        "CTranslate2 model converted from it (needs the export extra). Every preset decodes AR from the "
+        "query stream and is refused. See docs/export.md.",
+    )
+    exp.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (e.g. RUN/best)")
+    exp.add_argument("--format", required=True, choices=("hf", "ctranslate2"), help="what to write")
+    exp.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
+    exp.set_defaults(func=_run_export)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from janusgen.model.bart import convert
+
+    if args.out.exists():
+        raise JanusError(f"--out {args.out} already exists; choose another folder")
+    print(json.dumps(convert(args.hf, args.out, args.max_target_length)))
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from janusgen.export import export
+
+    print(json.dumps(export(args.checkpoint, args.out, args.format)))
+    return 0
