@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from janusgen.checkpoint import load_model
-from janusgen.config import DecodeConfig, ObjectiveConfig, decode_config, from_dict
+from janusgen.config import DecodeConfig, decode_config, from_dict
 from janusgen.data.batching import pack_by_tokens, pad_sequences
-from janusgen.data.tokenizer import TextTokenizer
+from janusgen.data.tokenizer_base import TextTokenizer
 from janusgen.decoding.api import decode_ar, decode_nar, decode_speculative
 from janusgen.decoding.common import Decoded
 from janusgen.decoding.speculative import SpeculativeStats
@@ -32,6 +32,7 @@ from janusgen.errors import JanusError
 from janusgen.hardware import check_device, resolve_precision
 from janusgen.model.inference import prepare_for_inference
 from janusgen.model.transformer import JanusTransformer
+from janusgen.objective_config import ObjectiveConfig
 
 _D = DecodeConfig()  # the defaults live in config.py
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

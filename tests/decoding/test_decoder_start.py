@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import janusgen.objectives as objectives_module
-from janusgen.config import model_preset, objective_preset
 from janusgen.decoding.api import decode_ar, decode_nar, decode_speculative
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
+from janusgen.presets import model_preset, objective_preset
 from tests.decoding.conftest import VOCAB, make_sources
 
 BOS, EOS, MASK = 2, 3, 4

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from janusgen.config import objective_preset
 from janusgen.decoding import decode_ar, decode_nar, decode_speculative
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 from janusgen.model.inference import prepare_for_inference
 from janusgen.objectives import JanusObjective
+from janusgen.presets import objective_preset
 from tests.model.test_transformer_options import build, make_batch, tiny_config
 
 
