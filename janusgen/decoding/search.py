@@ -48,14 +48,6 @@ class _Search:
         self.prefix = ar_prefix(self.cfg)
         self.choices = ar_choices(model, self.prefix)
 
-    def normalized(self, log_prob: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-        """The length-normalised score of `chosen` chosen tokens (EOS included) and a forced BOS."""
-        return length_normalized(log_prob, chosen + self.prefix.counted, self.length_penalty)
-
-    def outputs(self, hyps: Hypotheses) -> Hypotheses:
-        """The outputs without a BOS the model chose first (a BART without forced BOS)."""
-        return drop_leading_bos(hyps, self.cfg.bos_id, self.cfg.pad_id) if self.prefix.free_bos else hyps
-
     def advance(self, logp: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Choose the tokens of position t + 1 from logp (rows, V). Returns the tokens (rows,), the old
         row each new row continues (None: the same row), and which sentences are done (A,)."""
@@ -141,6 +133,14 @@ class _Beam(_Search):
         self.pool_log_prob = torch.zeros(b, beam, device=device)
         self.pool_len = torch.zeros(b, beam, dtype=torch.long, device=device)
         self.pool_tokens = torch.full((b, beam, max(self.steps - 1, 0)), self.cfg.pad_id, device=device)
+
+    def normalized(self, log_prob: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """The length-normalised score of `chosen` chosen tokens (EOS included) and a forced BOS."""
+        return length_normalized(log_prob, chosen + self.prefix.counted, self.length_penalty)
+
+    def outputs(self, hyps: Hypotheses) -> Hypotheses:
+        """The outputs without a BOS the model chose first (a BART without forced BOS)."""
+        return drop_leading_bos(hyps, self.cfg.bos_id, self.cfg.pad_id) if self.prefix.free_bos else hyps
 
     def advance(self, logp: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         k, v = self.width, logp.shape[-1]
