@@ -21,8 +21,9 @@ from pathlib import Path
 
 from janusgen import checkpoint as ckpt
 from janusgen.cli.options import parse_assignments
-from janusgen.config import ObjectiveConfig, from_dict, to_dict
+from janusgen.config import from_dict, to_dict
 from janusgen.fileio import sha256_file, write_json
+from janusgen.objective_config import ObjectiveConfig
 
 
 def branch(step_dir: Path, out: Path, objective_changes: dict) -> Path:

@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from janusgen.config import DecodeConfig, TrainConfig, model_preset, objective_preset
+from janusgen.config import DecodeConfig
 from janusgen.data.batching import SampledBatch
 from janusgen.decoding.api import decode
 from janusgen.model.inference import prepare_for_inference
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
+from janusgen.presets import model_preset, objective_preset
+from janusgen.training.config import TrainConfig
 from janusgen.training.distributed import DistributedContext
 from janusgen.training.loader import ReadyBatch
 from janusgen.training.trainer import Trainer

@@ -28,10 +28,10 @@ from janusgen.data.batching import pad_sequences
 from janusgen.data.dataset import PairDataset
 from janusgen.decoding import decode
 from janusgen.decoding.common import banned_tokens, max_output_lengths
-from janusgen.decoding.mask_predict import length_candidates, nar_view
-from janusgen.decoding.speculative import DEFAULT_BLOCK, draft_input
+from janusgen.decoding.mask_predict import length_candidates
+from janusgen.decoding.speculative import DEFAULT_BLOCK
 from janusgen.decoding.translator import Translator
-from janusgen.model.layout import masked_view
+from janusgen.model.layout import draft_input, masked_view, nar_view
 from janusgen.model.transformer import Encoded, JanusTransformer
 
 

@@ -198,12 +198,13 @@ def ctranslate2_system(folder: Path, compute_type: str, threads: int) -> Run:
 
 def build_systems(work: Path, size: Size, threads: int) -> tuple[dict[str, Run], dict[str, str]]:
     """The systems that run here, and why each other one does not."""
+    from janusgen.checkpoint import save_checkpoint
     from janusgen.model.bart import convert
 
     hf_dir, checkpoint = work / "bart", work / "janus"
     hf_dir.mkdir()
     build_bart(size, hf_dir)
-    convert(str(hf_dir), checkpoint)
+    save_checkpoint(checkpoint, *convert(str(hf_dir)))
     systems: dict[str, Run] = {"janusgen fp32": janusgen_system(checkpoint)}
     skipped: dict[str, str] = {}
     if "quantize" in inspect.signature(Translator.load).parameters:

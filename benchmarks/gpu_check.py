@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from janusgen.config import PrepareConfig, TrainConfig, decode_config, model_preset, objective_preset
+from janusgen.config import PrepareConfig, decode_config
 from janusgen.data.batching import SampledBatch
 from janusgen.data.prepare import prepare
 from janusgen.data.sources import TextFilesSource
@@ -44,6 +44,8 @@ from janusgen.decoding.translator import Translator
 from janusgen.model import attention
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
+from janusgen.presets import model_preset, objective_preset
+from janusgen.training.config import TrainConfig
 from janusgen.training.distributed import DistributedContext
 from janusgen.training.loader import ReadyBatch
 from janusgen.training.recipe import train

@@ -75,10 +75,12 @@ def validate_only(checkpoint: Path, data: Path) -> None:
     import torch
 
     from janusgen import checkpoint as ckpt
-    from janusgen.config import ObjectiveConfig, TrainConfig, from_dict
+    from janusgen.config import from_dict
     from janusgen.data.batching import PairBatches
     from janusgen.data.dataset import PairDataset
+    from janusgen.objective_config import ObjectiveConfig
     from janusgen.objectives import JanusObjective
+    from janusgen.training.config import TrainConfig
     from janusgen.training.distributed import init_distributed, shutdown
     from janusgen.training.trainer import Trainer
 

@@ -61,7 +61,9 @@ def batch1_ms(translator: Translator, sources: list[str], setting_id: str) -> fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True, help="prepared data folder (its test split)")
     parser.add_argument("--limit", type=int, default=None, help="first N test pairs for BLEU (default all)")
@@ -95,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         for name, translator in translators.items():
             for setting_id in BATCH1_SETTINGS:
-                times.setdefault((name, setting_id), []).append(batch1_ms(translator, latency_sources, setting_id))
+                times.setdefault((name, setting_id), []).append(
+                    batch1_ms(translator, latency_sources, setting_id)
+                )
     median = {key: statistics.median(values) for key, values in times.items()}
     base = median[BASELINE]
 
@@ -121,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "hardware": hardware(),
         "date": datetime.date.today().isoformat(),
-        "command": "python benchmarks/precision_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/precision_quality.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "bleu": quality,
         "bleu_loss": {
             name: {s: round(quality["float32"][s] - q[s], 2) for s in QUALITY_SETTINGS}
@@ -138,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['batch1_ms']:.1f} | {r['speedup_vs_float32_ar_greedy']:.2f}x |"
         )
     for name, losses in report["bleu_loss"].items():
-        print(f"{name}: BLEU lost against float32: " + ", ".join(f"{label(s)} {v:+.2f}" for s, v in losses.items()))
+        print(
+            f"{name}: BLEU lost against float32: "
+            + ", ".join(f"{label(s)} {v:+.2f}" for s, v in losses.items())
+        )
     if args.out:
         with atomic_file(args.out) as f:
             f.write(json.dumps(report, indent=2) + "\n")

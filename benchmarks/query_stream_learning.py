@@ -15,12 +15,13 @@ from pathlib import Path
 
 import torch
 
-from janusgen.config import TrainConfig, model_preset
 from janusgen.data.batching import PairBatches
 from janusgen.data.dataset import PairDataset
+from janusgen.losses import label_smoothed_ce
 from janusgen.model.layout import ar_view, content_only_ar_view
 from janusgen.model.transformer import JanusTransformer
-from janusgen.objectives import label_smoothed_ce
+from janusgen.presets import model_preset
+from janusgen.training.config import TrainConfig
 from janusgen.training.optim import build_optimizer, inverse_sqrt_lr, set_lr
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.data.batching import PairBatches
 from janusgen.data.dataset import PairDataset
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
+from janusgen.presets import model_preset, objective_preset
+from janusgen.training.config import TrainConfig
 from janusgen.training.optim import build_optimizer
 
 

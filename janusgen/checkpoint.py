@@ -27,10 +27,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 import janusgen
-from janusgen.config import ModelConfig, from_dict
-from janusgen.data.tokenizer import TOKENIZER_FILES, TextTokenizer, load_tokenizer, tokenizer_file
+from janusgen.config import from_dict
+from janusgen.data.tokenizer import load_tokenizer
+from janusgen.data.tokenizer_base import TOKENIZER_FILES, TextTokenizer, tokenizer_file
 from janusgen.errors import JanusError
 from janusgen.fileio import atomic_directory, copy_file, read_json, sha256_file, write_json
+from janusgen.model.config import ModelConfig
 from janusgen.model.transformer import JanusTransformer
 from janusgen.schema import (
     Anything,
@@ -327,11 +329,6 @@ def restore_optimizer(
         raise JanusError(f"{json_file}: the optimizer state does not fit this model ({e})") from None
 
 
-def step_folder(run: Path, step: int) -> Path:
-    """Where a run keeps the checkpoint of update `step`."""
-    return Path(run) / "checkpoints" / f"step_{step:08d}"
-
-
 def copy_checkpoint(source: Path, target: Path) -> None:
     """Make `target` a checkpoint folder identical to `source`, atomically. Its files are copies (or
     reflinks), never hard links to `source`'s: `last`, `best` and a step folder stay independent, so one
@@ -355,112 +352,6 @@ def checkpoint_problem(path: Path) -> str | None:
     except JanusError as e:
         return str(e)
     return None
-
-
-AVERAGED_FROM = "averaged_from"  # the config.json key that marks a folder `janus average` wrote
-# what a training run writes into its folder (all that `janus train --overwrite` deletes; never an --out)
-RUN_FILES = ("last", "best", "checkpoints", "log.jsonl", "tensorboard")
-
-
-def _run_folders(paths: list[Path]) -> set[Path]:
-    """The run folders the checkpoints `paths` belong to (RUN/last, RUN/best, RUN/checkpoints/step_N)."""
-    runs = set()
-    for p in paths:
-        p = Path(p).resolve()
-        if p.parent.name == "checkpoints":
-            runs.add(p.parent.parent)
-        elif p.name in ("last", "best"):
-            runs.add(p.parent)
-    return runs
-
-
-def _written_by_average(folder: Path) -> list[str]:
-    """What replacing `folder` would delete that `average_checkpoints` did not write there: nothing for
-    its own earlier output, every entry for any other folder."""
-    entries = sorted(e.name + ("/" if e.is_dir() and not e.is_symlink() else "") for e in folder.iterdir())
-    try:
-        sums = read_checked(folder / CHECKSUMS_FILE, CHECKSUMS_SCHEMA)["sha256"]
-        config = read_json(folder / CONFIG_FILE)
-    except JanusError:
-        return entries  # an empty folder loses nothing
-    if not isinstance(config, dict) or AVERAGED_FROM not in config:
-        return entries
-    return sorted(
-        entry.name + ("/" if entry.is_dir() else "")
-        for entry in folder.iterdir()
-        if entry.is_symlink()
-        or not entry.is_file()
-        or (entry.name not in sums and entry.name != CHECKSUMS_FILE)
-    )
-
-
-def check_average_output(out: Path, inputs: list[Path]) -> None:
-    """Refuse an --out whose replacement could lose anything: an input checkpoint or a folder holding one,
-    a run folder or anything of a run's own (last, best, checkpoints/, ...), an existing file, or an
-    existing folder that `janus average` did not write itself (an earlier average is replaced)."""
-    out = Path(out)
-    target = out.resolve()
-    for run in _run_folders(inputs):
-        if target == run or target in run.parents:
-            relation = "is the run folder" if target == run else "holds the run folder"
-            raise JanusError(f"--out {out} {relation} {run}; choose a new folder, e.g. {run / 'avg'}")
-        for name in RUN_FILES:
-            if target == run / name or run / name in target.parents:
-                raise JanusError(f"--out {out} is inside the run's own {name}; choose another --out")
-    for p in inputs:
-        source = Path(p).resolve()
-        if target == source or target in source.parents or source in target.parents:
-            relation = "is the checkpoint" if target == source else "holds or is inside the checkpoint"
-            raise JanusError(f"--out {out} {relation} {p} that is averaged; choose another --out")
-    if not os.path.lexists(out):
-        return
-    if out.is_symlink() or not out.is_dir():
-        raise JanusError(f"--out {out} exists and is not a folder; choose another --out")
-    foreign = _written_by_average(out)
-    if foreign:  # (an empty folder is replaced: nothing is lost)
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise JanusError(
-            f"--out {out} exists and holds what `janus average` did not write ({shown}); average replaces "
-            "only its own earlier output: choose another --out"
-        )
-
-
-def average_checkpoints(paths: list[Path], out: Path) -> None:
-    """Average the weights of several checkpoints of the same model and objective (fairseq-style averaging
-    of the last N), keeping the first one's config and tokenizer; the result has no trainer state. `out`
-    must be new or an earlier output of this function (`check_average_output`)."""
-    if len(paths) < 1:
-        raise JanusError("average: give at least one checkpoint")
-    check_average_output(out, paths)
-    model, tokenizer, config = load_model(paths[0])
-    vocabulary = sha256_file(tokenizer_file(Path(paths[0])))
-    total = {k: v.double().clone() for k, v in model.state_dict().items()}
-    for p in paths[1:]:
-        other = read_config(p)
-        for key in ("model", "objective"):
-            if other.get(key) != config.get(key):
-                name = (other.get(key) or {}).get("name"), (config.get(key) or {}).get("name")
-                named = f" ({name[0]} against {name[1]})" if key == "objective" and all(name) else ""
-                raise JanusError(
-                    f"average: {p} has another {key} config than {paths[0]}{named}; average checkpoints "
-                    "of one run"
-                )
-        verify_files(Path(p), (MODEL_FILE, tokenizer_file(Path(p)).name))
-        check_weight_shapes(Path(p) / MODEL_FILE, model.cfg, Path(p) / CONFIG_FILE)
-        if sha256_file(tokenizer_file(Path(p))) != vocabulary:
-            raise JanusError(
-                f"average: {p} has another vocabulary than {paths[0]}; average checkpoints of one run"
-            )
-        weights = load_tensors(Path(p) / MODEL_FILE)
-        if set(weights) != set(total):
-            raise JanusError(f"average: {p / MODEL_FILE} holds other weights than {paths[0] / MODEL_FILE}")
-        for k in total:
-            total[k] += weights[k].double()
-    model.load_state_dict({k: (v / len(paths)).to(model.state_dict()[k].dtype) for k, v in total.items()})
-    config = {k: v for k, v in config.items() if k not in ("format_version", "janusgen_version")}
-    config[AVERAGED_FROM] = [str(p) for p in paths]
-    check_average_output(out, paths)  # again: files may have appeared there meanwhile
-    save_checkpoint(out, model, tokenizer, config)
 
 
 def remove_checkpoint(path: Path) -> None:

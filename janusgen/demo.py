@@ -17,17 +17,7 @@ from typing import Any
 import torch
 
 from janusgen.checkpoint import CONFIG_FILE
-from janusgen.config import (
-    DEMO_TIME_BUDGET_S,
-    BibleConfig,
-    ModelConfig,
-    ObjectiveConfig,
-    PrepareConfig,
-    TrainConfig,
-    cpu_recipe,
-    model_preset,
-    objective_preset,
-)
+from janusgen.config import BibleConfig, PrepareConfig
 from janusgen.data.binarized import META_FILE
 from janusgen.data.dataset import PairDataset
 from janusgen.decoding.settings import SPEED_BASELINE, label, setting
@@ -35,7 +25,11 @@ from janusgen.decoding.translator import Translator
 from janusgen.evaluation.evaluate import EvalResult, evaluate, format_table
 from janusgen.fileio import atomic_file, read_json
 from janusgen.hardware import PrecisionChoice, Timing, resolve_precision, time_pairs
+from janusgen.model.config import ModelConfig
 from janusgen.model.transformer import JanusTransformer
+from janusgen.objective_config import ObjectiveConfig
+from janusgen.presets import DEMO_PRESETS, DEMO_TIME_BUDGET_S, DemoPreset
+from janusgen.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,53 +39,9 @@ PLAN = "demo_plan.json"
 NEAR_ZERO_BLEU = 1.0
 
 
-@dataclass(frozen=True)
-class DemoPreset:
-    """What the demo trains: the `cpu` recipe (config.cpu_recipe) on a model of `encoder_layers` +
-    `decoder_layers` layers, d 256, with a 4k vocabulary (8k costs 1.4x more per update here: the
-    vocabulary-sized terms dominate). `plan_demo` picks the layers from the machine's measured speed."""
-
-    vocab_size: int = 4000
-    d_model: int = 256
-    ffn_dim: int = 1024
-    heads: int = 4
-    encoder_layers: int = 4
-    decoder_layers: int = 3
-    precision: str = "auto"
-
-    def model(self) -> ModelConfig:
-        return self._recipe()[0]
-
-    def objective(self) -> ObjectiveConfig:
-        return self._recipe()[1]
-
-    def train(self, time_budget_s: float | None, seed: int) -> TrainConfig:
-        return dataclasses.replace(
-            self._recipe()[2],
-            max_updates=1_000_000,
-            time_budget_s=time_budget_s,
-            precision=self.precision,
-            valid_bleu_sentences=200,
-            seed=seed,
-            keep_last=3,
-        )
-
-    def _recipe(self) -> tuple[ModelConfig, ObjectiveConfig, TrainConfig]:
-        model = dataclasses.replace(
-            model_preset("small"),
-            d_model=self.d_model,
-            ffn_dim=self.ffn_dim,
-            heads=self.heads,
-            encoder_layers=self.encoder_layers,
-            decoder_layers=self.decoder_layers,
-        )
-        return cpu_recipe(model, objective_preset("janus"))
-
-
-# Candidate models, largest first. The demo takes the largest that the budget gives at least
-# TARGET_UPDATES updates: at about 1,000 updates 3+2 layers beat 4+3 (14.97 / 7.00 against 12.71 / 6.32
-# BLEU, AR beam 5 / NAR T=10), so 4+3 needs a budget well past that (BENCHMARKS.md, "Every machine").
-CANDIDATES = (DemoPreset(encoder_layers=4, decoder_layers=3), DemoPreset(encoder_layers=3, decoder_layers=2))
+# Candidate models, largest first (presets.DEMO_PRESETS says why)
+CANDIDATES = tuple(build() for build in DEMO_PRESETS.values())
+DEFAULT_PRESET = CANDIDATES[0]  # the vocabulary's size, and the model a resumed run's options name
 TARGET_UPDATES = 1500
 VALIDATION_SHARE = 0.08  # of the budget: the quick validations every 250 updates
 PLAN_PAIRS = 5  # AR-only / joint update pairs timed per candidate (more when they disagree)
@@ -210,11 +160,12 @@ def run_demo(
     from janusgen.data.bible import build_bible_corpus, format_bible_report
     from janusgen.data.prepare import format_prepare_report, prepare
     from janusgen.data.sources import TextFilesSource
-    from janusgen.training.recipe import resume_point, train
+    from janusgen.training.recipe import train
+    from janusgen.training.run_dir import resume_point
 
     work = Path(work)
     bible, data, run = work / "bible", work / "bible_data", work / "run"
-    vocab_size = (preset or DemoPreset()).vocab_size  # one vocabulary for every candidate model
+    vocab_size = (preset or DEFAULT_PRESET).vocab_size  # one vocabulary for every candidate model
     step = _announce
     if not (bible / "manifest.json").is_file():
         step("1/4 building the Spanish->English Bible corpus from Debian's SWORD packages")
@@ -230,7 +181,7 @@ def run_demo(
     if not (run / SUMMARY).is_file():
         resume = resume_point(run) is not None
         threads = torch.get_num_threads()
-        name = objective_name(dataclasses.asdict((preset or DemoPreset()).objective()))
+        name = objective_name(dataclasses.asdict((preset or DEFAULT_PRESET).objective()))
         step(
             f"3/4 training {name} for {time_budget_s / 60:.0f} min on {threads} CPU thread(s) "
             f"(CPU capability {torch.backends.cpu.get_cpu_capability()}){' (resuming)' if resume else ''}"
@@ -242,7 +193,7 @@ def run_demo(
             print(f"  chosen: {plan.reason}; precision {plan.precision.precision} ({plan.precision.reason})")
             with atomic_file(work / PLAN) as f:
                 f.write(json.dumps(plan.to_dict(), indent=2) + "\n")
-        preset = preset or DemoPreset()  # resuming: the model and options come from the checkpoint
+        preset = preset or DEFAULT_PRESET  # resuming: the model and options come from the checkpoint
         summary = train(
             data,
             run,

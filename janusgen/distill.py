@@ -33,7 +33,7 @@ from janusgen.config import DistillConfig
 from janusgen.data.binarized import META_FILE, TRAIN, BinarizedArray, BinarizedWriter, bin_path, idx_path
 from janusgen.data.dataset import PairDataset, read_meta
 from janusgen.data.prepare import check_output
-from janusgen.data.tokenizer import tokenizer_file
+from janusgen.data.tokenizer_base import tokenizer_file
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json, writing

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from janusgen.config import PRECISIONS
 from janusgen.errors import JanusError
+from janusgen.training.config import PRECISIONS
 
 DTYPE_OF = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # bf16 must beat float32 by this much in the probe: autocast adds casts, and the losses stay float32

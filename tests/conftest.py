@@ -100,7 +100,8 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def toy_checkpoint(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny janus model trained for a few seconds on `toy_data`: good enough to produce real words."""
-    from janusgen.config import TrainConfig, model_preset, objective_preset
+    from janusgen.presets import model_preset, objective_preset
+    from janusgen.training.config import TrainConfig
     from janusgen.training.recipe import train
 
     run = tmp_path_factory.mktemp("toy_run") / "run"
@@ -131,7 +132,7 @@ def make_trainer_on():
     from janusgen.training.trainer import Trainer
 
     def make(device, data, out, objective, cfg):
-        from janusgen.config import model_preset
+        from janusgen.presets import model_preset
 
         tokenizer = PairDataset.open(data, "train").tokenizer
         model_cfg = dataclasses.replace(model_preset("tiny"), vocab_size=tokenizer.vocab_size)

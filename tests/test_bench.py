@@ -8,20 +8,18 @@ import pytest
 
 from janusgen import bench
 from janusgen.bench import (
-    Budget,
-    cpu_budget,
     decodes,
-    gpu_budget,
     quality,
     run_quality_bench,
     run_speed_bench,
     settings_for,
 )
 from janusgen.checkpoint import read_config
-from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.decoding.settings import SETTINGS, label
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
+from janusgen.presets import BUDGETS, Budget, cpu_budget, gpu_budget, model_preset, objective_preset
+from janusgen.training.config import TrainConfig
 
 
 def _tiny_budget(updates: int = 6) -> Budget:
@@ -176,12 +174,14 @@ def test_speed_bench_needs_a_quality_run(tmp_path):
 
 
 def test_budgets_compare_like_with_like():
-    for budget in (cpu_budget(100, 3), gpu_budget(100, 3)):
+    for budget in (cpu_budget().scaled(100, 3), gpu_budget().scaled(100, 3)):
         assert budget.train.max_updates == 100 and budget.train.seed == 3
         assert budget.train.time_budget_s is None  # equal updates, not equal time
         assert set(budget.objectives) == set(bench.SYSTEMS)
-    assert cpu_budget(100, 3).objectives["janus"].ar_only_fraction > 0
-    assert all(budget.train.precision == "auto" for budget in (cpu_budget(1, 1), gpu_budget(1, 1)))
+    assert cpu_budget().scaled(100, 3).objectives["janus"].ar_only_fraction > 0
+    assert all(
+        budget.train.precision == "auto" for budget in (cpu_budget().scaled(1, 1), gpu_budget().scaled(1, 1))
+    )
 
 
 def test_bench_cli_names_the_option_at_fault(tmp_path, capsys):
@@ -220,8 +220,8 @@ def test_bench_cli_model_option_and_keep_last_reach_every_system(tmp_path, monke
         "dropout=0.1",
     ]
     assert main(args) == 0
-    assert seen["b"].model.dropout == 0.1 and cpu_budget(1500, 1).model.dropout == 0.0
-    assert seen["b"].train.keep_last == cpu_budget(1500, 1).train.keep_last == 1
+    assert seen["b"].model.dropout == 0.1 and cpu_budget().scaled(1500, 1).model.dropout == 0.0
+    assert seen["b"].train.keep_last == cpu_budget().scaled(1500, 1).train.keep_last == 1
     assert main([*args, "--keep-last", "1000"]) == 0
     assert seen["b"].train.keep_last == 1000 and seen["b"].model.dropout == 0.1
     assert main([*args, "--keep-last", "-1"]) == 2
@@ -231,7 +231,7 @@ def test_bench_cli_model_option_and_keep_last_reach_every_system(tmp_path, monke
 
 
 def test_system_setup_gives_equal_time_and_distilled_targets(tmp_path):
-    budget = cpu_budget(1500, 1)
+    budget = cpu_budget().scaled(1500, 1)
     data, distilled = tmp_path / "data", tmp_path / "distilled"
     # equal updates: the budget's own options, everything on --data
     for system in bench.SYSTEMS:
@@ -256,8 +256,8 @@ def test_system_setup_gives_equal_time_and_distilled_targets(tmp_path):
     with pytest.raises(JanusError, match="--distilled-for"):
         bench.system_setup("ar", data, budget, distilled, None, "ar")
     # the long budget is the short one at more updates
-    long = bench.BUDGETS["cpu-long"](bench.DEFAULT_UPDATES["cpu-long"], 1)
-    assert long.train.max_updates == 4 * bench.DEFAULT_UPDATES["cpu"]
+    long = BUDGETS["cpu-long"]().scaled(None, 1)
+    assert long.train.max_updates == 4 * BUDGETS["cpu"]().train.max_updates == 6000
     assert long.model == budget.model and long.objectives == budget.objectives
 
 
@@ -274,7 +274,7 @@ def test_a_bench_refuses_to_reuse_a_run_of_another_time_budget_or_data(quality_r
 
 
 def test_the_gpu_budget_is_the_papers_model_and_encoding():
-    budget = gpu_budget(100, 1)
+    budget = gpu_budget().scaled(100, 1)
     assert budget.model == model_preset("paper-iwslt")
     assert not budget.model.pre_norm and budget.model.relative_positions == 0 and budget.model.init == "bert"
     assert budget.objectives["janus"].encode_per_view and budget.objectives["janus"].masking == "release"
@@ -286,7 +286,7 @@ def test_the_gpu_budget_is_the_papers_model_and_encoding():
 def test_the_gpu_budget_trains_as_the_release_script_and_gpu_ours_as_we_did():
     """The release's IWSLT script: lr 5e-4, inverse sqrt after 10,000 warmup updates from 1e-7, Adam
     (0.9, 0.98), no clipping, 200,000 updates by default; `gpu-ours` keeps our warmup and clipping."""
-    train = gpu_budget(100, 1).train
+    train = gpu_budget().scaled(100, 1).train
     assert (train.lr, train.warmup_updates, train.warmup_fraction, train.warmup_init_lr) == (
         5e-4,
         10_000,
@@ -294,14 +294,15 @@ def test_the_gpu_budget_trains_as_the_release_script_and_gpu_ours_as_we_did():
         1e-7,
     )
     assert (train.adam_beta1, train.adam_beta2, train.clip_norm, train.max_tokens) == (0.9, 0.98, 0.0, 8192)
-    assert bench.DEFAULT_UPDATES["gpu"] == 200_000
-    assert all(objective.label_smoothing == 0.1 for objective in gpu_budget(100, 1).objectives.values())
-    ours = bench.BUDGETS["gpu-ours"](100, 1)
+    assert BUDGETS["gpu"]().train.max_updates == 200_000
+    assert all(
+        objective.label_smoothing == 0.1 for objective in gpu_budget().scaled(100, 1).objectives.values()
+    )
+    ours = BUDGETS["gpu-ours"]().scaled(100, 1)
     assert (ours.name, ours.train.warmup_updates, ours.train.clip_norm) == ("gpu-ours", 4000, 1.0)
     assert dataclasses.replace(ours.train, warmup_updates=10_000, clip_norm=0.0) == train
-    assert ours.model == model_preset("paper-iwslt") and ours.objectives == gpu_budget(100, 1).objectives
-    assert bench.DEFAULT_UPDATES["gpu-ours"] == 50_000
-    assert set(bench.DEFAULT_UPDATES) == set(bench.BUDGETS)
+    assert ours.model == model_preset("paper-iwslt") and ours.objectives == gpu_budget().objectives
+    assert BUDGETS["gpu-ours"]().train.max_updates == 50_000
 
 
 def test_a_run_saved_before_a_config_field_existed_is_still_reused(quality_run, toy_data, tmp_path):

@@ -11,8 +11,9 @@ import pytest
 
 from janusgen.checkpoint import CHECKSUMS_FILE, CONFIG_FILE, STATE_JSON, load_model, load_trainer_state
 from janusgen.cli import main
-from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.errors import JanusError
+from janusgen.presets import model_preset, objective_preset
+from janusgen.training.config import TrainConfig
 from janusgen.training.recipe import train
 
 

@@ -7,18 +7,12 @@ import json
 import pytest
 
 from janusgen.cli import main
-from janusgen.config import (
-    MODEL_PRESETS,
-    OBJECTIVES,
-    RECIPES,
-    ModelConfig,
-    ObjectiveConfig,
-    TrainConfig,
-    from_dict,
-    model_preset,
-    objective_preset,
-)
+from janusgen.config import from_dict
 from janusgen.errors import JanusError
+from janusgen.model.config import ModelConfig
+from janusgen.objective_config import ObjectiveConfig
+from janusgen.presets import MODEL_PRESETS, OBJECTIVE_PRESETS, RECIPES, model_preset, objective_preset
+from janusgen.training.config import TrainConfig
 
 BAD_MODEL = [
     ({"d_model": -8}, "--model-option d_model=-8: must be >= 1"),
@@ -119,7 +113,7 @@ def test_bad_train_values_name_the_option(change, message):
 def test_presets_and_defaults_are_valid():
     for name in MODEL_PRESETS:
         model_preset(name)
-    for name in OBJECTIVES:
+    for name in OBJECTIVE_PRESETS:
         objective_preset(name)
     TrainConfig(time_budget_s=0.0, keep_last=0, clip_norm=0.0, warmup_updates=0)
     ObjectiveConfig(ar_only_updates=10, kl_warmup_updates=5)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from janusgen.config import objective_preset
-from janusgen.demo import NO_KL_NAME, TARGET_UPDATES, DemoPreset, _problems, objective_name, plan_demo
+from janusgen.demo import NO_KL_NAME, TARGET_UPDATES, _problems, objective_name, plan_demo
+from janusgen.presets import DemoPreset, objective_preset
 
 TINY = DemoPreset(d_model=32, ffn_dim=64, heads=2, encoder_layers=2, decoder_layers=2)
 TINIER = DemoPreset(d_model=32, ffn_dim=64, heads=2, encoder_layers=1, decoder_layers=1)

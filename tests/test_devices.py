@@ -10,11 +10,12 @@ import dataclasses
 import pytest
 import torch
 
-from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.decoding.translator import Translator
 from janusgen.model.layout import masked_view
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
+from janusgen.presets import model_preset, objective_preset
+from janusgen.training.config import TrainConfig
 from janusgen.training.distributed import DistributedContext
 
 

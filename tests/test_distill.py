@@ -9,10 +9,12 @@ import pytest
 
 import janusgen.distill as distill_module
 from janusgen.cli import main
-from janusgen.config import DecodeConfig, DistillConfig, TrainConfig, model_preset, objective_preset
+from janusgen.config import DecodeConfig, DistillConfig
 from janusgen.data.dataset import PairDataset
 from janusgen.distill import REFERENCES, distill, partial_dir
 from janusgen.errors import JanusError
+from janusgen.presets import model_preset, objective_preset
+from janusgen.training.config import TrainConfig
 
 CFG = DistillConfig(decode=DecodeConfig(beam=2), shard_pairs=128, dtype="float32")
 

@@ -24,7 +24,7 @@ pytest.importorskip("tokenizers")
 
 from janusgen.checkpoint import load_model, save_checkpoint  # noqa: E402
 from janusgen.cli import main  # noqa: E402
-from janusgen.config import DecodeConfig, ModelConfig, model_preset, objective_preset  # noqa: E402
+from janusgen.config import DecodeConfig  # noqa: E402
 from janusgen.data.batching import pad_sequences  # noqa: E402
 from janusgen.data.hf_tokenizer import HFTokenizer  # noqa: E402
 from janusgen.data.tokenizer import Tokenizer  # noqa: E402
@@ -34,8 +34,10 @@ from janusgen.errors import JanusError  # noqa: E402
 from janusgen.export import INFO_FILE, export  # noqa: E402
 from janusgen.export.architecture import standard_architecture  # noqa: E402
 from janusgen.export.ctranslate2 import ctranslate2_options  # noqa: E402
+from janusgen.model.config import ModelConfig  # noqa: E402
 from janusgen.model.transformer import JanusTransformer  # noqa: E402
 from janusgen.objectives import JanusObjective  # noqa: E402
+from janusgen.presets import model_preset, objective_preset  # noqa: E402
 from tests.conftest import _SRC_WORDS, _TGT_WORDS  # noqa: E402
 
 INPUTS = 200
@@ -399,6 +401,7 @@ def test_cli_exports_once_and_never_overwrites(exported: Exported, tmp_path: Pat
 def test_bart_round_trip_gives_the_original_model_back(tmp_path: Path) -> None:
     """HF BART -> `janus convert` -> `janus export --format hf`: the same weights, the same start tokens
     and the same logits as the original BartForConditionalGeneration."""
+    from janusgen.checkpoint import save_checkpoint
     from janusgen.model.bart import convert
     from tests.model.test_bart import build_bart
     from tests.model.test_bart import build_tokenizer as build_bart_tokenizer
@@ -410,7 +413,7 @@ def test_bart_round_trip_gives_the_original_model_back(tmp_path: Path) -> None:
         bart.mkdir()
         build_bart_tokenizer(bart)
         build_bart(bart, vocab, tied=tied, start=start)
-        convert(str(bart), tmp_path / f"janus-{start}")
+        save_checkpoint(tmp_path / f"janus-{start}", *convert(str(bart)))
         assert (
             main(
                 [

@@ -4,13 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from janusgen.config import ObjectiveConfig, model_preset, objective_preset
 from janusgen.data import masking
 from janusgen.data.masking import inner_lengths, release_mask, span_mask, uniform_mask
-from janusgen.decoding.mask_predict import nar_view
-from janusgen.model.layout import masked_view
+from janusgen.losses import label_smoothed_ce, symmetric_kl
+from janusgen.model.layout import masked_view, nar_view
 from janusgen.model.transformer import JanusTransformer
-from janusgen.objectives import JanusObjective, label_smoothed_ce, symmetric_kl
+from janusgen.objective_config import ObjectiveConfig
+from janusgen.objectives import JanusObjective
+from janusgen.presets import model_preset, objective_preset
 
 PAD, BOS, EOS = 0, 2, 3
 
@@ -57,9 +58,9 @@ def test_symmetric_kl_is_symmetric_and_zero_on_equal_inputs():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_fused_losses_match_the_plain_expressions_in_value_and_gradient(monkeypatch, dtype):
-    import janusgen.objectives as objectives
+    import janusgen.losses as losses
 
-    monkeypatch.setattr(objectives, "_CPU_CHUNK_ELEMENTS", 3 * 37)  # several chunks, the last one short
+    monkeypatch.setattr(losses, "_CPU_CHUNK_ELEMENTS", 3 * 37)  # several chunks, the last one short
     g = torch.Generator().manual_seed(1)
     a = (3 * torch.randn(5, 7, 37, generator=g, dtype=torch.float64)).to(dtype).requires_grad_(True)
     b = (3 * torch.randn(5, 7, 37, generator=g, dtype=torch.float64)).to(dtype).requires_grad_(True)
@@ -84,7 +85,7 @@ def test_fused_losses_match_the_plain_expressions_in_value_and_gradient(monkeypa
     w = weights * valid  # a weighted sum exercises a non-uniform upstream gradient
     both(lambda: symmetric_kl(a, b, valid) * 3, lambda: (_plain_kl(a, b) * valid).sum() / valid.sum() * 3)
     both(
-        lambda: (objectives._SymmetricKL.apply(a.reshape(-1, 37), b.reshape(-1, 37)).view(5, 7) * w).sum(),
+        lambda: (losses._SymmetricKL.apply(a.reshape(-1, 37), b.reshape(-1, 37)).view(5, 7) * w).sum(),
         lambda: (_plain_kl(a, b) * w).sum(),
     )
     both(
@@ -93,7 +94,7 @@ def test_fused_losses_match_the_plain_expressions_in_value_and_gradient(monkeypa
     )
     both(
         lambda: (
-            objectives._SmoothedCrossEntropy.apply(a.reshape(-1, 37), target.reshape(-1), 0.2).view(5, 7) * w
+            losses._SmoothedCrossEntropy.apply(a.reshape(-1, 37), target.reshape(-1), 0.2).view(5, 7) * w
         ).sum(),
         lambda: (_plain_ce(a, target, 0.2) * w).sum(),
     )

@@ -19,13 +19,13 @@ from janusgen.cli.options import add_options, given_values, option_values
 from janusgen.config import (
     ConfigError,
     DecodeConfig,
-    TrainConfig,
     described_fields,
     flag_of,
     option,
     option_of,
 )
 from janusgen.errors import JanusError
+from janusgen.training.config import TrainConfig
 
 
 def changed(cfg: Any) -> dict[str, Any]:

@@ -8,24 +8,18 @@ same test sentences, in one process, as speedups over AR beam 5.
 Everything is written under --out and every finished step is skipped on a second run, so an
 interrupted bench resumes where it stopped (an interrupted training run resumes from its `last`).
 
-One module per job: `budgets` (what each system trains under), `quality` (train, evaluate, test the
-claims), `speed` (time every setting), `compare` (one bench against another), `report` (Markdown tables
-and the validation-BLEU plot), `common` (the bench folder's layout and what every report records). The
-names below are the package's public ones; patch a name in the module that looks it up.
+One module per job: `budgets` (what one system changes in its budget; the budgets are
+janusgen.presets.BUDGETS), `quality` (train, evaluate, test the claims), `speed` (time every setting),
+`compare` (one bench against another), `report` (Markdown tables and the validation-BLEU plot), `common`
+(the bench folder's layout and what every report records). The names below are the package's public
+ones; patch a name in the module that looks it up.
 """
 
 from janusgen.bench.budgets import (
-    BUDGETS,
-    DEFAULT_UPDATES,
     EQUAL_TIME_MAX_UPDATES,
     SYSTEMS,
-    Budget,
     check_distilled,
-    cpu_budget,
-    cpu_long_budget,
     decodes,
-    gpu_budget,
-    gpu_ours_budget,
     settings_for,
     system_setup,
 )
@@ -36,25 +30,18 @@ from janusgen.bench.report import format_quality, format_speed, format_tests, pl
 from janusgen.bench.speed import run_speed_bench
 
 __all__ = [
-    "BUDGETS",
     "CLAIMS",
-    "DEFAULT_UPDATES",
     "EQUAL_TIME_MAX_UPDATES",
     "PLOT",
     "QUALITY",
     "SPEED",
     "SYSTEMS",
-    "Budget",
     "check_distilled",
     "compare_benches",
-    "cpu_budget",
-    "cpu_long_budget",
     "decodes",
     "format_quality",
     "format_speed",
     "format_tests",
-    "gpu_budget",
-    "gpu_ours_budget",
     "hardware",
     "plot_valid_bleu",
     "run_quality_bench",

@@ -1,104 +1,20 @@
-"""The budgets a quality bench trains the systems under, and what one system changes in its budget.
-
-A budget fixes the model, the training options (updates included) and the three objectives, so that `ar`,
-`cmlm` and `janus` differ only in what they learn; `system_setup` adds what one system changes (distilled
-data, equal time instead of equal updates) and `settings_for` names the decoding settings it is evaluated
-in.
+"""What one system of a quality bench changes in its budget (the budgets themselves are
+`janusgen.presets.BUDGETS`): `system_setup` adds distilled data or equal time instead of equal updates,
+and `settings_for` names the decoding settings a system is evaluated in.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
-from janusgen.config import (
-    BENCH_BUDGET_UPDATES,
-    ModelConfig,
-    ObjectiveConfig,
-    TrainConfig,
-    model_preset,
-    objective_preset,
-    paper_recipe,
-)
 from janusgen.data.dataset import PairDataset
 from janusgen.decoding.settings import setting
-from janusgen.demo import DemoPreset
 from janusgen.errors import JanusError
+from janusgen.presets import OBJECTIVE_PRESETS, Budget
+from janusgen.training.config import TrainConfig
 
-SYSTEMS = ("ar", "cmlm", "janus")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """One comparison: the model, the training options (updates included) and the three objectives."""
-
-    name: str
-    model: ModelConfig
-    train: TrainConfig
-    objectives: dict[str, ObjectiveConfig]
-
-
-def cpu_budget(updates: int, seed: int) -> Budget:
-    """The demo's model and options (the `cpu` recipe), JANUS with the paper's loss (the claims are the
-    paper's: the recipe's no-KL variant is an ablation, `--janus-option kl_ar_aux=0 ...`) after the
-    recipe's AR-only half, the KLs ramped in over the next 7% (as the 1,500-update benches of 2026-11-21:
-    800 AR-only updates, a 100-update ramp); fractions are of the updates here."""
-    demo = DemoPreset()
-    train_cfg = dataclasses.replace(demo.train(None, seed), max_updates=updates, keep_last=1)
-    paper = objective_preset("janus")
-    janus = dataclasses.replace(
-        paper, ar_only_fraction=demo.objective().ar_only_fraction, kl_warmup_fraction=0.07
-    )
-    objectives = {"ar": objective_preset("ar"), "cmlm": objective_preset("cmlm"), "janus": janus}
-    return Budget("cpu", demo.model(), train_cfg, objectives)
-
-
-def gpu_budget(updates: int, seed: int) -> Budget:
-    """The paper's IWSLT setting as the authors' release trains it: `paper-iwslt` (their model exactly:
-    6+6 layers, d512, post-norm, BERT init, dropout 0.3, source BOS, their length classifier and AR query
-    positions), the `paper` recipe's optimisation (their script: lr 5e-4 inverse square root after
-    10,000 warmup updates, no clipping), 8k-token batches (theirs: 4,096 on each of 2 GPUs), and JANUS
-    with their masking (`release`) and encoding the source once per view as they do (each view its own
-    dropout)."""
-    model = model_preset("paper-iwslt")
-    objectives = {name: objective_preset(name) for name in SYSTEMS}
-    objectives["janus"] = dataclasses.replace(objectives["janus"], encode_per_view=True, masking="release")
-    _, _, paper = paper_recipe(model, objectives["janus"])
-    train_cfg = dataclasses.replace(
-        paper,
-        max_updates=updates,
-        max_tokens=8192,
-        validate_every=1000,
-        valid_bleu_sentences=500,
-        seed=seed,
-        log_every=100,
-        keep_last=1,
-    )
-    return Budget("gpu", model, train_cfg, objectives)
-
-
-def gpu_ours_budget(updates: int, seed: int) -> Budget:
-    """The gpu budget with our optimisation choices instead of the release's: TrainConfig's warmup (4,000
-    updates) and clipping (gradient norm 1.0), and 50,000 updates by default (a quarter of the release's
-    200,000)."""
-    budget = gpu_budget(updates, seed)
-    ours = TrainConfig()
-    train_cfg = dataclasses.replace(
-        budget.train, warmup_updates=ours.warmup_updates, clip_norm=ours.clip_norm
-    )
-    return dataclasses.replace(budget, name="gpu-ours", train=train_cfg)
-
-
-def cpu_long_budget(updates: int, seed: int) -> Budget:
-    """The cpu budget at 4x its updates (6,000 by default: about 2.5 hours per JANUS run on 2 cores), for
-    the question the short one cannot answer: does the AR gap close once NAR/AUX are good teachers? Every
-    finished step is kept, so it can be run an hour at a time: run the same command again to continue."""
-    return dataclasses.replace(cpu_budget(updates, seed), name="cpu-long")
-
-
-BUDGETS = {"cpu": cpu_budget, "cpu-long": cpu_long_budget, "gpu": gpu_budget, "gpu-ours": gpu_ours_budget}
-DEFAULT_UPDATES = BENCH_BUDGET_UPDATES  # per system, when --updates is not given
+SYSTEMS = tuple(OBJECTIVE_PRESETS)  # one system per objective preset: ar, cmlm, janus
 EQUAL_TIME_MAX_UPDATES = 10_000_000  # with --time-budget the clock stops training, not the update count
 
 

@@ -18,7 +18,7 @@ from janusgen.bench.budgets import SYSTEMS, Budget, check_distilled, decodes, se
 from janusgen.bench.common import QUALITY, _outputs_file, _read_outputs, _say, _stored_path, hardware
 from janusgen.bench.report import plot_valid_bleu
 from janusgen.checkpoint import CONFIG_FILE
-from janusgen.config import ModelConfig, ObjectiveConfig, TrainConfig, from_dict
+from janusgen.config import from_dict
 from janusgen.data.dataset import PairDataset
 from janusgen.decoding.settings import SETTINGS, label, setting
 from janusgen.decoding.translator import Translator
@@ -27,7 +27,11 @@ from janusgen.evaluation.evaluate import EvalResult, evaluate
 from janusgen.evaluation.significance import PairedBootstrap, paired_bootstrap
 from janusgen.fileio import atomic_file, read_json
 from janusgen.hardware import pick_device
-from janusgen.training.recipe import resume_point, train
+from janusgen.model.config import ModelConfig
+from janusgen.objective_config import ObjectiveConfig
+from janusgen.training.config import TrainConfig
+from janusgen.training.recipe import train
+from janusgen.training.run_dir import resume_point
 
 
 def run_quality_bench(

@@ -7,14 +7,11 @@ import dataclasses
 from pathlib import Path
 
 from janusgen.cli.options import duration, parse_assignments
-from janusgen.config import (
-    BENCH_BUDGET_UPDATES,
-    DATA_MODEL_FIELDS,
-    QUANTIZATIONS,
-    ModelConfig,
-    ObjectiveConfig,
-)
+from janusgen.config import QUANTIZATIONS
 from janusgen.errors import JanusError
+from janusgen.model.config import DATA_MODEL_FIELDS, ModelConfig
+from janusgen.objective_config import ObjectiveConfig
+from janusgen.presets import BUDGETS
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +29,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     quality.add_argument("--out", type=Path, required=True, help="folder for the runs, outputs and reports")
     quality.add_argument(
         "--budget",
-        choices=tuple(BENCH_BUDGET_UPDATES),
+        choices=tuple(BUDGETS),
         default="cpu",
         help="cpu: the demo's small model for 2 CPU cores; cpu-long: the same at 4x the updates (hours: "
         "stop it any time and run the command again to continue); gpu: `paper-iwslt` trained as the "
@@ -44,7 +41,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="updates per system, the same for every system (default: "
-        + ", ".join(f"{name} {n}" for name, n in BENCH_BUDGET_UPDATES.items())
+        + ", ".join(f"{name} {build().train.max_updates}" for name, build in BUDGETS.items())
         + ")",
     )
     quality.add_argument(
@@ -145,12 +142,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench_quality(args: argparse.Namespace) -> int:
-    from janusgen.bench import BUDGETS, DEFAULT_UPDATES, format_quality, run_quality_bench
+    from janusgen.bench import format_quality, run_quality_bench
 
-    updates = args.updates if args.updates is not None else DEFAULT_UPDATES[args.budget]
-    if updates <= 0:
-        raise JanusError(f"--updates {updates}: must be > 0")
-    budget = BUDGETS[args.budget](updates, args.seed)
+    if args.updates is not None and args.updates <= 0:
+        raise JanusError(f"--updates {args.updates}: must be > 0")
+    budget = BUDGETS[args.budget]().scaled(args.updates, args.seed)
     ablation = parse_assignments(args.janus_option, ObjectiveConfig, "--janus-option")
     janus = dataclasses.replace(budget.objectives["janus"], **ablation)
     model_ablation = parse_assignments(args.model_option, ModelConfig, "--model-option", DATA_MODEL_FIELDS)

@@ -45,11 +45,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
+    from janusgen.checkpoint import save_checkpoint
     from janusgen.model.bart import convert
 
     if args.out.exists():
         raise JanusError(f"--out {args.out} already exists; choose another folder")
-    print(json.dumps(convert(args.hf, args.out, args.max_target_length)))
+    model, tokenizer, config = convert(args.hf, args.max_target_length)
+    save_checkpoint(args.out, model, tokenizer, config)
+    summary = {"out": str(args.out), "parameters": model.num_parameters(), "vocab_size": model.cfg.vocab_size}
+    print(json.dumps(summary))
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from janusgen.config import BibleConfig, PrepareConfig
-from janusgen.data.sources import TASKS
+from janusgen.data.tasks import TASKS
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from janusgen.cli.options import duration
-from janusgen.config import DEMO_TIME_BUDGET_S
+from janusgen.presets import DEMO_TIME_BUDGET_S
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -11,20 +11,12 @@ import json
 from pathlib import Path
 
 from janusgen.cli.options import add_options, given_values, option_values, parse_assignments
-from janusgen.config import (
-    DATA_MODEL_FIELDS,
-    MODEL_PRESETS,
-    OBJECTIVES,
-    RECIPES,
-    DecodeConfig,
-    DistillConfig,
-    ModelConfig,
-    ObjectiveConfig,
-    TrainConfig,
-    model_preset,
-    objective_preset,
-)
+from janusgen.config import DecodeConfig, DistillConfig
 from janusgen.errors import JanusError
+from janusgen.model.config import DATA_MODEL_FIELDS, ModelConfig
+from janusgen.objective_config import ObjectiveConfig
+from janusgen.presets import MODEL_PRESETS, OBJECTIVE_PRESETS, RECIPES, model_preset, objective_preset
+from janusgen.training.config import TrainConfig
 
 _DISTILL_DECODE = ("beam", "length_penalty", "max_len_a", "max_len_b", "max_tokens")  # AR beam search
 
@@ -48,7 +40,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--out", type=Path, required=True, help="run folder")
     train.add_argument(
-        "--objective", choices=OBJECTIVES, default=None, help="training objective (default janus)"
+        "--objective",
+        choices=tuple(OBJECTIVE_PRESETS),
+        default=None,
+        help="training objective (default janus)",
     )
     train.add_argument(
         "--preset", default=None, help=f"model size: {', '.join(MODEL_PRESETS)} (default small)"
@@ -172,22 +167,16 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_average(args: argparse.Namespace) -> int:
-    from janusgen.checkpoint import average_checkpoints
+    from janusgen.training.average import average_checkpoints
+    from janusgen.training.run_dir import last_steps
 
     paths = list(args.checkpoints)
     if args.last is not None and args.run is None:
         raise JanusError(f"--last {args.last}: give the run folder with --run")
     if args.run is not None:
-        steps = sorted((args.run / "checkpoints").glob("step_*"))
         if args.last is None:
             raise JanusError(f"--run {args.run}: pass --last N, the number of its last step checkpoints")
-        if not steps:
-            raise JanusError(f"--run {args.run}: no step checkpoints in {args.run / 'checkpoints'}")
-        if not 1 <= args.last <= len(steps):
-            raise JanusError(
-                f"--last {args.last}: must be between 1 and {len(steps)} (the step checkpoints in {args.run})"
-            )
-        paths += steps[-args.last :]
+        paths += last_steps(args.run, args.last)
     if not paths:
         raise JanusError("give checkpoint folders, or --run DIR --last N")
     average_checkpoints(paths, args.out)

@@ -19,8 +19,8 @@ import torch
 from janusgen.errors import JanusError
 
 if TYPE_CHECKING:
-    from janusgen.config import ModelConfig
     from janusgen.data.dataset import PairDataset
+    from janusgen.model.config import ModelConfig
 
 
 def pack_by_tokens(

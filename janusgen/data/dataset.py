@@ -18,7 +18,8 @@ from janusgen.data.binarized import (
     idx_path,
     text_file,
 )
-from janusgen.data.tokenizer import TextTokenizer, load_tokenizer
+from janusgen.data.tokenizer import load_tokenizer
+from janusgen.data.tokenizer_base import TextTokenizer
 from janusgen.errors import DataError, JanusError
 from janusgen.fileio import read_json, sha256_file
 from janusgen.schema import Anything, Int, MapOf, Record, Text, check, check_inside

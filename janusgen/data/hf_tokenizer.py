@@ -12,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from janusgen.data.tokenizer import read_tokenizer_file
+from janusgen.data.tokenizer_base import HF_FILE, read_tokenizer_file
 from janusgen.errors import JanusError
 
-FILE_NAME = "tokenizer.json"
 # the special tokens a janusgen model needs, by their BART / RoBERTa names
 SPECIAL_TOKENS = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>", "mask": "<mask>"}
 
@@ -33,9 +32,9 @@ def _tokenizers() -> Any:
 class HFTokenizer:
     """A `tokenizers` tokenizer (from its tokenizer.json bytes)."""
 
-    file_name = FILE_NAME
+    file_name = HF_FILE
 
-    def __init__(self, json_bytes: bytes, where: str = FILE_NAME) -> None:
+    def __init__(self, json_bytes: bytes, where: str = HF_FILE) -> None:
         self._bytes = bytes(json_bytes)
         try:
             self._tok = _tokenizers().Tokenizer.from_str(self._bytes.decode("utf-8"))
@@ -67,8 +66,8 @@ class HFTokenizer:
         path = Path(name_or_path)
         if path.is_file():
             return cls.from_file(path)
-        if (path / FILE_NAME).is_file():
-            return cls.from_file(path / FILE_NAME)
+        if (path / HF_FILE).is_file():
+            return cls.from_file(path / HF_FILE)
         try:
             from transformers import AutoTokenizer
         except ImportError:

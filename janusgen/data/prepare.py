@@ -32,7 +32,8 @@ from janusgen.data.binarized import (
     text_file,
 )
 from janusgen.data.sources import PairSource
-from janusgen.data.tokenizer import TextTokenizer, Tokenizer
+from janusgen.data.tokenizer import Tokenizer
+from janusgen.data.tokenizer_base import TextTokenizer
 from janusgen.errors import DataError, JanusError
 from janusgen.fileio import atomic_directory, read_json, sha256_file, write_json
 from janusgen.progress import quiet

@@ -12,50 +12,16 @@ import random
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
 
 import sentencepiece as spm
 
+from janusgen.data.hf_tokenizer import HFTokenizer
+from janusgen.data.tokenizer_base import HF_FILE, SPM_FILE, TextTokenizer, read_tokenizer_file, tokenizer_file
 from janusgen.errors import DataError, JanusError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3, 4
 SPECIAL_PIECES = {PAD_ID: "<pad>", UNK_ID: "<unk>", BOS_ID: "<s>", EOS_ID: "</s>", MASK_ID: "<mask>"}
 SPECIAL_IDS = {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID, "mask": MASK_ID}
-
-
-class TextTokenizer(Protocol):
-    """What the rest of janusgen uses of a tokenizer: SentencePiece (`Tokenizer`, trained by `janus data
-    prepare`) or a pre-trained Hugging Face one (`hf_tokenizer.HFTokenizer`, `--tokenizer`). A prepared
-    folder or checkpoint stores it as `file_name`, and `load_tokenizer` picks the class by that name."""
-
-    file_name: str
-    pad_id: int
-    unk_id: int
-    bos_id: int
-    eos_id: int
-    mask_id: int
-
-    @property
-    def vocab_size(self) -> int: ...
-    @property
-    def model_bytes(self) -> bytes: ...
-    def save(self, path: Path) -> None: ...
-    def encode(self, texts: list[str], num_threads: int = 2) -> list[list[int]]: ...
-    def decode(self, ids: list[list[int]]) -> list[str]: ...
-    def piece(self, id: int) -> str: ...
-
-
-SPM_FILE = "spm.model"
-HF_FILE = "tokenizer.json"
-TOKENIZER_FILES = (SPM_FILE, HF_FILE)  # the names a stored tokenizer may have, by kind
-
-
-def read_tokenizer_file(path: Path, what: str) -> bytes:
-    """The bytes of a stored tokenizer, or an error naming the file."""
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise JanusError(f"cannot read {what} {path}: {e.strerror or e}") from e
 
 
 def load_tokenizer(path: Path) -> TextTokenizer:
@@ -64,20 +30,8 @@ def load_tokenizer(path: Path) -> TextTokenizer:
     if path.is_dir():
         path = tokenizer_file(path)
     if path.name == HF_FILE:
-        from janusgen.data.hf_tokenizer import HFTokenizer
-
         return HFTokenizer.from_file(path)
     return Tokenizer.from_file(path)
-
-
-def tokenizer_file(folder: Path) -> Path:
-    """The one stored tokenizer file of a prepared data folder or checkpoint."""
-    found = [Path(folder) / name for name in TOKENIZER_FILES if (Path(folder) / name).is_file()]
-    if len(found) != 1:
-        what = "none" if not found else " and ".join(f.name for f in found)
-        names = " or ".join(TOKENIZER_FILES)
-        raise JanusError(f"{folder}: expected one tokenizer file ({names}), found {what}")
-    return found[0]
 
 
 class Tokenizer:

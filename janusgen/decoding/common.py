@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from janusgen.config import ModelConfig
+from janusgen.model.config import ModelConfig
 from janusgen.model.layout import DecoderView, decoder_sequence
 from janusgen.model.transformer import DecoderCache, Encoded, JanusTransformer
 
@@ -129,6 +129,55 @@ def banned_tokens(model: JanusTransformer, *ids: int) -> torch.Tensor:
     ban = torch.zeros(model.cfg.vocab_size, device=model.embed.weight.device)
     ban[list(ids)] = -math.inf
     return ban
+
+
+@dataclass(frozen=True)
+class ArChoices:
+    """What AR decoding may choose, the same for greedy, beam and speculative search: never pad, <unk>,
+    BOS or [MASK], except that a BART whose BOS is not forced chooses it first, as it was trained to;
+    only EOS at a sentence's length limit. Each is a (V,) additive mask for log-probs (banned_tokens)."""
+
+    first: torch.Tensor  # for the first output token
+    later: torch.Tensor  # for every other one
+    only_eos: torch.Tensor  # at the length limit
+
+    def mask(self, at_limit: torch.Tensor, first: torch.Tensor | bool) -> torch.Tensor:
+        """The additive mask of rows at their length limit or not (`at_limit`, (..., 1)) that predict the
+        first output token or a later one (`first`: per row, broadcast like `at_limit`, or one flag for
+        every row)."""
+        if isinstance(first, bool):
+            below = self.first if first else self.later
+        else:
+            below = torch.where(first, self.first, self.later)
+        return torch.where(at_limit, self.only_eos, below)
+
+
+def ar_choices(model: JanusTransformer, prefix: DecoderPrefix) -> ArChoices:
+    cfg = model.cfg
+    later = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.mask_id)
+    first = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.mask_id) if prefix.free_bos else later
+    only_eos = torch.full_like(later, -math.inf)
+    only_eos[cfg.eos_id] = 0.0
+    return ArChoices(first, later, only_eos)
+
+
+def ended_hypotheses(
+    model: JanusTransformer,
+    outputs: torch.Tensor,
+    log_prob: torch.Tensor,
+    prefix: DecoderPrefix,
+    length_penalty: float,
+) -> Hypotheses:
+    """The hypotheses of AR outputs `outputs` (B, S) that each hold exactly one EOS (forced at the length
+    limit, padding after it) and have the total log-probs `log_prob` (B,): EOS becomes padding, the
+    score counts the output tokens, EOS and a forced BOS (fairseq's normalisation), and a BOS the model
+    chose first (a BART without forced BOS) is dropped."""
+    cfg = model.cfg
+    is_eos = outputs == cfg.eos_id
+    lengths = is_eos.int().argmax(dim=1)
+    score = length_normalized(log_prob, lengths + 1 + prefix.counted, length_penalty)
+    hyps = Hypotheses(outputs.masked_fill(is_eos, cfg.pad_id), lengths, log_prob, score)
+    return drop_leading_bos(hyps, cfg.bos_id, cfg.pad_id) if prefix.free_bos else hyps
 
 
 def length_normalized(log_prob: torch.Tensor, length: torch.Tensor, alpha: float) -> torch.Tensor:

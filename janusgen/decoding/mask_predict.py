@@ -25,7 +25,7 @@ from janusgen.decoding.common import (
     teacher_forced_log_probs,
     with_bos_eos,
 )
-from janusgen.model.layout import DecoderView
+from janusgen.model.layout import nar_view
 from janusgen.model.transformer import DecoderCache, Encoded, JanusTransformer
 
 # (n (N,) output lengths, t finished iterations, T iterations) -> (N,) number of tokens to re-mask
@@ -36,16 +36,6 @@ def linear_schedule(n: torch.Tensor, t: int, iterations: int) -> torch.Tensor:
     """Mask-Predict's schedule: re-mask ⌊n·(T − t)/T⌋ tokens after iteration t (integer arithmetic, so
     no floating-point rounding can move the floor)."""
     return n * (iterations - t) // iterations
-
-
-def nar_view(tgt: torch.Tensor, pad_id: int) -> DecoderView:
-    """Content-stream-only view of `tgt` (B, L) (BOS, tokens or [MASK], EOS, padding): every row sees
-    every real entry, so the output at a [MASK] is P_NAR. Same visibility as the O/P part of
-    `masked_view`, without the G part and the query stream, which inference does not need."""
-    b, length = tgt.shape
-    positions = torch.arange(length, device=tgt.device).expand(b, length)
-    visible = (tgt != pad_id)[:, None, :]  # (B, 1, L): broadcast over rows
-    return DecoderView(tgt, positions, visible, length)
 
 
 def length_candidates(

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 
 from janusgen.decoding.common import (
     Hypotheses,
+    ar_choices,
     ar_prefix,
-    banned_tokens,
     drop_leading_bos,
+    ended_hypotheses,
     length_normalized,
     prime_cache,
 )
@@ -45,21 +46,7 @@ class _Search:
         self.steps = int(max_len.max()) + 1 if max_len.numel() else 0  # the longest output, plus its EOS
         # what the decoder reads before the first chosen token: BOS, or a BART's start token (and BOS)
         self.prefix = ar_prefix(self.cfg)
-        # pad, <unk>, BOS and [MASK] are never outputs; EOS is the only choice at a sentence's limit
-        self.ban = banned_tokens(model, self.cfg.pad_id, self.cfg.unk_id, self.cfg.bos_id, self.cfg.mask_id)
-        # ... except that a BART whose BOS is not forced chooses it first, as it was trained to
-        free = (self.cfg.pad_id, self.cfg.unk_id, self.cfg.mask_id)
-        self.first_ban = banned_tokens(model, *free) if self.prefix.free_bos else self.ban
-        self.only_eos = torch.full_like(self.ban, -math.inf)
-        self.only_eos[self.cfg.eos_id] = 0.0
-
-    def normalized(self, log_prob: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-        """The length-normalised score of `chosen` chosen tokens (EOS included) and a forced BOS."""
-        return length_normalized(log_prob, chosen + self.prefix.counted, self.length_penalty)
-
-    def outputs(self, hyps: Hypotheses) -> Hypotheses:
-        """The outputs without a BOS the model chose first (a BART without forced BOS)."""
-        return drop_leading_bos(hyps, self.cfg.bos_id, self.cfg.pad_id) if self.prefix.free_bos else hyps
+        self.choices = ar_choices(model, self.prefix)
 
     def advance(self, logp: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Choose the tokens of position t + 1 from logp (rows, V). Returns the tokens (rows,), the old
@@ -88,7 +75,7 @@ class _Search:
             hidden = self.model.decode(view, enc, cache)  # (rows, 2 or 1, d): content row, query row
             logp = F.log_softmax(self.model.logits(self.model.ar_rows(view, hidden)[:, 0]).float(), dim=-1)
             at_limit = (self.limit == t).repeat_interleave(w)[:, None]  # (rows, 1)
-            logp = logp + torch.where(at_limit, self.only_eos, self.first_ban if t == 0 else self.ban)
+            logp = logp + self.choices.mask(at_limit, first=t == 0)
             last, origin, done = self.advance(logp, t)
             done = done | (self.limit == t)
             kept = (~done).nonzero().squeeze(1)  # (A',)
@@ -122,12 +109,7 @@ class _Greedy(_Search):
         return token, None, token == self.cfg.eos_id
 
     def result(self) -> Hypotheses:
-        is_eos = self.tokens == self.cfg.eos_id  # every sentence has exactly one EOS (forced at its limit)
-        lengths = is_eos.int().argmax(dim=1)
-        tokens = self.tokens.masked_fill(is_eos, self.cfg.pad_id)
-        return self.outputs(
-            Hypotheses(tokens, lengths, self.log_prob, self.normalized(self.log_prob, lengths + 1))
-        )
+        return ended_hypotheses(self.model, self.tokens, self.log_prob, self.prefix, self.length_penalty)
 
 
 class _Beam(_Search):
@@ -151,6 +133,14 @@ class _Beam(_Search):
         self.pool_log_prob = torch.zeros(b, beam, device=device)
         self.pool_len = torch.zeros(b, beam, dtype=torch.long, device=device)
         self.pool_tokens = torch.full((b, beam, max(self.steps - 1, 0)), self.cfg.pad_id, device=device)
+
+    def normalized(self, log_prob: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """The length-normalised score of `chosen` chosen tokens (EOS included) and a forced BOS."""
+        return length_normalized(log_prob, chosen + self.prefix.counted, self.length_penalty)
+
+    def outputs(self, hyps: Hypotheses) -> Hypotheses:
+        """The outputs without a BOS the model chose first (a BART without forced BOS)."""
+        return drop_leading_bos(hyps, self.cfg.bos_id, self.cfg.pad_id) if self.prefix.free_bos else hyps
 
     def advance(self, logp: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         k, v = self.width, logp.shape[-1]

@@ -42,7 +42,6 @@ and each row's stale cache entries. The only Python loop is over rounds.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -50,14 +49,14 @@ import torch.nn.functional as F
 
 from janusgen.decoding.common import (
     Hypotheses,
+    ar_choices,
     ar_prefix,
     banned_tokens,
-    drop_leading_bos,
-    length_normalized,
+    ended_hypotheses,
     prime_cache,
 )
-from janusgen.decoding.mask_predict import length_candidates, nar_view
-from janusgen.model.layout import DecoderView, ar_query_offset
+from janusgen.decoding.mask_predict import length_candidates
+from janusgen.model.layout import draft_input, nar_view, verify_rows
 from janusgen.model.transformer import DecoderCache, Encoded, JanusTransformer
 
 
@@ -104,19 +103,6 @@ DRAFTINGS = ("keep", "every_round", "fused")
 # Draft tokens verified a round: AR agrees with 0.6 of them on average and seldom with more than 4, and
 # rows cost time on a CPU (BENCHMARKS.md: 0.70x greedy against 0.59x for the whole draft)
 DEFAULT_BLOCK = 4
-
-
-def draft_input(
-    seq: torch.Tensor, t: torch.Tensor, n: torch.Tensor, pad_id: int, mask_id: int, eos_id: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The NAR view's input for sentences with prefixes `seq` (D, .) up to `t` (D,) and last draft
-    position `n` (D,): s_0 .. s_t, [MASK] at t+1 .. n, EOS at n+1, padding. Also the placeholders."""
-    width = int(n.max()) + 2
-    pos = torch.arange(width, device=seq.device)[None]  # (1, W)
-    placeholder = (pos > t[:, None]) & (pos <= n[:, None])  # (D, W)
-    tokens = torch.where(pos <= t[:, None], seq[:, :width], pad_id)
-    tokens = tokens.masked_fill(placeholder, mask_id).masked_fill(pos == n[:, None] + 1, eos_id)
-    return tokens, placeholder
 
 
 def _store_draft(
@@ -171,11 +157,7 @@ def speculative_search(
     if b == 0:
         return Hypotheses(seq[:, o + 1 :], rounds, log_prob, log_prob), SpeculativeStats()
 
-    ar_ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.mask_id)
-    # a BART whose BOS is not forced chooses it as its first token (greedy_search does the same)
-    first_ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.mask_id) if prefix.free_bos else ar_ban
-    only_eos = torch.full_like(ar_ban, -math.inf)
-    only_eos[cfg.eos_id] = 0.0
+    choices = ar_choices(model, prefix)  # as greedy_search's
     nar_ban = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.eos_id, cfg.mask_id)
 
     alive = torch.arange(b, device=device)  # (A,) batch index of each unfinished sentence
@@ -224,46 +206,27 @@ def speculative_search(
         content = content.masked_fill(~used, cfg.pad_id)
         content_pos = torch.where(used, t[:, None] + i, t[:, None])  # padding rows: any legal position
         predicted_pos = content_pos + 1  # the position each AR row predicts
-        query_pos = content_pos + ar_query_offset(cfg.ar_query_position)  # where its query row sits
         cached = cache.positions.shape[1] if cache.positions is not None else 0
         old = torch.arange(cached, device=device)[None, None, :] < t[:, None, None]  # (A, 1, C)
         causal = (i <= i.T)[None]  # (1, R, R): new row i sees new entries <= i
         visible = torch.cat([old.expand(a, r, cached), causal.expand(a, r, r)], dim=2)  # (A, R, C + R)
-        # fused: the NAR rows of the next draft, after the AR content rows, seeing only each other
-        w = 0
+        nar = None  # fused: the NAR rows of the next draft, in the same pass
         if fused:
             n_next = torch.maximum(predicted, t + 1).minimum(limit)
             nar_tokens, nar_placeholder = draft_input(
                 seq[alive], t, n_next, cfg.pad_id, cfg.mask_id, cfg.eos_id
             )
-            w = nar_tokens.shape[1]
-            nar_sees = (nar_tokens != cfg.pad_id)[:, None, :].expand(a, w, w)
-            visible = torch.cat([visible, visible.new_zeros(a, r, w)], dim=2)  # (A, R, C + R + W)
-            nar_visible = torch.cat([visible.new_zeros(a, w, cached + r), nar_sees], dim=2)
-            content_rows = torch.cat([content, nar_tokens], dim=1)
-            content_rows_pos = torch.cat([content_pos, torch.arange(w, device=device).expand(a, w)], dim=1)
-            content_visible = torch.cat([visible, nar_visible], dim=1)
-        else:
-            content_rows, content_rows_pos, content_visible = content, content_pos, visible
-        if cfg.ar_stream == "content":  # a plain causal decoder: content row i predicts position t+i+1
-            view = DecoderView(content_rows, content_rows_pos, content_visible, r + w)
-        else:
-            view = DecoderView(
-                torch.cat([content_rows, torch.full_like(content, cfg.mask_id)], dim=1),  # (A, 2R + W)
-                torch.cat([content_rows_pos, query_pos], dim=1),
-                torch.cat([content_visible, visible], dim=1),  # a query row sees what its content row sees
-                r + w,
-            )
-        hidden = model.decode(view, enc, cache)  # (A, 2R + W or R + W, d); the cache grows by R + W
-        ar_hidden = hidden[:, :r] if cfg.ar_stream == "content" else hidden[:, r + w :]
+            nar = nar_view(nar_tokens, cfg.pad_id)
+        view = model.verify_view(content, content_pos, visible, nar)
+        hidden = model.decode(view, enc, cache)  # the cache grows by the content and NAR rows
+        ar_hidden, nar_hidden = verify_rows(view, hidden, r)
         logp = F.log_softmax(model.logits(ar_hidden).float(), dim=-1)  # (A, R, V)
         if fused:  # the next round's draft
-            nar_hidden = hidden[:, r : r + w]
             _store_draft(model, draft, slice(None), nar_tokens, nar_placeholder, nar_hidden, nar_ban)
             n = n_next
         at_limit = (predicted_pos == limit[:, None] + 1)[:, :, None]
-        ban = torch.where((predicted_pos == o + 1)[:, :, None], first_ban, ar_ban)
-        best, choice = (logp + torch.where(at_limit, only_eos, ban)).max(dim=-1)  # (A, R): a_{t+1+i}
+        allowed = choices.mask(at_limit, first=(predicted_pos == o + 1)[:, :, None])
+        best, choice = (logp + allowed).max(dim=-1)  # (A, R): a_{t+1+i}
 
         # ---- accept: the leading agreements, AR's next token, cut after an EOS
         agree = (choice[:, :-1] == content[:, 1:]) & used[:, 1:]  # (A, R - 1)
@@ -295,16 +258,8 @@ def speculative_search(
             draft, n, redraft = draft[kept], n[kept], redraft[kept]
             enc = enc.index_select(kept)
 
-    out = seq[:, o + 1 :]
-    is_eos = out == cfg.eos_id  # every sentence has exactly one EOS (forced at its limit)
-    lengths = is_eos.int().argmax(dim=1)
-    hyps = Hypotheses(
-        out.masked_fill(is_eos, cfg.pad_id),
-        lengths,
-        log_prob,
-        length_normalized(log_prob, lengths + 1 + prefix.counted, length_penalty),  # as greedy_search
-    )
-    stats = SpeculativeStats(b, int(rounds.sum()), int((lengths + 1).sum()))
-    if prefix.free_bos:
-        hyps = drop_leading_bos(hyps, cfg.bos_id, cfg.pad_id)
+    outputs = seq[:, o + 1 :]  # each with one EOS: the tokens chosen are those before it, and the EOS
+    chosen = int((outputs == cfg.eos_id).int().argmax(dim=1).sum()) + b
+    stats = SpeculativeStats(b, int(rounds.sum()), chosen)
+    hyps = ended_hypotheses(model, outputs, log_prob, prefix, length_penalty)  # as greedy_search
     return hyps, stats

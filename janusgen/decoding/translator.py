@@ -22,15 +22,16 @@ import numpy as np
 import torch
 
 from janusgen.checkpoint import load_model
-from janusgen.config import DecodeConfig, ObjectiveConfig, decode_config, from_dict
+from janusgen.config import DecodeConfig, decode_config, from_dict
 from janusgen.data.batching import pack_by_tokens, pad_sequences
-from janusgen.data.tokenizer import TextTokenizer
+from janusgen.data.tokenizer_base import TextTokenizer
 from janusgen.decoding.api import decode
 from janusgen.decoding.speculative import SpeculativeStats
 from janusgen.errors import JanusError
 from janusgen.hardware import check_device, resolve_precision
 from janusgen.model.inference import prepare_for_inference
 from janusgen.model.transformer import JanusTransformer
+from janusgen.objective_config import ObjectiveConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

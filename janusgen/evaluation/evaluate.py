@@ -140,7 +140,7 @@ def evaluate_split(
     task scored by ROUGE. Writes the result (with its setup) to `json_path` and the outputs to
     `hypotheses_path` when given, both checked before anything is decoded."""
     from janusgen.data.dataset import PairDataset
-    from janusgen.data.sources import TASKS
+    from janusgen.data.tasks import TASKS
     from janusgen.fileio import atomic_file, check_writable_folder
 
     for option, path in (("--json", json_path), ("--hypotheses", hypotheses_path)):

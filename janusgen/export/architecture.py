@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from janusgen.config import ModelConfig
 from janusgen.errors import JanusError
+from janusgen.model.config import ModelConfig
 
 
 @dataclass(frozen=True)

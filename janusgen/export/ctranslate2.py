@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from janusgen.config import ModelConfig
 from janusgen.decoding.common import ar_prefix
 from janusgen.errors import JanusError
 from janusgen.export.hf import LOGIT_TOLERANCE, probe_batch, suppressed_tokens
+from janusgen.model.config import ModelConfig
 from janusgen.model.layout import decoder_sequence
 from janusgen.model.transformer import JanusTransformer
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from janusgen.config import ModelConfig
 from janusgen.decoding.common import ar_prefix
 from janusgen.errors import JanusError
 from janusgen.export.architecture import Architecture
 from janusgen.model.bart import new_parameters, weight_names
+from janusgen.model.config import ModelConfig
 from janusgen.model.layout import decoder_sequence
 from janusgen.model.transformer import JanusTransformer
 

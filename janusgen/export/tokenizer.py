@@ -14,10 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from janusgen.config import ModelConfig
-from janusgen.data.tokenizer import SPM_FILE, TextTokenizer
+from janusgen.data.tokenizer_base import SPM_FILE, TextTokenizer
 from janusgen.errors import JanusError
 from janusgen.export.hf import transformers_module
+from janusgen.model.config import ModelConfig
 
 
 def backend_tokenizer(tokenizer: TextTokenizer) -> Any:

@@ -25,8 +25,10 @@ from typing import Any
 
 import torch
 
-from janusgen.config import ModelConfig, to_dict
+from janusgen.config import to_dict
+from janusgen.data.tokenizer_base import TextTokenizer
 from janusgen.errors import JanusError
+from janusgen.model.config import ModelConfig, tokenizer_fields
 from janusgen.model.transformer import JanusTransformer
 
 BART_POSITION_OFFSET = 2  # BartLearnedPositionalEmbedding: position p reads row p + 2
@@ -89,7 +91,7 @@ def model_config(
         raise JanusError(f"the tokenizer has {tokenizer.vocab_size} tokens but the BART {hf.vocab_size}")
     positions = hf.max_position_embeddings - 1  # the encoder's BOS (source_bos) takes the last one
     return ModelConfig(
-        vocab_size=hf.vocab_size,
+        **tokenizer_fields(tokenizer),  # its vocab_size is the BART's (checked above)
         d_model=hf.d_model,
         ffn_dim=hf.encoder_ffn_dim,
         heads=hf.encoder_attention_heads,
@@ -104,11 +106,6 @@ def model_config(
         relative_positions=0,
         max_positions=positions,
         max_target_length=max_target_length or positions - 2,
-        pad_id=tokenizer.pad_id,
-        unk_id=tokenizer.unk_id,
-        bos_id=tokenizer.bos_id,
-        eos_id=tokenizer.eos_id,
-        mask_id=tokenizer.mask_id,
         position_offset=BART_POSITION_OFFSET,
         embedding_norm=True,
         scale_embedding=bool(hf.scale_embedding),
@@ -275,15 +272,15 @@ def load_hf(name_or_dir: str) -> tuple[Any, Any]:
     return hf_model.float().eval(), HFTokenizer.from_pretrained(name_or_dir)
 
 
-def convert(name_or_dir: str, out: Path, max_target_length: int | None = None) -> dict[str, Any]:
-    """`janus convert --hf`: write a self-contained janusgen checkpoint (weights, config, tokenizer)."""
-    from janusgen.checkpoint import save_checkpoint
-
+def convert(
+    name_or_dir: str, max_target_length: int | None = None
+) -> tuple[JanusTransformer, TextTokenizer, dict[str, Any]]:
+    """`janus convert --hf`: the BART `name_or_dir` as a janusgen model, with its tokenizer and the config
+    a checkpoint of it records (`checkpoint.save_checkpoint(out, *convert(name))` writes one)."""
     hf_model, tokenizer = load_hf(name_or_dir)
     model = from_hf(hf_model, tokenizer, max_target_length)
     config = {
         "model": to_dict(model.cfg),
         "converted_from": {"hf": str(name_or_dir), "class": "BartForConditionalGeneration"},
     }
-    save_checkpoint(Path(out), model, tokenizer, config)
-    return {"out": str(out), "parameters": model.num_parameters(), "vocab_size": model.cfg.vocab_size}
+    return model, tokenizer, config

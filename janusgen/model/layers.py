@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from janusgen.config import ModelConfig
 from janusgen.model.attention import Attention, KeyPadding, ViewMask
 from janusgen.model.cache import LayerCache
+from janusgen.model.config import ModelConfig
 
 if TYPE_CHECKING:
     from janusgen.model.transformer import Encoded

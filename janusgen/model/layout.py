@@ -181,3 +181,76 @@ def masked_view(
     # padded rows attend to the observed tokens only, so that attention stays finite
     visible = visible | ((rs == PAD) & sees_o)
     return MaskedView(tokens, positions, visible, t + k, masked_positions, masked_targets, masked_valid)
+
+
+# ----------------------------------------------------------------------------------- decoding views
+
+
+def nar_view(tgt: torch.Tensor, pad_id: int) -> DecoderView:
+    """Content-stream-only view of `tgt` (B, L) (BOS, tokens or [MASK], EOS, padding): every row sees
+    every real entry, so the output at a [MASK] is P_NAR. Same visibility as the O/P part of
+    `masked_view`, without the G part and the query stream, which inference does not need."""
+    b, length = tgt.shape
+    positions = torch.arange(length, device=tgt.device).expand(b, length)
+    visible = (tgt != pad_id)[:, None, :]  # (B, 1, L): broadcast over rows
+    return DecoderView(tgt, positions, visible, length)
+
+
+def draft_input(
+    seq: torch.Tensor, t: torch.Tensor, n: torch.Tensor, pad_id: int, mask_id: int, eos_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The NAR view's input of a speculative draft for sentences with prefixes `seq` (D, .) up to `t`
+    (D,) and last draft position `n` (D,): s_0 .. s_t, [MASK] at t+1 .. n, EOS at n+1, padding (read it
+    with `nar_view`). Also the placeholders (D, W)."""
+    width = int(n.max()) + 2
+    pos = torch.arange(width, device=seq.device)[None]  # (1, W)
+    placeholder = (pos > t[:, None]) & (pos <= n[:, None])  # (D, W)
+    tokens = torch.where(pos <= t[:, None], seq[:, :width], pad_id)
+    tokens = tokens.masked_fill(placeholder, mask_id).masked_fill(pos == n[:, None] + 1, eos_id)
+    return tokens, placeholder
+
+
+def verify_view(
+    content: torch.Tensor,
+    positions: torch.Tensor,
+    visible: torch.Tensor,
+    mask_id: int,
+    query_offset: int | None,
+    nar: DecoderView | None = None,
+) -> DecoderView:
+    """The AR view of a speculative verify pass over a content cache of C entries: content rows `content`
+    (A, R) at `positions` (A, R), seeing `visible` (A, R, C + R) of the cache and of themselves; with a
+    query stream (`query_offset`: see `ar_query_offset`; None: the content rows themselves predict, a
+    plain causal decoder) one [MASK] row per content row at its position + offset, seeing what its
+    content row sees. `nar`: the rows of a NAR view (`nar_view`) carried in the same pass after the AR
+    content rows, seeing only each other while the AR rows never see them (fused drafting).
+
+    Rows: content (R), then nar's (W), then the query rows (R): `verify_rows` picks the ones that
+    predict."""
+    a, r = content.shape
+    tokens, rows_pos, rows_visible = content, positions, visible
+    if nar is not None:
+        w = nar.tokens.shape[1]
+        cached = visible.shape[2] - r
+        visible = torch.cat([visible, visible.new_zeros(a, r, w)], dim=2)  # (A, R, C + R + W)
+        nar_visible = torch.cat([visible.new_zeros(a, w, cached + r), nar.visible.expand(a, w, w)], dim=2)
+        tokens = torch.cat([content, nar.tokens], dim=1)
+        rows_pos = torch.cat([positions, nar.positions], dim=1)
+        rows_visible = torch.cat([visible, nar_visible], dim=1)
+    num_content = tokens.shape[1]
+    if query_offset is None:
+        return DecoderView(tokens, rows_pos, rows_visible, num_content)
+    return DecoderView(
+        torch.cat([tokens, torch.full_like(content, mask_id)], dim=1),  # (A, 2R + W)
+        torch.cat([rows_pos, positions + query_offset], dim=1),
+        torch.cat([rows_visible, visible], dim=1),  # a query row sees what its content row sees
+        num_content,
+    )
+
+
+def verify_rows(view: DecoderView, hidden: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of `hidden` (A, rows, d) of a `verify_view` with `r` AR content rows: the R that give P_AR
+    after each content row, and the NAR rows (A, W, d; W = 0 without them)."""
+    if hidden.shape[1] == view.num_content:  # no query stream: the content rows predict
+        return hidden[:, :r], hidden[:, r : view.num_content]
+    return hidden[:, view.num_content :], hidden[:, r : view.num_content]

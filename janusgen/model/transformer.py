@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from janusgen.config import ModelConfig
 from janusgen.model.attention import KeyPadding, RelativeBias, ViewMask
 from janusgen.model.cache import DecoderCache, LayerCache
+from janusgen.model.config import ModelConfig
 from janusgen.model.layers import DecoderLayer, Dropout, EncoderLayer, SinusoidalPositions
-from janusgen.model.layout import DecoderView, ar_query_offset, ar_view, content_only_ar_view
+from janusgen.model.layout import DecoderView, ar_query_offset, ar_view, content_only_ar_view, verify_view
 
 __all__ = ["DecoderCache", "Encoded", "JanusTransformer", "LayerCache", "SinusoidalPositions"]
 
@@ -214,6 +214,18 @@ class JanusTransformer(nn.Module):
         tokens = torch.stack([last, torch.full_like(last, self.cfg.mask_id)], dim=1)  # (rows, 2)
         query = t + ar_query_offset(self.cfg.ar_query_position)
         return DecoderView(tokens, torch.cat([t, query]).expand(rows, 2), None, 1)
+
+    def verify_view(
+        self,
+        content: torch.Tensor,
+        positions: torch.Tensor,
+        visible: torch.Tensor,
+        nar: DecoderView | None = None,
+    ) -> DecoderView:
+        """The AR view of a speculative verify pass (layout.verify_view) in this model's AR stream: the
+        query stream's rows, or with ar_stream "content" the content rows themselves."""
+        query = None if self.cfg.ar_stream == "content" else ar_query_offset(self.cfg.ar_query_position)
+        return verify_view(content, positions, visible, self.cfg.mask_id, query, nar)
 
     def ar_logits(self, tgt: torch.Tensor, enc: Encoded) -> torch.Tensor:
         """(B, T - 1, V) teacher-forced P_AR logits of `tgt`, aligned with tgt[:, 1:], in one pass."""

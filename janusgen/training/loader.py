@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 
-from janusgen.config import ModelConfig
 from janusgen.data.batching import PairBatches, SampledBatch
+from janusgen.model.config import ModelConfig
 from janusgen.objectives import JanusObjective, LossInputs
 
 GPU_WORKERS = 2  # default data workers per rank on a GPU: collation is light, two keep ahead of the device

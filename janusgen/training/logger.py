@@ -15,6 +15,7 @@ from janusgen.fileio import atomic_file, write_error, writing
 log = logging.getLogger(__name__)
 
 LOG_FILE = "log.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 
 
 class MetricsLogger:
@@ -38,8 +39,8 @@ class MetricsLogger:
                     "(pip install janusgen[tensorboard])"
                 )
             else:
-                with writing(out_dir / "tensorboard"):
-                    self._tb = SummaryWriter(str(out_dir / "tensorboard"))
+                with writing(out_dir / TENSORBOARD_DIR):
+                    self._tb = SummaryWriter(str(out_dir / TENSORBOARD_DIR))
 
     def log(self, step: int, split: str, values: dict[str, Any]) -> None:
         if not self.enabled:
@@ -56,7 +57,7 @@ class MetricsLogger:
                 os.ftruncate(self._jsonl.fileno(), size)
             raise write_error(self.path, e) from None
         if self._tb is not None:
-            with writing(self.path.with_name("tensorboard")):
+            with writing(self.path.with_name(TENSORBOARD_DIR)):
                 for key, value in values.items():
                     if isinstance(value, (int, float)):
                         self._tb.add_scalar(f"{split}/{key}", value, step)

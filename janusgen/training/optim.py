@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from janusgen.config import TrainConfig
+from janusgen.training.config import TrainConfig
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.AdamW:

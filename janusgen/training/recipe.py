@@ -1,8 +1,8 @@
 """The training recipe: load data -> build model, objective, optimizer -> resume -> train -> save.
 
 `train` is the thin orchestrator around `Trainer` (janusgen.training.trainer): it opens and verifies the
-data, finds where a run resumes (`resume_point`) and takes the options that may change then (RESUMABLE),
-refuses or clears an --out that holds another run (RUN_FILES, `remove_run`), settles the precision on
+data, resumes from where the run folder says (janusgen.training.run_dir) with the options that may change
+then (RESUMABLE), or starts afresh in a folder run_dir has checked or cleared, settles the precision on
 every rank and builds the model (from a checkpoint with `init_from`) and the objective.
 """
 
@@ -11,32 +11,30 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from janusgen import checkpoint as ckpt
-from janusgen.config import (
-    PRECISIONS,
-    ModelConfig,
-    ObjectiveConfig,
-    TrainConfig,
-    from_dict,
-    to_dict,
-)
+from janusgen.config import from_dict, to_dict
 from janusgen.data.batching import PairBatches
 from janusgen.data.dataset import PairDataset
-from janusgen.data.tokenizer import TOKENIZER_FILES, TextTokenizer, load_tokenizer, tokenizer_file
+from janusgen.data.tokenizer import load_tokenizer
+from janusgen.data.tokenizer_base import TextTokenizer, tokenizer_file
 from janusgen.errors import JanusError
 from janusgen.fileio import check_writable_folder
 from janusgen.hardware import resolve_precision
+from janusgen.model.config import ModelConfig, tokenizer_fields
 from janusgen.model.transformer import JanusTransformer
+from janusgen.objective_config import ObjectiveConfig
 from janusgen.objectives import JanusObjective
+from janusgen.training import run_dir
+from janusgen.training.config import PRECISIONS, TrainConfig
 from janusgen.training.distributed import barrier, broadcast_float, init_distributed, on_main_rank, shutdown
-from janusgen.training.logger import LOG_FILE, truncate_log
 from janusgen.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 # options that may change when a run resumes; every other training option comes from the checkpoint
 RESUMABLE = (
@@ -52,95 +50,6 @@ RESUMABLE = (
     "deterministic",
     "compile",
 )
-
-log = logging.getLogger(__name__)
-RUN_FILES = ckpt.RUN_FILES  # what a run writes into its --out folder (all that --overwrite deletes)
-
-
-def _resumable(path: Path) -> bool:
-    files = (ckpt.MODEL_FILE, ckpt.CONFIG_FILE, ckpt.STATE_JSON, ckpt.STATE_TENSORS)
-    has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
-    return path.is_dir() and has_tokenizer and all((path / f).is_file() for f in files)
-
-
-def resume_point(out: Path) -> Path | None:
-    """The checkpoint `--resume` continues from: `out/last`, or, where a kill left no complete `last`
-    (runs of older versions could lose it between two renames), the newest complete step folder.
-    Files are not read: `find_resume_point` also checks them."""
-    out = Path(out)
-    return next((c for c in _candidates(out) if _resumable(c)), None)
-
-
-def _candidates(out: Path) -> list[Path]:
-    return [out / "last", *sorted((out / "checkpoints").glob("step_*"), reverse=True)]
-
-
-def find_resume_point(out: Path) -> tuple[Path | None, list[str]]:
-    """`resume_point`, passing over a checkpoint that is incomplete or fails its checksums or schemas (a
-    damaged `last` falls back to the newest good step); also returns why each newer one was passed over."""
-    skipped = []
-    for candidate in _candidates(Path(out)):
-        if not _resumable(candidate):
-            if os.path.lexists(candidate):
-                skipped.append(f"{candidate} is incomplete")
-            continue
-        problem = ckpt.checkpoint_problem(candidate)
-        if problem is None:
-            return candidate, skipped
-        skipped.append(problem)
-    return None, skipped
-
-
-def _nothing_to_resume(out: Path, skipped: list[str]) -> JanusError:
-    if skipped:
-        return JanusError(f"nothing to resume in {out}: no checkpoint is intact ({'; '.join(skipped)})")
-    started = [name for name in RUN_FILES if os.path.lexists(out / name)]
-    if started:
-        return JanusError(
-            f"nothing to resume in {out}: the run there stopped before its first checkpoint (found "
-            f"{', '.join(started)}); start it afresh with --overwrite instead of --resume, and its options"
-        )
-    return JanusError(
-        f"nothing to resume in {out}: it has no last and no checkpoint in {out / 'checkpoints'}"
-    )
-
-
-def _repair_best(out: Path, resumed: Path, state: dict[str, Any]) -> None:
-    """Make `out/best` the checkpoint that the resumed trainer state names as the best, where a kill (or
-    an older janusgen, which wrote `best` after `last`) left it at another step."""
-    best_step = state["best_step"]
-    if best_step is None:
-        return
-    best = out / "best"
-    try:
-        have = ckpt.read_config(best).get("step") if best.is_dir() else None
-    except JanusError:
-        have = None
-    if have == best_step:
-        return
-    source = resumed if state["step"] == best_step else ckpt.step_folder(out, best_step)
-    if ckpt.checkpoint_problem(source) is not None:
-        log.warning(
-            f"{best} holds step {have}, not the run's best step {best_step}, whose "
-            "checkpoint is gone; it is left as it is"
-        )
-        return
-    log.info(f"janus: {best} held step {have}, not the run's best step {best_step}: copied {source}")
-    ckpt.copy_checkpoint(source, best)
-
-
-def remove_run(out: Path) -> None:
-    """Delete what a run wrote into `out` (RUN_FILES), each first renamed to a hidden name so that
-    nothing half-deleted is ever seen; anything else in `out` stays."""
-    for name in RUN_FILES:
-        path = Path(out) / name
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():
-            hidden = path.with_name(f".{name}.deleting")
-            shutil.rmtree(hidden, ignore_errors=True)
-            os.replace(path, hidden)
-            shutil.rmtree(hidden, ignore_errors=True)
 
 
 def configure_numerics(device: torch.device, deterministic: bool) -> None:
@@ -191,12 +100,11 @@ def train(
     `out/last`, except the options in RESUMABLE, which `resume_overrides` may change.
     Under torchrun, a collective that waits longer than `dist_timeout_s` (a dead or stuck rank)
     fails the job instead of hanging it. A fresh run refuses an `out` that holds another run unless
-    `overwrite`, which deletes that run's files (RUN_FILES) and nothing else. A fresh run with
+    `overwrite`, which deletes that run's files (run_dir.RUN_FILES) and nothing else. A fresh run with
     `init_from` (a checkpoint, e.g. from `janus convert`) starts from its weights; `model_cfg` must then
     describe the same architecture and the data must use the same tokenizer.
     """
     out = Path(out)
-    last = out / "last"
     ctx = init_distributed(device, dist_timeout_s)
     try:
         # a file, a read-only mount: said now, not by the logger after the data is read and checked
@@ -211,17 +119,12 @@ def train(
 
         on_main_rank(ctx, verify)  # one rank reads the whole corpus, not every one of them
         if resume:
-            found, skipped = find_resume_point(out)
+            found, skipped = run_dir.find_resume_point(out)
             if found is None:
-                raise _nothing_to_resume(out, skipped)
+                raise run_dir.nothing_to_resume(out, skipped)
             state, _ = ckpt.load_trainer_state(found)
             if ctx.is_main:
-                if found != last:
-                    why = "; ".join(skipped) or f"{last} is missing (a killed run?)"
-                    log.info(f"janus: {why}; resuming from {found}")
-                    ckpt.copy_checkpoint(found, last)  # repaired, whatever happens next
-                _repair_best(out, found, state)
-                truncate_log(out / LOG_FILE, state["step"])  # rows logged after it are logged again
+                run_dir.repair(out, found, skipped, state)
             barrier(ctx)
             last = found
             config = ckpt.read_config(last)
@@ -243,32 +146,13 @@ def train(
             # a pause (stop_at) belongs to the invocation that asked for it, not to the run
             train_cfg = dataclasses.replace(saved_train, **{"stop_at": None, **(resume_overrides or {})})
         else:
-            existing = [name for name in RUN_FILES if os.path.lexists(out / name)]
-            if existing and not overwrite and resume_point(out) is None:
-                raise JanusError(
-                    f"{out} already holds a run that stopped before its first checkpoint (found "
-                    f"{', '.join(existing)}): nothing to resume; pass --overwrite to start afresh, or choose "
-                    "another --out"
-                )
-            if existing and not overwrite:
-                raise JanusError(
-                    f"{out} already holds a run (found {', '.join(existing)}); pass --resume to continue "
-                    "it, --overwrite to delete it and start afresh, or choose another --out"
-                )
+            run_dir.check_fresh(out, overwrite)
             if overwrite:
                 if ctx.is_main:
-                    remove_run(out)
+                    run_dir.remove_run(out)
                 barrier(ctx)
             assert model_cfg is not None and objective_cfg is not None
-            model_cfg = dataclasses.replace(
-                model_cfg,
-                vocab_size=tokenizer.vocab_size,
-                pad_id=tokenizer.pad_id,
-                unk_id=tokenizer.unk_id,
-                bos_id=tokenizer.bos_id,
-                eos_id=tokenizer.eos_id,
-                mask_id=tokenizer.mask_id,
-            )
+            model_cfg = dataclasses.replace(model_cfg, **tokenizer_fields(tokenizer))
         if train_cfg.ar_targets == "references" and objective_cfg.kl_ar_nar + objective_cfg.kl_ar_aux > 0:
             raise JanusError(
                 "--ar-targets references: the AR view then learns other targets than the NAR/AUX views, so "

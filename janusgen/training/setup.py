@@ -15,20 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from janusgen import checkpoint as ckpt
-from janusgen.config import (
-    RECIPES,
-    ModelConfig,
-    ObjectiveConfig,
-    TrainConfig,
-    flag_of,
-    from_dict,
-    model_preset,
-    objective_preset,
-    to_dict,
-    unknown_keys,
-)
+from janusgen.config import flag_of, from_dict, to_dict, unknown_keys
 from janusgen.errors import JanusError
-from janusgen.training.recipe import RESUMABLE, resume_point, train
+from janusgen.model.config import ModelConfig
+from janusgen.objective_config import ObjectiveConfig
+from janusgen.presets import RECIPES, model_preset, objective_preset
+from janusgen.training.config import TrainConfig
+from janusgen.training.recipe import RESUMABLE, train
+from janusgen.training.run_dir import resume_point
 
 
 @dataclass(frozen=True)

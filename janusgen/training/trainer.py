@@ -22,24 +22,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from janusgen import checkpoint as ckpt
-from janusgen.config import DecodeConfig, TrainConfig
 from janusgen.data.batching import PairBatches, SampledBatch
-from janusgen.data.tokenizer import TextTokenizer
+from janusgen.data.tokenizer_base import TextTokenizer
 from janusgen.errors import JanusError
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective, LossInputs
 from janusgen.progress import quiet
+from janusgen.training import run_dir
 from janusgen.training.checkpoint_writer import CheckpointWriter
-from janusgen.training.distributed import (
-    DistributedContext,
-    all_reduce_sum,
-    broadcast_float,
+from janusgen.training.config import TrainConfig
+from janusgen.training.distributed import DistributedContext, all_reduce_sum, broadcast_float
+from janusgen.training.health import (
+    PROJECT_AFTER_UPDATES,
+    check_finite,
+    projection_warnings,
+    quick_bleu,
+    result_warnings,
 )
 from janusgen.training.loader import BatchMaker, ReadyBatch, batch_stream
 from janusgen.training.logger import MetricsLogger
@@ -49,30 +52,6 @@ log = logging.getLogger(__name__)
 
 # the epoch number validation batches take their seeds from: one that training never reaches
 VALID_EPOCH = 2**31 - 1
-
-
-# Below this many updates a run has not left the unigram plateau (BENCHMARKS.md): say so
-MIN_LEARNING_UPDATES = 300
-PROJECT_AFTER_UPDATES = 10  # updates timed before projecting how many the time budget allows
-# quick validation BLEU below which a model has not learned yet; one-pass NAR with one length scores far
-# below Mask-Predict's T=10 (0.64 one-pass went with 7.0 at T=10, l=3 in the AVX2 demo: BENCHMARKS.md)
-NEAR_ZERO_BLEU = {"bleu_ar": 1.0, "bleu_nar": 0.25}
-
-
-def non_finite(values: dict[str, float]) -> dict[str, float]:
-    """The entries of `values` that are NaN or infinite."""
-    return {name: value for name, value in values.items() if not math.isfinite(value)}
-
-
-def diverged(step: int, what: str, values: dict[str, float], lr: float) -> JanusError:
-    """The error that stops a run whose loss or gradient stopped being finite: training on would only
-    write NaN weights (and a NaN `best`). The checkpoints written before are left as they are."""
-    shown = ", ".join(f"{name} {value}" for name, value in sorted(values.items()))
-    return JanusError(
-        f"update {step}: the {what} is not finite ({shown}): the run diverged and stops here, before "
-        f"saving anything more (what it saved before is finite); lower --lr (now {lr:g}) or --clip-norm, or "
-        "raise --warmup, and start again with --overwrite"
-    )
 
 
 class ObjectiveModule(nn.Module):
@@ -145,42 +124,6 @@ class Trainer:
         """A problem with the run the user should act on: printed now, and in the summary."""
         self.warnings.append(text)
         log.warning(text)
-
-    def _check_projection(self, start_step: int, start_elapsed: float) -> None:
-        """After the first updates, project how many the time budget allows and warn when the run cannot
-        learn in it: too few updates, or a warmup that takes most of them."""
-        cfg = self.cfg
-        per_update = (self.state.elapsed_s - start_elapsed) / max(self.state.step - start_step, 1)
-        if cfg.time_budget_s is None or per_update <= 0:
-            return
-        projected = self.state.step + int((cfg.time_budget_s - self.state.elapsed_s) / per_update)
-        projected = min(projected, cfg.max_updates)
-        where = f"{per_update:.2f} s per update on {self.ctx.device} in {cfg.precision}"
-        if projected < MIN_LEARNING_UPDATES:
-            self.warn(
-                f"this run will make only about {projected} updates in its time budget ({where}): too few "
-                "to learn. Give it a longer --time-budget, a smaller --preset or smaller --max-tokens"
-            )
-        if cfg.warmup_fraction is None and cfg.warmup_updates > projected / 2:
-            self.warn(
-                f"the warmup of {cfg.warmup_updates} updates is longer than half of the ~{projected} updates "
-                f"this run will make ({where}): the learning rate will barely rise. Use --recipe cpu "
-                "(a warmup counted in time) or a smaller --warmup"
-            )
-
-    def _check_result(self) -> None:
-        if self.state.step < MIN_LEARNING_UPDATES:
-            self.warn(
-                f"the run made only {self.state.step} updates: too few to learn (see the projection above); "
-                "its outputs will be near empty"
-            )
-        for name, floor in NEAR_ZERO_BLEU.items():
-            value = self.last_valid.get(name)
-            if value is not None and value < floor:
-                self.warn(
-                    f"validation {name} is {value:.2f} after {self.state.step} updates: the model has not "
-                    "learned to translate yet. Train longer (--time-budget / --max-updates, or --resume)"
-                )
 
     # ------------------------------------------------------------------------------------- resume
     def resume(self, path: Path) -> None:
@@ -297,7 +240,11 @@ class Trainer:
             # one the clock is only logged, by rank 0, and costs no collective
             self.state.elapsed_s = broadcast_float(ctx, elapsed) if by_time else elapsed
             if self.state.step == start_step + PROJECT_AFTER_UPDATES and ctx.is_main:
-                self._check_projection(start_step, start_elapsed)
+                per_update = (self.state.elapsed_s - start_elapsed) / (self.state.step - start_step)
+                for text in projection_warnings(
+                    cfg, self.state.step, self.state.elapsed_s, per_update, ctx.device
+                ):
+                    self.warn(text)
             for k, v in logs.items():
                 window[k] = window[k] + v if k in window else v
             window_lr, window_tokens, window_steps = window_lr + lr, window_tokens + tokens, window_steps + 1
@@ -309,11 +256,8 @@ class Trainer:
                 reduced["elapsed_s"] = self.state.elapsed_s
                 self.logger.log(self.state.step, "train", reduced)
                 # (fp16's loss scaler skips updates whose gradient overflowed: their grad_norm is inf)
-                bad = non_finite(
-                    {k: v for k, v in reduced.items() if k != "grad_norm" or self.scaler is None}
-                )
-                if bad:
-                    raise diverged(self.state.step, "training loss", bad, reduced["lr"])
+                checked = {k: v for k, v in reduced.items() if k != "grad_norm" or self.scaler is None}
+                check_finite(self.state.step, "training loss", checked, reduced["lr"])
                 bar.set_postfix(
                     step=self.state.step,
                     loss=f"{reduced['loss']:.3f}",
@@ -337,7 +281,8 @@ class Trainer:
         self.writer.wait()  # the last checkpoint is on disk when fit returns
         self.logger.close()
         if ctx.is_main:
-            self._check_result()
+            for text in result_warnings(self.state.step, self.last_valid):
+                self.warn(text)
         return {
             "step": self.state.step,
             "elapsed_s": self.state.elapsed_s,
@@ -387,38 +332,20 @@ class Trainer:
         sums = all_reduce_sum(self.ctx, sums).cpu()
         results = {name: float(sums[i] / sums[-1]) for i, name in enumerate(names)}
         if self.cfg.valid_bleu_sentences > 0 and self.ctx.is_main:
-            results.update(self.quick_bleu())
-        return results
-
-    def quick_bleu(self) -> dict[str, float]:
-        """BLEU of the modes this objective trains: greedy AR, one-pass NAR (one length candidate)."""
-        from janusgen.decoding import decode
-        from janusgen.evaluation.metrics import bleu
-
-        settings = {}
-        if self.objective.needs_ar:
-            settings["bleu_ar"] = DecodeConfig(mode="ar", beam=1)
-        if self.objective.needs_nar:
-            settings["bleu_nar"] = DecodeConfig(mode="nar", iterations=1, length_beam=1)
-        data = self.valid_data
-        positions = np.arange(min(self.cfg.valid_bleu_sentences, len(data.kept)))
-        refs = self.tokenizer.decode([data.dataset.tgt[int(i)].tolist() for i in data.kept[positions]])
-        hyps: dict[str, list[list[int]]] = {name: [] for name in settings}
-        for chunk in np.array_split(positions, max(1, math.ceil(len(positions) / 64))):
-            src = data.collate(chunk).src.to(self.ctx.device)
             with self.autocast():
-                for name, setting in settings.items():
-                    hyps[name] += decode(self.model, src, setting).tokens
-        return {name: bleu(self.tokenizer.decode(h), refs).score for name, h in hyps.items()}
+                bleus = quick_bleu(
+                    self.model, self.objective, self.valid_data, self.tokenizer, self.cfg.valid_bleu_sentences
+                )
+            results.update(bleus)
+        return results
 
     # --------------------------------------------------------------------------------------- save
     def validate_and_save(self) -> None:
         results = self.validate()
-        if non_finite(results):  # never saved, so never `best`
-            if self.ctx.is_main:
-                self.logger.log(self.state.step, "valid", results)
-            lr = self.optimizer.param_groups[0]["lr"]
-            raise diverged(self.state.step, "validation loss", non_finite(results), lr)
+        if self.ctx.is_main:
+            self.logger.log(self.state.step, "valid", results)
+        # a loss that is not finite stops the run here: never saved, so never `best`
+        check_finite(self.state.step, "validation loss", results, self.optimizer.param_groups[0]["lr"])
         self.last_valid = results
         for name in self.objective.observe_validation(results):
             if self.ctx.is_main:
@@ -435,7 +362,6 @@ class Trainer:
             if is_best:
                 self.state.best_value, self.state.best_step = value, self.state.step
         if self.ctx.is_main:
-            self.logger.log(self.state.step, "valid", results)
             shown = "  ".join(f"{k} {v:.3f}" for k, v in results.items())
             log.info(f"step {self.state.step}: valid {shown}")
             self.save(is_best)
@@ -443,8 +369,8 @@ class Trainer:
         # are written by a background thread while everyone trains on
 
     def save(self, is_best: bool) -> None:
-        """Copy the state now; write the step folder, `best`, `last` and prune old steps in the background."""
-        step_dir = ckpt.step_folder(self.out, self.state.step)
+        """Copy the state now; write the step folder and publish it (run_dir.publish) in the background."""
+        step_dir = run_dir.step_folder(self.out, self.state.step)
         opt_meta, tensors = ckpt.optimizer_state(self.optimizer)
         tensors = {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
         weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
@@ -467,13 +393,6 @@ class Trainer:
 
         def write() -> None:
             ckpt.save_checkpoint(step_dir, weights, tokenizer, config, meta, tensors)
-            # `best` before `last`: a kill between the two leaves `last` (where --resume goes on) at the
-            # older step, whose rerun writes `best` again; never `last` ahead of a `best` left behind for good
-            if is_best:
-                ckpt.copy_checkpoint(step_dir, out / "best")
-            ckpt.copy_checkpoint(step_dir, out / "last")
-            steps = sorted((out / "checkpoints").glob("step_*"))
-            for old in steps[: max(0, len(steps) - keep_last)]:
-                ckpt.remove_checkpoint(old)
+            run_dir.publish(out, step_dir, is_best, keep_last)
 
         self.writer.submit(write)

@@ -140,9 +140,9 @@ def test_batch_seed_depends_on_identity_not_on_rank_layout():
 def test_pair_batches_keep_what_fits_collate_bos_eos_and_shard_by_rank(toy_data):
     import dataclasses
 
-    from janusgen.config import model_preset
     from janusgen.data.batching import PairBatches
     from janusgen.data.dataset import PairDataset
+    from janusgen.presets import model_preset
 
     dataset = PairDataset.open(toy_data, "train")
     cfg = dataclasses.replace(model_preset("tiny"), vocab_size=dataset.tokenizer.vocab_size)

@@ -11,9 +11,9 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from janusgen.config import model_preset, objective_preset
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
+from janusgen.presets import model_preset, objective_preset
 
 VOCAB = 50
 

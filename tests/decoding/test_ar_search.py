@@ -5,11 +5,12 @@ import dataclasses
 import pytest
 import torch
 
-from janusgen.config import DecodeConfig, model_preset
+from janusgen.config import DecodeConfig
 from janusgen.decoding import beam_search, decode, greedy_search, teacher_forced_log_probs
 from janusgen.decoding.common import max_output_lengths, with_bos_eos
 from janusgen.model.layout import DecoderView
 from janusgen.model.transformer import DecoderCache, JanusTransformer
+from janusgen.presets import model_preset
 
 MIXED = [int(n) for n in torch.randint(0, 20, (32,), generator=torch.Generator().manual_seed(1))]
 

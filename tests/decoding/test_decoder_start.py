@@ -12,10 +12,11 @@ import pytest
 import torch
 
 import janusgen.objectives as objectives_module
-from janusgen.config import DecodeConfig, model_preset, objective_preset
+from janusgen.config import DecodeConfig
 from janusgen.decoding.api import decode
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective
+from janusgen.presets import model_preset, objective_preset
 from tests.decoding.conftest import VOCAB, make_sources
 
 BOS, EOS, MASK = 2, 3, 4

@@ -14,10 +14,9 @@ from janusgen.decoding.mask_predict import (
     collapse_repeats,
     length_candidates,
     lowest_scores_mask,
-    nar_view,
     refine,
 )
-from janusgen.model.layout import masked_view
+from janusgen.model.layout import masked_view, nar_view
 
 PAD, BOS, EOS, MASK = 0, 2, 3, 4
 MIXED = [int(n) for n in torch.randint(0, 20, (32,), generator=torch.Generator().manual_seed(1))]

@@ -166,7 +166,8 @@ def test_evaluate_cli_reports_bleu_chrf_and_speed(toy_checkpoint, toy_data, tmp_
 )
 def test_decoding_a_view_the_objective_never_trained_is_refused(translator, objective, options, message):
     """NAR decoding of an `ar` checkpoint (and AR of a `cmlm` one) ran silently."""
-    from janusgen.config import objective_preset, to_dict
+    from janusgen.config import to_dict
+    from janusgen.presets import objective_preset
 
     untrained = Translator(
         translator.model, translator.tokenizer, {"objective": to_dict(objective_preset(objective))}
@@ -177,7 +178,8 @@ def test_decoding_a_view_the_objective_never_trained_is_refused(translator, obje
 
 
 def test_the_cli_refuses_nar_decoding_of_an_ar_checkpoint(toy_checkpoint, tmp_path, capsys, resign):
-    from janusgen.config import objective_preset, to_dict
+    from janusgen.config import to_dict
+    from janusgen.presets import objective_preset
 
     ckpt = shutil.copytree(toy_checkpoint, tmp_path / "ar")
     config = json.loads((ckpt / "config.json").read_text())

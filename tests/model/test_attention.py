@@ -81,8 +81,8 @@ def test_an_unpadded_batch_needs_no_mask():
 def test_causal_blocks_give_the_same_gradients(monkeypatch):
     """Training goes through the fast paths too: the gradient of a JANUS loss without a relative bias.
     (FlexAttention has no backward on a CPU: benchmarks/gpu_check.py compares its gradients on a GPU.)"""
-    from janusgen.config import objective_preset
     from janusgen.objectives import JanusObjective
+    from janusgen.presets import objective_preset
 
     def grads() -> dict[str, torch.Tensor]:
         model = tiny(relative_positions=0).train()

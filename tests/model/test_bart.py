@@ -14,14 +14,15 @@ import torch
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from janusgen.checkpoint import load_model  # noqa: E402
-from janusgen.config import DecodeConfig, objective_preset  # noqa: E402
+from janusgen.checkpoint import load_model, save_checkpoint  # noqa: E402
+from janusgen.config import DecodeConfig  # noqa: E402
 from janusgen.data.hf_tokenizer import HFTokenizer  # noqa: E402
 from janusgen.decoding.api import decode  # noqa: E402
 from janusgen.model.bart import convert, new_parameters, weight_names  # noqa: E402
 from janusgen.model.layout import ar_view, decoder_sequence  # noqa: E402
 from janusgen.model.transformer import JanusTransformer  # noqa: E402
 from janusgen.objectives import JanusObjective  # noqa: E402
+from janusgen.presets import objective_preset  # noqa: E402
 
 TEXTS = [
     "the quick brown fox jumps over the lazy dog",
@@ -113,7 +114,7 @@ def bart_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="module")
 def converted(bart_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ckpt") / "bart-janus"
-    convert(str(bart_dir), out)
+    save_checkpoint(out, *convert(str(bart_dir)))
     return out
 
 

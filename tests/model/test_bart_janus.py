@@ -15,7 +15,8 @@ from janusgen.checkpoint import load_model  # noqa: E402
 from janusgen.cli import main  # noqa: E402
 from janusgen.data.dataset import PairDataset  # noqa: E402
 from janusgen.data.hf_tokenizer import HFTokenizer  # noqa: E402
-from janusgen.data.sources import SEP, HuggingFaceSource, open_source, task  # noqa: E402
+from janusgen.data.sources import HuggingFaceSource, open_source  # noqa: E402
+from janusgen.data.tasks import SEP, task  # noqa: E402
 from janusgen.errors import DataError, JanusError  # noqa: E402
 from janusgen.evaluation.metrics import rouge  # noqa: E402
 from tests.model.test_bart import TEXTS, build_bart, build_tokenizer  # noqa: E402

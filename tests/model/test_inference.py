@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from janusgen.config import DecodeConfig, objective_preset
+from janusgen.config import DecodeConfig
 from janusgen.decoding import decode
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 from janusgen.model.inference import PackedLinear, prepare_for_inference
 from janusgen.objectives import JanusObjective
+from janusgen.presets import objective_preset
 from tests.model.test_transformer_options import build, make_batch, tiny_config
 
 

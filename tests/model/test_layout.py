@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from janusgen.config import model_preset
 from janusgen.data.masking import masked_ranks, span_mask
 from janusgen.model.layout import ar_view, masked_view
 from janusgen.model.transformer import JanusTransformer
+from janusgen.presets import model_preset
 
 PAD, BOS, EOS, MASK = 0, 2, 3, 4
 

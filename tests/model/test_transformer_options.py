@@ -13,12 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from janusgen.config import MODEL_PRESETS, DecodeConfig, ModelConfig, model_preset, objective_preset
+from janusgen.config import DecodeConfig
 from janusgen.decoding import decode
 from janusgen.errors import JanusError
+from janusgen.model.config import ModelConfig
 from janusgen.model.layout import masked_view
 from janusgen.model.transformer import JanusTransformer, SinusoidalPositions
 from janusgen.objectives import JanusObjective
+from janusgen.presets import MODEL_PRESETS, model_preset, objective_preset
 
 VOCAB = 30
 BERT_STD = 0.02

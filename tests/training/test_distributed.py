@@ -191,9 +191,9 @@ def _valid_rows(run: Path) -> list[dict]:
 def test_more_ranks_than_validation_batches(toy_data, tmp_path):
     """The valid split falls on fewer batches than there are ranks: validation still covers every batch
     once (no trim, no error), and its losses equal those of one process with the same global batch."""
-    from janusgen.config import model_preset
     from janusgen.data.batching import PairBatches
     from janusgen.data.dataset import PairDataset
+    from janusgen.presets import model_preset
 
     valid = PairBatches(PairDataset.open(toy_data, "valid"), model_preset("tiny"), 512, 3, False, even=False)
     assert len(valid.sampler.global_batches(0)) < 3

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from janusgen.config import TrainConfig, objective_preset
+from janusgen.presets import objective_preset
+from janusgen.training.config import TrainConfig
 
 # aten operations that wait for the device: a scalar read, or an output whose size depends on the values
 SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2", "unique_dim"}

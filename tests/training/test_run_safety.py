@@ -18,10 +18,12 @@ import pytest
 import janusgen.fileio
 from janusgen.checkpoint import CHECKSUMS_FILE, MODEL_FILE, load_model, load_trainer_state
 from janusgen.cli import main
-from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.errors import JanusError
 from janusgen.fileio import sha256_file
-from janusgen.training.recipe import resume_point, train
+from janusgen.presets import model_preset, objective_preset
+from janusgen.training.config import TrainConfig
+from janusgen.training.recipe import train
+from janusgen.training.run_dir import resume_point
 
 QUICK = TrainConfig(
     max_updates=2,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from janusgen.cli import main
-from janusgen.config import model_preset, objective_preset
 from janusgen.errors import JanusError
+from janusgen.presets import model_preset, objective_preset
 from janusgen.training.setup import RunOptions, read_run_config, run_configs
 
 SECTIONS = ("model", "objective", "train")

@@ -9,10 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from janusgen.checkpoint import average_checkpoints, load_model, read_config
+from janusgen.checkpoint import load_model, read_config
 from janusgen.cli import main
-from janusgen.config import TrainConfig, model_preset, objective_preset
 from janusgen.errors import JanusError
+from janusgen.presets import model_preset, objective_preset
+from janusgen.training.average import average_checkpoints
+from janusgen.training.config import TrainConfig
 from janusgen.training.recipe import train
 
 FAST = TrainConfig(
