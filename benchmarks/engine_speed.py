@@ -27,6 +27,7 @@ import dataclasses
 import importlib.util
 import inspect
 import json
+import os
 import platform
 import statistics
 import sys
@@ -330,7 +331,19 @@ def machine(threads: int) -> dict[str, Any]:
     for name in ("transformers", "ctranslate2"):
         if importlib.util.find_spec(name) is not None:
             versions[name] = __import__(name).__version__
-    return {"cpu": cpu, "threads": threads, "versions": versions, "date": time.strftime("%Y-%m-%d")}
+    # the instruction sets a run was limited to (an AVX2-only CPU emulated on a newer one)
+    isa = {k: v for k, v in os.environ.items() if k in ISA_VARIABLES}
+    return {
+        "cpu": cpu,
+        "isa_limits": isa,
+        "threads": threads,
+        "versions": versions,
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(["python", *sys.argv]),
+    }
+
+
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "CT2_FORCE_CPU_ISA")
 
 
 def main(argv: list[str] | None = None) -> int:
