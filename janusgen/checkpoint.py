@@ -5,6 +5,7 @@
     spm.model                  the SentencePiece vocabulary (or tokenizer.json: a pre-trained HF tokenizer)
     trainer_state.json         step, sampler position, best score, optimizer hyper-parameters  (resume only)
     trainer_state.safetensors  optimizer moments                                                 (resume only)
+    README.md                  the model card (janusgen/model_card.py): what the folder holds, for people
     checksums.json             sha256 of every other file, written last; checked on load
 
 No RNG state is saved: masks and dropout are reseeded per batch from (seed, epoch, batch).
@@ -32,6 +33,7 @@ from janusgen.data.tokenizer import TOKENIZER_FILES, TextTokenizer, load_tokeniz
 from janusgen.errors import JanusError
 from janusgen.fileio import atomic_directory, copy_file, read_json, sha256_file, write_json
 from janusgen.model.transformer import JanusTransformer
+from janusgen.model_card import CARD_FILE, checkpoint_card
 from janusgen.schema import (
     Anything,
     Flag,
@@ -65,8 +67,9 @@ CONFIG_SCHEMA = Record(
         "precision": MapOf(),
         "data": MapOf(),
         "step": Int(0),
+        "validation": MapOf(Number()),  # the trainer's results at `step` (Trainer.validate)
     },
-    optional=("objective", "train", "precision", "data", "step"),
+    optional=("objective", "train", "precision", "data", "step", "validation"),
 )
 TRAINER_STATE_SCHEMA = Record(
     {
@@ -130,10 +133,10 @@ def save_checkpoint(
     with atomic_directory(Path(path)) as tmp:
         weights = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
         save_tensors(weights, tmp / MODEL_FILE, metadata={"format": "pt"})
-        write_json(
-            tmp / CONFIG_FILE,
-            {"format_version": CHECKPOINT_FORMAT_VERSION, "janusgen_version": janusgen.__version__, **config},
-        )
+        versions = {"format_version": CHECKPOINT_FORMAT_VERSION, "janusgen_version": janusgen.__version__}
+        config = {**versions, **config}
+        write_json(tmp / CONFIG_FILE, config)
+        (tmp / CARD_FILE).write_text(checkpoint_card(config), encoding="utf-8")
         tokenizer.save(tmp / tokenizer.file_name)
         if trainer_state is not None:
             write_json(tmp / STATE_JSON, trainer_state)
@@ -457,7 +460,9 @@ def average_checkpoints(paths: list[Path], out: Path) -> None:
         for k in total:
             total[k] += weights[k].double()
     model.load_state_dict({k: (v / len(paths)).to(model.state_dict()[k].dtype) for k, v in total.items()})
-    config = {k: v for k, v in config.items() if k not in ("format_version", "janusgen_version")}
+    # the validation results were measured on the first input, not on the average
+    dropped = ("format_version", "janusgen_version", "validation")
+    config = {k: v for k, v in config.items() if k not in dropped}
     config[AVERAGED_FROM] = [str(p) for p in paths]
     check_average_output(out, paths)  # again: files may have appeared there meanwhile
     save_checkpoint(out, model, tokenizer, config)
