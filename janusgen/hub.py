@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import janusgen
 from janusgen.checkpoint import CHECKSUMS_FILE, CONFIG_FILE, MODEL_FILE, read_config, verify_files
 from janusgen.data.tokenizer import TOKENIZER_FILES, tokenizer_file
 from janusgen.errors import JanusError
@@ -51,8 +52,6 @@ def resolve_checkpoint(
         raise JanusError(f"checkpoint {name} does not exist (and is not a Hub repo id: owner/name)")
     hub = _hub(f"checkpoint {name}: no such folder; downloading it as a Hugging Face Hub repo id")
     from huggingface_hub import constants, errors
-
-    import janusgen
 
     try:
         folder = hub.snapshot_download(
@@ -113,8 +112,6 @@ def push_to_hub(
     if CARD_FILE not in names:
         card = checkpoint_card(config).encode("utf-8")
         operations.append(hub.CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card))
-    import janusgen
-
     api = hub.HfApi(token=token, library_name="janusgen", library_version=janusgen.__version__)
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
