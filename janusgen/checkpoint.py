@@ -5,6 +5,7 @@
     spm.model                  the SentencePiece vocabulary (or tokenizer.json: a pre-trained HF tokenizer)
     trainer_state.json         step, sampler position, best score, optimizer hyper-parameters  (resume only)
     trainer_state.safetensors  optimizer moments                                                 (resume only)
+    README.md                  the model card (janusgen/model_card.py): what the folder holds, for people
     checksums.json             sha256 of every other file, written last; checked on load
 
 No RNG state is saved: masks and dropout are reseeded per batch from (seed, epoch, batch).
@@ -34,6 +35,7 @@ from janusgen.errors import JanusError
 from janusgen.fileio import atomic_directory, copy_file, read_json, sha256_file, write_json
 from janusgen.model.config import ModelConfig
 from janusgen.model.transformer import JanusTransformer
+from janusgen.model_card import CARD_FILE, checkpoint_card
 from janusgen.schema import (
     Anything,
     Flag,
@@ -67,8 +69,9 @@ CONFIG_SCHEMA = Record(
         "precision": MapOf(),
         "data": MapOf(),
         "step": Int(0),
+        "validation": MapOf(Number()),  # the trainer's results at `step` (Trainer.validate)
     },
-    optional=("objective", "train", "precision", "data", "step"),
+    optional=("objective", "train", "precision", "data", "step", "validation"),
 )
 TRAINER_STATE_SCHEMA = Record(
     {
@@ -132,10 +135,10 @@ def save_checkpoint(
     with atomic_directory(Path(path)) as tmp:
         weights = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
         save_tensors(weights, tmp / MODEL_FILE, metadata={"format": "pt"})
-        write_json(
-            tmp / CONFIG_FILE,
-            {"format_version": CHECKPOINT_FORMAT_VERSION, "janusgen_version": janusgen.__version__, **config},
-        )
+        versions = {"format_version": CHECKPOINT_FORMAT_VERSION, "janusgen_version": janusgen.__version__}
+        config = {**versions, **config}
+        write_json(tmp / CONFIG_FILE, config)
+        (tmp / CARD_FILE).write_text(checkpoint_card(config), encoding="utf-8")
         tokenizer.save(tmp / tokenizer.file_name)
         if trainer_state is not None:
             write_json(tmp / STATE_JSON, trainer_state)

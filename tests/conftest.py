@@ -132,6 +132,7 @@ def make_trainer_on():
     from janusgen.training.trainer import Trainer
 
     def make(device, data, out, objective, cfg):
+        from janusgen.config import to_dict
         from janusgen.presets import model_preset
 
         tokenizer = PairDataset.open(data, "train").tokenizer
@@ -143,7 +144,8 @@ def make_trainer_on():
         }
         ctx = DistributedContext(0, 1, 0, torch.device(device))
         objective = JanusObjective(objective, cfg.seed)
-        return Trainer(model, objective, splits["train"], splits["valid"], tokenizer, cfg, ctx, out, {})
+        config = {"model": to_dict(model_cfg)}  # what a checkpoint needs at least (and its model card)
+        return Trainer(model, objective, splits["train"], splits["valid"], tokenizer, cfg, ctx, out, config)
 
     return make
 

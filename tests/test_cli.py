@@ -43,6 +43,7 @@ COMMANDS = [
     "serve",
     "average",
     "convert",
+    "push",
     "export",
     "bench",
 ]
@@ -124,6 +125,7 @@ HELP = {  # command -> options (or subcommands) its --help must list
     "serve": ["--checkpoint", "--host", "--port", "--device", "--dtype"],
     "average": ["checkpoints", "--last", "--run", "--out"],
     "convert": ["--hf", "--out", "--max-target-length"],
+    "push": ["--checkpoint", "--repo-id", "--private"],
     "export": ["--checkpoint", "--format", "--out"],
     "bench": ["quality", "speed", "compare"],
     "bench quality": [

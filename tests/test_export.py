@@ -36,6 +36,7 @@ from janusgen.export.architecture import standard_architecture  # noqa: E402
 from janusgen.export.ctranslate2 import ctranslate2_options  # noqa: E402
 from janusgen.model.config import ModelConfig  # noqa: E402
 from janusgen.model.transformer import JanusTransformer  # noqa: E402
+from janusgen.model_card import CARD_FILE  # noqa: E402
 from janusgen.objectives import JanusObjective  # noqa: E402
 from janusgen.presets import model_preset, objective_preset  # noqa: E402
 from tests.conftest import _SRC_WORDS, _TGT_WORDS  # noqa: E402
@@ -340,6 +341,21 @@ def test_export_info_and_files(exported: Exported) -> None:
         ct2_config = json.loads((exported.ct2 / "config.json").read_text())
         assert ct2_config["decoder_start_token"] == exported.tokenizer.piece(hf_prefix(exported)[0])
         assert json.loads((exported.ct2 / INFO_FILE).read_text())["max_log_prob_difference"] < 1e-4
+
+
+def test_export_writes_a_model_card(exported: Exported) -> None:
+    """README.md: the library that loads the folder, what it was exported from, the check it passed."""
+    folders = {"transformers": exported.hf, "ctranslate2": exported.ct2}
+    for library, folder in folders.items():
+        if folder is None:
+            continue
+        card = (folder / CARD_FILE).read_text(encoding="utf-8")
+        info = json.loads((folder / INFO_FILE).read_text())
+        assert card.startswith(f"---\nlibrary_name: {library}\ntags:\n- janusgen\n")
+        assert f"as a {exported.case.architecture} model ({info['class']})" in card
+        difference = info.get("max_logit_difference", info.get("max_log_prob_difference"))
+        assert f"by at most {difference:.2g}" in card
+        assert f"{exported.model.num_parameters():,} parameters" in card
 
 
 # ------------------------------------------------------------------------------------------ refusals

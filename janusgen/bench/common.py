@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+import janusgen
+
 log = logging.getLogger(__name__)
 
 QUALITY = "quality.json"
@@ -24,13 +26,18 @@ PLOT = "valid_bleu.png"
 
 
 def hardware() -> dict[str, Any]:
-    """What the numbers were measured on."""
+    """What the numbers were measured on, and by which janusgen and torch."""
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
         cpu = found.group(1).strip() if found else cpu
-    info = {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    info = {
+        "cpu": cpu,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "janusgen": janusgen.__version__,
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -1,7 +1,8 @@
 """The `janus` command: one module per command group, each command parses its options and calls one
 function of the package, where the work lives.
 
-    janus [--quiet | --verbose] {demo,data,train,distill,generate,evaluate,serve,average,convert,export,bench}
+    janus [--quiet | --verbose]
+          {demo,data,train,distill,generate,evaluate,serve,average,convert,push,export,bench}
 
 Results go to stdout; progress, information and warnings go to stderr through the `janusgen` logger.
 """
@@ -23,7 +24,7 @@ from janusgen.errors import JanusError
 
 # the order `janus --help` lists the commands in
 _GROUPS = (demo, data, train, decode, convert, bench)
-_COMMANDS = "{demo,data,train,distill,generate,evaluate,serve,average,convert,export,bench}"
+_COMMANDS = "{demo,data,train,distill,generate,evaluate,serve,average,convert,push,export,bench}"
 
 
 def build_parser() -> argparse.ArgumentParser:

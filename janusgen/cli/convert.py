@@ -1,5 +1,5 @@
-"""`janus convert` (a Hugging Face BART into a checkpoint) and `janus export` (a checkpoint's AR view out
-to Hugging Face or CTranslate2)."""
+"""`janus convert` (a Hugging Face BART into a checkpoint), `janus export` (a checkpoint's AR view out
+to Hugging Face or CTranslate2) and `janus push` (a checkpoint to the Hugging Face Hub)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="largest target length the length classifier predicts (default: BART's positions - 2)",
     )
     conv.set_defaults(func=_run_convert)
+
+    push = sub.add_parser(
+        "push",
+        help="upload a checkpoint folder to the Hugging Face Hub",
+        description="Verify a checkpoint folder and upload its weights, config, tokenizer, checksums and "
+        "model card (not the trainer state) to a Hub model repo, created if needed, in one commit (needs the "
+        "hub extra and a login: `hf auth login` or HF_TOKEN). Load it back with `--checkpoint OWNER/NAME`.",
+    )
+    push.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (e.g. RUN/best)")
+    push.add_argument("--repo-id", required=True, metavar="OWNER/NAME", help="the Hub model repo")
+    push.add_argument("--private", action="store_true", help="make a new repo private")
+    push.set_defaults(func=_run_push)
 
     exp = sub.add_parser(
         "export",
@@ -61,4 +73,11 @@ def _run_export(args: argparse.Namespace) -> int:
     from janusgen.export import export
 
     print(json.dumps(export(args.checkpoint, args.out, args.format)))
+    return 0
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    from janusgen.hub import push_to_hub
+
+    print(push_to_hub(args.checkpoint, args.repo_id, private=args.private))
     return 0

@@ -12,7 +12,12 @@ from janusgen.config import QUANTIZATIONS, DecodeConfig
 
 def _add_model_options(parser: argparse.ArgumentParser, dtype_help: str) -> None:
     """The checkpoint and how it is loaded: `Translator.load`'s arguments."""
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (e.g. RUN/best)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint folder (e.g. RUN/best) or Hugging Face Hub repo id (owner/name; the hub extra)",
+    )
+    parser.add_argument("--revision", default=None, help="of a Hub repo id: a branch, tag or commit")
     parser.add_argument(
         "--device",
         default="auto",
@@ -35,6 +40,13 @@ def add_decode_options(parser: argparse.ArgumentParser) -> None:
         "(default %(default)s)",
     )
     add_options(parser, DecodeConfig, DecodeConfig())
+
+
+def _checkpoint(args: argparse.Namespace) -> Path:
+    """--checkpoint as a local folder: a Hub repo id is downloaded into (or, offline, found in) the cache."""
+    from janusgen.hub import resolve_checkpoint
+
+    return resolve_checkpoint(args.checkpoint, args.revision)
 
 
 def decode_config(args: argparse.Namespace) -> DecodeConfig:
@@ -100,7 +112,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 
     cfg = decode_config(args)
     check_files(args.input, args.output, args.buffer_lines)
-    translator = Translator.load(args.checkpoint, args.device, args.dtype, args.quantize)
+    translator = Translator.load(_checkpoint(args), args.device, args.dtype, args.quantize)
     generate_file(translator, cfg, args.input, args.output, args.scores, args.buffer_lines)
     return 0
 
@@ -108,11 +120,12 @@ def _run_generate(args: argparse.Namespace) -> int:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from janusgen.evaluation.evaluate import evaluate_split, format_table
 
+    cfg = decode_config(args)  # a bad option is named before anything is downloaded or loaded
     result = evaluate_split(
-        args.checkpoint,
+        _checkpoint(args),
         args.data,
         args.split,
-        decode_config(args),
+        cfg,
         limit=args.limit,
         metric=args.metric,
         device=args.device,
@@ -139,5 +152,5 @@ def _run_serve(args: argparse.Namespace) -> int:
         ) from e
     from janusgen.decoding.translator import Translator
 
-    run_server(Translator.load(args.checkpoint, args.device, args.dtype, args.quantize), cfg)
+    run_server(Translator.load(_checkpoint(args), args.device, args.dtype, args.quantize), cfg)
     return 0

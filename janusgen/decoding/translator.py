@@ -1,7 +1,7 @@
-"""The Python API: load a checkpoint folder, generate text in either mode.
+"""The Python API: load a checkpoint (a folder or a Hugging Face Hub repo id), generate text in either mode.
 
     from janusgen import Translator
-    translator = Translator.load("runs/demo/best")
+    translator = Translator.from_pretrained("runs/demo/best")  # or "owner/name" on the Hub
     translator.generate(["En el principio creó Dios los cielos y la tierra."], mode="nar", iterations=4)
 
 Inputs are batched by a token budget (sorted by length, so padding is small) and outputs come back in
@@ -29,6 +29,7 @@ from janusgen.decoding.api import decode
 from janusgen.decoding.speculative import SpeculativeStats
 from janusgen.errors import JanusError
 from janusgen.hardware import check_device, resolve_precision
+from janusgen.hub import COMMIT_MESSAGE, push_to_hub, resolve_checkpoint
 from janusgen.model.inference import prepare_for_inference
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objective_config import ObjectiveConfig
@@ -50,12 +51,33 @@ class Translator:
         tokenizer: TextTokenizer,
         config: dict[str, Any] | None = None,
         source: str = "the model",
+        folder: Path | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = config or {}
-        self.source = source  # what errors call it: the checkpoint folder
+        self.source = source  # what errors call it: the checkpoint folder or Hub repo id
+        self.folder = folder  # the checkpoint folder it was loaded from (None: built in Python)
         self.device = next(model.parameters()).device
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        revision: str | None = None,
+        *,
+        local_files_only: bool = False,
+        device: str = "auto",
+        dtype: str = "float32",
+        quantize: str = "none",
+    ) -> Translator:
+        """`load` a checkpoint folder or a Hugging Face Hub repo id ("owner/name", at `revision`),
+        downloaded into the Hugging Face cache or, offline (HF_HUB_OFFLINE=1 or `local_files_only`), read
+        from it (janusgen/hub.py)."""
+        folder = resolve_checkpoint(name_or_path, revision, local_files_only=local_files_only)
+        translator = cls.load(folder, device, dtype, quantize)
+        translator.source = str(name_or_path)
+        return translator
 
     @classmethod
     def load(
@@ -78,7 +100,24 @@ class Translator:
         if quantize != "none" and dtype == "auto":
             torch_dtype = torch.float32  # int8 weights, float32 activations
         model = prepare_for_inference(model.to(torch_dtype), quantize)
-        return cls(model, tokenizer, config, source=str(checkpoint))
+        return cls(model, tokenizer, config, source=str(checkpoint), folder=Path(checkpoint))
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        token: str | None = None,
+        commit_message: str = COMMIT_MESSAGE,
+    ) -> str:
+        """Upload the checkpoint folder this translator was loaded from (as it is on disk: not a cast or
+        quantized copy) to the Hub repo `repo_id` (janusgen.hub.push_to_hub); returns the commit's URL."""
+        if self.folder is None:
+            raise JanusError(
+                "push_to_hub: this Translator was not loaded from a checkpoint folder; save one "
+                "(janusgen.checkpoint.save_checkpoint) and push that"
+            )
+        return push_to_hub(self.folder, repo_id, private=private, token=token, commit_message=commit_message)
 
     def generate(
         self,

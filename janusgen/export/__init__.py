@@ -4,7 +4,8 @@ Only models whose AR view is exactly a standard encoder-decoder export (export/a
 which: BART, mBART or Pegasus, and why the others cannot); the NAR view and the length classifier stay
 behind. Both formats are written to a temporary folder, checked against the model (the exported logits
 or token log-probs must equal ours up to rounding), and only then renamed to `--out`, which must not
-exist. Needs the `export` extra (`pip install 'janusgen[export]'`: transformers, ctranslate2, protobuf).
+exist; a model card (README.md) describes it. Needs the `export` extra (`pip install 'janusgen[export]'`:
+transformers, ctranslate2, protobuf).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from janusgen.decoding.common import ar_prefix
 from janusgen.errors import JanusError
 from janusgen.export.architecture import standard_architecture
 from janusgen.fileio import atomic_directory, write_json
+from janusgen.model_card import CARD_FILE, export_card
 
 FORMATS = ("hf", "ctranslate2")
 INFO_FILE = "janus_export.json"  # what was exported, and how to decode as janusgen does
@@ -35,7 +37,7 @@ def export(checkpoint: Path, out: Path, fmt: str) -> dict[str, Any]:
     out = Path(out)
     if out.exists():
         raise JanusError(f"--out {out} already exists; choose another folder")
-    model, tokenizer, _ = load_model(Path(checkpoint))
+    model, tokenizer, config = load_model(Path(checkpoint))
     cfg = model.cfg
     arch = standard_architecture(cfg, f"--format {fmt}")
     if fmt == "ctranslate2":
@@ -63,4 +65,5 @@ def export(checkpoint: Path, out: Path, fmt: str) -> dict[str, Any]:
                 ct2.convert_folder(Path(hf_dir), tmp, pieces, cfg)
             info["max_log_prob_difference"] = ct2.check_ctranslate2(tmp, model, pieces)
         write_json(tmp / INFO_FILE, info)
+        (tmp / CARD_FILE).write_text(export_card(config, info), encoding="utf-8")
     return {"out": str(out), **info}

@@ -102,7 +102,9 @@ def average_checkpoints(paths: list[Path], out: Path) -> None:
         for k in total:
             total[k] += weights[k].double()
     model.load_state_dict({k: (v / len(paths)).to(model.state_dict()[k].dtype) for k, v in total.items()})
-    config = {k: v for k, v in config.items() if k not in ("format_version", "janusgen_version")}
+    # the validation results were measured on the first input, not on the average
+    dropped = ("format_version", "janusgen_version", "validation")
+    config = {k: v for k, v in config.items() if k not in dropped}
     config[AVERAGED_FROM] = [str(p) for p in paths]
     check_average_output(out, paths)  # again: files may have appeared there meanwhile
     ckpt.save_checkpoint(out, model, tokenizer, config)

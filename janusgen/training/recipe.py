@@ -187,6 +187,9 @@ def train(
                 "dir": str(Path(data).resolve()),
                 "src": train_set.meta["src"],
                 "tgt": train_set.meta["tgt"],
+                # for the model card: what the folder was made from, and its size
+                "source": train_set.meta.get("source", {}),
+                "pairs": {split: train_set.meta["splits"][split]["pairs"] for split in ("train", "valid")},
             },
         }
         if init_from is not None:

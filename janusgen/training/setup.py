@@ -42,8 +42,8 @@ class RunOptions:
 SECTIONS: dict[str, type] = {"model": ModelConfig, "objective": ObjectiveConfig, "train": TrainConfig}
 # What a checkpoint's config.json holds besides its sections. `data` and `init_from` stand in for --data
 # and --init-from when those are not given; the rest describes the checkpoint, not the run to start
-# (the precision chosen is in train.precision too).
-RECORD_KEYS = ("data", "init_from", "format_version", "janusgen_version", "step", "precision")
+# (the precision chosen is in train.precision too; validation, the results at that step).
+RECORD_KEYS = ("data", "init_from", "format_version", "janusgen_version", "step", "precision", "validation")
 _PRESET_FIELDS = ("d_model", "ffn_dim", "heads", "encoder_layers", "decoder_layers")
 
 

@@ -364,12 +364,13 @@ class Trainer:
         if self.ctx.is_main:
             shown = "  ".join(f"{k} {v:.3f}" for k, v in results.items())
             log.info(f"step {self.state.step}: valid {shown}")
-            self.save(is_best)
+            self.save(is_best, results)
         # no barrier: the other ranks wait for rank 0 at the next gradient reduction anyway, and the files
         # are written by a background thread while everyone trains on
 
-    def save(self, is_best: bool) -> None:
-        """Copy the state now; write the step folder and publish it (run_dir.publish) in the background."""
+    def save(self, is_best: bool, results: dict[str, float]) -> None:
+        """Copy the state now; write the step folder and publish it (run_dir.publish) in the background.
+        `results`: this step's validation, recorded in config.json and its model card."""
         step_dir = run_dir.step_folder(self.out, self.state.step)
         opt_meta, tensors = ckpt.optimizer_state(self.optimizer)
         tensors = {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
@@ -388,7 +389,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "world_size": self.ctx.world_size,
         }
-        config = {**self.run_config, "step": self.state.step}
+        config = {**self.run_config, "step": self.state.step, "validation": results}
         out, keep_last, tokenizer = self.out, self.cfg.keep_last, self.tokenizer
 
         def write() -> None:

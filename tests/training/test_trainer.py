@@ -217,9 +217,11 @@ def test_bf16_autocast_trains_on_cpu(toy_data, tmp_path):
 
 
 def test_checkpoint_is_safetensors_json_and_spm_only(toy_data, tmp_path):
+    """and its model card, README.md (tests/test_model_card.py)"""
     _run(toy_data, tmp_path / "run", cfg=dataclasses.replace(FAST, max_updates=1, validate_every=1))
     files = sorted(p.name for p in (tmp_path / "run" / "last").iterdir())
     assert files == [
+        "README.md",
         "checksums.json",
         "config.json",
         "model.safetensors",
