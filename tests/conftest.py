@@ -14,6 +14,7 @@ from janusgen.cli import configure_logging
 from janusgen.config import PrepareConfig
 from janusgen.data.prepare import prepare
 from janusgen.data.sources import TextFilesSource
+from janusgen.training.config import TrainConfig
 
 # Tiny models gain nothing from a second thread, and OpenMP threads that spin while another process
 # holds the other core make a step up to 100x slower: one thread keeps the suite fast and steady.
@@ -25,6 +26,20 @@ def janus_logging() -> None:
     """The `janusgen` logger as `janus` sets it up (messages on stderr, INFO and above), for the library
     functions tests call directly too; a test that ran `janus --quiet` does not silence the next one."""
     configure_logging(logging.INFO)
+
+
+# two updates of a tiny model on the toy data, validated and saved at each, fp32 (the same on every CPU)
+QUICK = TrainConfig(
+    max_updates=2,
+    max_tokens=512,
+    lr=2e-3,
+    warmup_updates=1,
+    log_every=1,
+    validate_every=1,
+    valid_bleu_sentences=0,
+    precision="fp32",
+    seed=3,
+)
 
 
 _SRC_WORDS = [
@@ -101,7 +116,6 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def toy_checkpoint(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny janus model trained for a few seconds on `toy_data`: good enough to produce real words."""
     from janusgen.presets import model_preset, objective_preset
-    from janusgen.training.config import TrainConfig
     from janusgen.training.recipe import train
 
     run = tmp_path_factory.mktemp("toy_run") / "run"

@@ -13,8 +13,8 @@ from janusgen.checkpoint import CHECKSUMS_FILE, CONFIG_FILE, STATE_JSON, load_mo
 from janusgen.cli import main
 from janusgen.errors import JanusError
 from janusgen.presets import model_preset, objective_preset
-from janusgen.training.config import TrainConfig
 from janusgen.training.recipe import train
+from tests.conftest import QUICK
 
 
 @pytest.fixture
@@ -92,18 +92,6 @@ def test_a_malformed_trainer_state_is_one_error_naming_the_key(checkpoint, resig
 
 
 # ---------------------------------------------------------------------------------- janus average
-
-QUICK = TrainConfig(
-    max_updates=2,
-    max_tokens=512,
-    lr=2e-3,
-    warmup_updates=1,
-    log_every=1,
-    validate_every=1,
-    valid_bleu_sentences=0,
-    precision="fp32",
-    seed=3,
-)
 
 
 @pytest.fixture(scope="module")

@@ -94,12 +94,10 @@ def release_spans(
     budget = torch.ceil(ratio * total.float()).long()[:, None]  # (B, 1) m
     lengths = torch.poisson(torch.full((b, width), float(span_lambda)), generator=generator).long()
     j = torch.arange(width)[None]  # (1, W)
-    ends = lengths.cumsum(dim=1)
-    # kept: the spans up to the first whose end reaches m, and at most L of them
-    reached_before = (ends - lengths) >= budget  # an earlier span already reached m
-    kept = ~reached_before & (j < total[:, None])
+    before = lengths.cumsum(dim=1) - lengths  # what the earlier spans add up to
+    # kept: the spans up to the first whose end reaches m (no earlier one reached it), at most L of them
+    kept = (before < budget) & (j < total[:, None])
     last = kept.long().sum(dim=1, keepdim=True) - 1  # (B, 1) index of the last kept span
-    before = ends - lengths
     # the last kept span takes what the others leave of m: cut when they would overshoot, stretched when
     # L spans fall short
     lengths = torch.where(j == last, budget - before, lengths)

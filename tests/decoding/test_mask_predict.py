@@ -130,13 +130,19 @@ def test_refinement_remasks_the_lowest_probability_tokens(random_model, sources,
     torch.testing.assert_close(hyps.log_prob, kept.sum(1))
 
 
+def _count_decode_calls(model, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one at every decoder pass of `model`."""
+    calls: list[int] = []
+    decode = model.decode
+    monkeypatch.setattr(model, "decode", lambda *args: calls.append(1) or decode(*args))
+    return calls
+
+
 def test_the_schedule_is_pluggable_and_empty_passes_are_skipped(random_model, sources, monkeypatch):
     model = random_model()
     lengths = torch.tensor([6, 11])
     enc = _encode(model, sources([4, 9]))
-    calls = []
-    decode = model.decode
-    monkeypatch.setattr(model, "decode", lambda *args: calls.append(1) or decode(*args))
+    calls = _count_decode_calls(model, monkeypatch)
     remask_all = refine(model, enc, lengths, 3, schedule=lambda n, t, T: n)
     assert len(calls) == 3
     nothing = refine(model, enc, lengths, 3, schedule=lambda n, t, T: torch.zeros_like(n))
@@ -154,9 +160,7 @@ def test_early_stop_ends_refinement_at_the_first_pass_that_changes_nothing(
     model = random_model()
     lengths = torch.tensor([6, 11])
     enc = _encode(model, sources([4, 9]))
-    calls = []
-    decode = model.decode
-    monkeypatch.setattr(model, "decode", lambda *args: calls.append(1) or decode(*args))
+    calls = _count_decode_calls(model, monkeypatch)
     every = refine(model, enc, lengths, 5, schedule=lambda n, t, T: n)
     assert len(calls) == 5
     stopped = refine(model, enc, lengths, 5, schedule=lambda n, t, T: n, early_stop=True)

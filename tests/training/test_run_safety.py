@@ -21,21 +21,9 @@ from janusgen.cli import main
 from janusgen.errors import JanusError
 from janusgen.fileio import sha256_file
 from janusgen.presets import model_preset, objective_preset
-from janusgen.training.config import TrainConfig
 from janusgen.training.recipe import train
 from janusgen.training.run_dir import resume_point
-
-QUICK = TrainConfig(
-    max_updates=2,
-    max_tokens=512,
-    lr=2e-3,
-    warmup_updates=1,
-    log_every=1,
-    validate_every=1,
-    valid_bleu_sentences=0,
-    precision="fp32",
-    seed=3,
-)
+from tests.conftest import QUICK
 
 
 def _run(data, out, cfg=QUICK, **kw):
