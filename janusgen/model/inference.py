@@ -65,6 +65,7 @@ class PackedLinear(nn.Linear):
 
     BATCH_HINT = 64  # rows oneDNN's layout is chosen for; measured alike from 4 to 160 rows
     WIDE = 4096  # out_features from which one row is faster packed too
+    _packed: tuple[tuple[int, int], torch.Tensor] | None = None  # (the weight's pointer and version, packed)
 
     @staticmethod
     def runs_on(weight: torch.Tensor) -> bool:
@@ -77,12 +78,9 @@ class PackedLinear(nn.Linear):
 
     @classmethod
     def replacing(cls, linear: nn.Linear) -> PackedLinear:
-        packed = cls.__new__(cls)
-        nn.Module.__init__(packed)
-        packed.in_features, packed.out_features = linear.in_features, linear.out_features
-        packed.register_parameter("weight", linear.weight)
-        packed.register_parameter("bias", linear.bias)
-        packed._packed = None
+        bias = linear.bias is not None
+        packed = cls(linear.in_features, linear.out_features, bias=bias, device="meta")  # allocates nothing
+        packed.weight, packed.bias = linear.weight, linear.bias
         return packed
 
     def _packed_weight(self) -> torch.Tensor:
@@ -119,9 +117,9 @@ def _prepack(model: JanusTransformer) -> None:
                     holder[name] = PackedLinear.replacing(module)
     if "output" not in model.inference:
         out = model.embed.weight if model.cfg.tie_output else model.output_projection.weight
-        head = nn.Linear(out.shape[1], out.shape[0], bias=False, device="meta")
+        head = PackedLinear(out.shape[1], out.shape[0], bias=False, device="meta")
         head.weight = out
-        model.inference["output"] = PackedLinear.replacing(head)
+        model.inference["output"] = head
 
 
 def _quantize_int8(model: JanusTransformer) -> None:
