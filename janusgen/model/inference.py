@@ -94,7 +94,9 @@ class PackedLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features
         one_narrow_row = rows == 1 and self.out_features < self.WIDE
-        if torch.is_grad_enabled() or x.dtype != torch.float32 or one_narrow_row:
+        # under torch.compile the plain Linear: inductor packs weights itself, and cannot lower ours
+        plain = torch.is_grad_enabled() or torch.compiler.is_compiling() or x.dtype != torch.float32
+        if plain or one_narrow_row:
             return F.linear(x, self.weight, self.bias)
         flat = x.reshape(rows, self.in_features)
         if not flat.is_contiguous():

@@ -116,3 +116,15 @@ def test_prepacking_replaces_every_linear_and_keeps_the_state_dict():
     after = model.state_dict()
     assert list(after) == list(before)
     assert all(after[k].data_ptr() == before[k].data_ptr() for k in before)
+
+
+@needs_onednn
+@pytest.mark.slow
+def test_packed_linear_compiles():
+    """Under torch.compile (inductor) the packed layer is a plain Linear, which inductor can lower."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(24, 16)
+    packed = PackedLinear.replacing(linear)
+    x = torch.randn(3, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(packed)(x), linear(x), atol=1e-5, rtol=1e-5)
