@@ -28,6 +28,11 @@ def janus_logging() -> None:
     configure_logging(logging.INFO)
 
 
+def train_argv(data: Path | str, out: Path | str, *options: str) -> list[str]:
+    """The arguments of `janus train --data DATA --out OUT OPTIONS...`."""
+    return ["train", "--data", str(data), "--out", str(out), *options]
+
+
 # two updates of a tiny model on the toy data, validated and saved at each, fp32 (the same on every CPU)
 QUICK = TrainConfig(
     max_updates=2,

@@ -17,6 +17,7 @@ from janusgen.cli import main
 from janusgen.errors import JanusError
 from janusgen.fileio import device_of, write_error, write_json, writing
 from janusgen.training.logger import MetricsLogger
+from tests.conftest import train_argv
 
 TRAIN = [
     "--preset",
@@ -37,7 +38,7 @@ TRAIN = [
 
 
 def _train_argv(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--data", str(data), "--out", str(out), *TRAIN, *extra]
+    return train_argv(data, out, *TRAIN, *extra)
 
 
 def _no_space(*args, **kwargs):
@@ -111,18 +112,15 @@ def test_resume_on_a_full_disk_keeps_the_last_checkpoint(toy_data, tmp_path, mon
     assert main(_train_argv(toy_data, run, "--max-updates", "1")) == 0
     capsys.readouterr()
     monkeypatch.setattr(os, "fsync", _no_space)
-    argv = [
-        "train",
-        "--data",
+    argv = train_argv(
         str(toy_data),
-        "--out",
         str(run),
         "--resume",
         "--max-updates",
         "2",
         "--device",
         "cpu",
-    ]
+    )
     assert main(argv) == 2
     _assert_no_space_error(capsys.readouterr().err, str(run))
     monkeypatch.undo()

@@ -93,6 +93,45 @@ print(json.dumps(out))
     assert "not in the Hugging Face cache" in out["missing"] and "HF_HUB_OFFLINE" in out["missing"]
 
 
+def test_the_cli_decodes_a_hub_id_from_the_cache_and_names_a_missing_one(checkpoint, tmp_path):
+    """`janus generate --checkpoint org/name` (offline, the repo in the cache) writes what the folder
+    writes; `--revision` of a snapshot the cache lacks and an unknown repo are errors naming them."""
+    fake_cache(tmp_path / "hub", "org/name", checkpoint)
+    (tmp_path / "in.txt").write_text("\n".join(INPUTS) + "\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "home")}
+    env["HF_HUB_CACHE"] = str(tmp_path / "hub")
+    env.pop("HF_TOKEN", None)
+
+    def generate(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "janusgen", "generate", "--checkpoint", name, "--device", "cpu"]
+        argv += ["--input", str(tmp_path / "in.txt"), "--mode", "nar", *extra]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+
+    by_id, by_folder = generate("org/name", "--revision", REVISION), generate(str(checkpoint))
+    assert by_id.returncode == 0, by_id.stderr
+    assert by_id.stdout == by_folder.stdout and len(by_id.stdout.splitlines()) == len(INPUTS)
+    missing = generate("org/name", "--revision", "v2")
+    assert (
+        missing.returncode == 2
+        and "org/name at revision v2 is not in the Hugging Face cache" in missing.stderr
+    )
+    unknown = generate("org/other")
+    assert unknown.returncode == 2 and "checkpoint org/other: no such folder" in unknown.stderr
+
+
+def test_janus_push_uploads_the_folder_and_prints_the_commit(checkpoint, api, capsys):
+    from janusgen.cli import main
+
+    assert main(["push", "--checkpoint", str(checkpoint), "--repo-id", "me/tiny", "--private"]) == 0
+    assert capsys.readouterr().out.strip() == f"https://huggingface.co/me/tiny/commit/{REVISION}"
+    assert api.calls[1] == (
+        "create_repo",
+        "me/tiny",
+        {"repo_type": "model", "private": True, "exist_ok": True},
+    )
+    assert _uploaded(api)[MODEL_FILE] == (checkpoint / MODEL_FILE).read_bytes()
+
+
 def test_local_files_only_reads_the_cache_in_this_process(checkpoint, tmp_path, monkeypatch):
     snapshot = fake_cache(tmp_path / "hub", "org/name", checkpoint)
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -13,8 +14,8 @@ from janusgen.config import to_dict
 from janusgen.model_card import CARD_FILE, checkpoint_card
 from janusgen.presets import model_preset, objective_preset
 from janusgen.training.average import average_checkpoints
-from janusgen.training.config import TrainConfig
 from janusgen.training.recipe import train
+from tests.conftest import QUICK
 
 BLEU_SENTENCES = 8
 
@@ -22,17 +23,7 @@ BLEU_SENTENCES = 8
 @pytest.fixture(scope="module")
 def run(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two updates of a tiny janus model on the toy es -> en data, validated (with BLEU) at each."""
-    cfg = TrainConfig(
-        max_updates=2,
-        max_tokens=512,
-        lr=2e-3,
-        warmup_updates=1,
-        log_every=1,
-        validate_every=1,
-        valid_bleu_sentences=BLEU_SENTENCES,
-        seed=3,
-        precision="fp32",
-    )
+    cfg = dataclasses.replace(QUICK, valid_bleu_sentences=BLEU_SENTENCES)
     out = tmp_path_factory.mktemp("card") / "run"
     train(toy_data, out, model_preset("tiny"), objective_preset("janus"), cfg, device="cpu")
     return out

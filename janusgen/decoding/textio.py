@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from janusgen.config import DecodeConfig
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 from janusgen.fileio import NO_SPACE_ERRNOS, atomic_file, write_error
+from janusgen.progress import quiet
 
 
 class InputLines:
@@ -124,12 +127,16 @@ def generate_file(
             sink = stack.enter_context(open(output, "w", encoding="utf-8"))
         else:  # a temporary file renamed over --output at the end: a failed run leaves the old one
             sink = stack.enter_context(atomic_file(output))
+        total = None if input_path is None or not os.path.isfile(input_path) else _count_lines(input_path)
+        bar = stack.enter_context(tqdm(total=total, desc="generate", unit=" lines", disable=quiet() or None))
         try:
             for n, out in enumerate(translator.generate_stream(lines, cfg, buffer_lines), start=1):
                 sink.write(f"{out.score:.4f}\t{out.text}\n" if scores else f"{out.text}\n")
                 if n % buffer_lines == 0:
                     sink.flush()
+                    bar.update(buffer_lines)
             sink.flush()
+            bar.update(lines.count - bar.n)
         except BrokenPipeError:
             raise
         except OSError as e:
@@ -143,3 +150,12 @@ def generate_file(
                 else f"{where} was not written"
             )
             raise JanusError(f"{lines.error}; {done}")
+
+
+def _count_lines(path: Path) -> int:
+    """The number of lines of a file, a last one without "\\n" included: the progress bar's total."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            count, last = count + chunk.count(b"\n"), chunk[-1:]
+    return count + (last != b"\n")

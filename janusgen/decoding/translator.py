@@ -12,7 +12,7 @@ truncated with a warning.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -168,9 +168,11 @@ class Translator:
         cfg: DecodeConfig,
         stats: SpeculativeStats | None = None,
         first_line: int | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> list[Generation]:
         """One Generation per text, in input order; `stats` accumulates speculative decoding's counts.
-        `first_line`: the line number of texts[0] in the input, for warnings (else they count from 1)."""
+        `first_line`: the line number of texts[0] in the input, for warnings (else they count from 1).
+        `on_batch(n)` is called as each batch of n texts is decoded (a progress bar)."""
         self.check_views(cfg)
         ids = self.tokenizer.encode([t.strip() for t in texts])
         limit = self.model.cfg.max_positions - 1  # room for EOS
@@ -185,7 +187,7 @@ class Translator:
                 stacklevel=2,
             )
         ids = [np.asarray(seq[:limit], dtype=np.int64) for seq in ids]
-        decoded = self.decode_ids(ids, cfg, stats)
+        decoded = self.decode_ids(ids, cfg, stats, on_batch)
         texts_out = self.tokenizer.decode([tokens for tokens, _ in decoded])
         return [
             Generation(text, score, len(tokens))
@@ -193,7 +195,11 @@ class Translator:
         ]
 
     def decode_ids(
-        self, ids: list[np.ndarray], cfg: DecodeConfig, stats: SpeculativeStats | None = None
+        self,
+        ids: list[np.ndarray],
+        cfg: DecodeConfig,
+        stats: SpeculativeStats | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> list[tuple[list[int], float]]:
         """(output ids without BOS/EOS, score) per source (token ids without EOS, at most the model's
         maximum), in input order; an empty source gives ([], 0.0). `janus distill` calls this directly:
@@ -214,6 +220,8 @@ class Translator:
                 stats.add(decoded.stats)
             for i, score, toks in zip(rows, decoded.scores, decoded.tokens, strict=True):
                 results[i] = (toks, float(score))
+            if on_batch is not None:
+                on_batch(len(rows))
         return results
 
     def generate_stream(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from janusgen.config import DecodeConfig, to_dict
 from janusgen.decoding.settings import describe
@@ -17,6 +18,7 @@ from janusgen.decoding.speculative import SpeculativeStats
 from janusgen.decoding.translator import Translator
 from janusgen.errors import JanusError
 from janusgen.evaluation.metrics import bleu, chrf, rouge
+from janusgen.progress import quiet
 
 WARMUP_SENTENCES = 8
 
@@ -64,7 +66,8 @@ def evaluate(
         torch.cuda.synchronize()
     stats = SpeculativeStats() if cfg.mode == "speculative" else None
     start = time.perf_counter()
-    outputs = translator.generate_batch(sources, cfg, stats)
+    with tqdm(total=len(sources), desc="evaluate", unit=" sentences", disable=quiet() or None) as bar:
+        outputs = translator.generate_batch(sources, cfg, stats, on_batch=bar.update)
     if translator.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from janusgen import checkpoint as ckpt
 from janusgen.data.batching import PairBatches, SampledBatch
@@ -32,7 +30,7 @@ from janusgen.data.tokenizer_base import TextTokenizer
 from janusgen.errors import JanusError
 from janusgen.model.transformer import JanusTransformer
 from janusgen.objectives import JanusObjective, LossInputs
-from janusgen.progress import quiet
+from janusgen.progress import quiet, time_budget_text, training_bar
 from janusgen.training import run_dir
 from janusgen.training.checkpoint_writer import CheckpointWriter
 from janusgen.training.config import TrainConfig
@@ -216,16 +214,8 @@ class Trainer:
                 f"maximum left out), {ctx.world_size} rank(s) on {ctx.device}"
             )
         stream = batch_stream(self.train_maker, iter(self.train_data.sampler), ctx.device, cfg.data_workers)
-        # with a time budget the bar (and its ETA) follows the clock, otherwise the update count
         by_time = cfg.time_budget_s is not None
-        bar = tqdm(
-            total=round(cfg.time_budget_s) if by_time else cfg.max_updates,
-            initial=round(self.state.elapsed_s) if by_time else self.state.step,
-            disable=not ctx.is_main or quiet(),
-            unit="s" if by_time else "upd",
-            dynamic_ncols=True,
-            file=sys.stderr,
-        )
+        bar = training_bar(cfg, self.state.step, self.state.elapsed_s, disable=not ctx.is_main or quiet())
         window: dict[str, torch.Tensor] = {}
         window_lr, window_tokens, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
         last_valid_step = self.state.step
@@ -239,6 +229,8 @@ class Trainer:
             # a time budget needs rank 0's clock on every rank (schedules and the stop must agree); without
             # one the clock is only logged, by rank 0, and costs no collective
             self.state.elapsed_s = broadcast_float(ctx, elapsed) if by_time else elapsed
+            if by_time:
+                bar.set_description_str(time_budget_text(self.state.step, elapsed, cfg.time_budget_s), False)
             if self.state.step == start_step + PROJECT_AFTER_UPDATES and ctx.is_main:
                 per_update = (self.state.elapsed_s - start_elapsed) / (self.state.step - start_step)
                 for text in projection_warnings(

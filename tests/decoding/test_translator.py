@@ -1,5 +1,7 @@
 """The Python API and the `generate` / `evaluate` commands on a trained tiny checkpoint."""
 
+import contextlib
+import io
 import json
 import shutil
 
@@ -146,6 +148,32 @@ def test_evaluate_cli_reports_bleu_chrf_and_speed(toy_checkpoint, toy_data, tmp_
     assert len((tmp_path / "hyp.txt").read_text().splitlines()) == 40
     assert main(argv[:-4] + ["--split", "train"]) == 2
     assert "every split but train" in capsys.readouterr().err
+
+
+class Terminal(io.StringIO):
+    """stderr as a terminal: tqdm shows its bars only there (or when asked)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_generate_and_evaluate_show_progress_in_lines_and_sentences(toy_checkpoint, toy_data, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("casa perro\n\nsol luna\nagua\nluz", encoding="utf-8")  # 5 lines, no final newline
+    common = ["--checkpoint", str(toy_checkpoint), "--mode", "nar"]
+    out = tmp_path / "out.txt"
+    for argv, done in (
+        (["generate", *common, "--input", str(src), "--output", str(out), "--buffer-lines", "2"], "5/5 ["),
+        (["evaluate", *common, "--data", str(toy_data), "--limit", "30"], "30/30 ["),
+    ):
+        with contextlib.redirect_stderr(Terminal()) as err:
+            assert main(argv) == 0
+        final = err.getvalue().split("\r")[-1]
+        unit = "lines" if argv[0] == "generate" else "sentences"
+        assert final.startswith(f"{argv[0]}: 100%") and done in final and f" {unit}/s]" in final, final
+    with contextlib.redirect_stderr(Terminal()) as err:
+        assert main(["--quiet", "generate", *common, "--input", str(src), "--output", str(out)]) == 0
+    assert err.getvalue() == ""
 
 
 # --------------------------------------------------------------- views a checkpoint never trained

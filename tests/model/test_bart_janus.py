@@ -19,6 +19,7 @@ from janusgen.data.sources import HuggingFaceSource, open_source  # noqa: E402
 from janusgen.data.tasks import SEP, task  # noqa: E402
 from janusgen.errors import DataError, JanusError  # noqa: E402
 from janusgen.evaluation.metrics import rouge  # noqa: E402
+from tests.conftest import train_argv  # noqa: E402
 from tests.model.test_bart import TEXTS, build_bart, build_tokenizer  # noqa: E402
 
 
@@ -153,17 +154,14 @@ def test_convert_prepare_finetune_decode_with_rouge(tmp_path: Path, capsys: pyte
     run = tmp_path / "run"
     options = ["--max-updates", "3", "--validate-every", "3", "--max-tokens", "400", "--lr", "1e-4"]
     options += ["--valid-bleu-sentences", "2", "--precision", "fp32", "--device", "cpu"]
-    train = [
-        "train",
-        "--data",
+    train = train_argv(
         str(data),
-        "--out",
         str(run),
         "--init-from",
         str(ckpt),
         "--objective",
         "janus",
-    ]
+    )
     assert main([*train, *options]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary

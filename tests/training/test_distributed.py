@@ -12,6 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import train_argv
+
 pytestmark = pytest.mark.slow
 
 TRAIN = [
@@ -114,11 +116,8 @@ def _children(pid: int) -> list[int]:
 
 def test_a_dead_rank_fails_the_job_and_the_run_resumes(toy_data, tmp_path):
     run = tmp_path / "run"
-    args = [
-        "train",
-        "--data",
+    args = train_argv(
         str(toy_data),
-        "--out",
         str(run),
         *TRAIN,
         "--max-updates",
@@ -127,7 +126,7 @@ def test_a_dead_rank_fails_the_job_and_the_run_resumes(toy_data, tmp_path):
         "2",
         "--dist-timeout",
         "30",
-    ]
+    )
     proc = _janus(args, nproc=2)
     deadline = time.time() + 240
     while not (run / "last" / "model.safetensors").is_file():
@@ -146,18 +145,15 @@ def test_a_dead_rank_fails_the_job_and_the_run_resumes(toy_data, tmp_path):
     # resume on ONE process (a different number of ranks) from the last checkpoint
     rc, log = _finish(
         _janus(
-            [
-                "train",
-                "--data",
+            train_argv(
                 str(toy_data),
-                "--out",
                 str(run),
                 "--resume",
                 "--max-updates",
                 str(step + 2),
                 "--device",
                 "cpu",
-            ]
+            )
         )
     )
     assert rc == 0, log
@@ -165,11 +161,8 @@ def test_a_dead_rank_fails_the_job_and_the_run_resumes(toy_data, tmp_path):
 
 
 def test_bf16_autocast_under_ddp(toy_data, tmp_path):
-    args = [
-        "train",
-        "--data",
+    args = train_argv(
         str(toy_data),
-        "--out",
         str(tmp_path / "run"),
         *TRAIN,
         "--max-updates",
@@ -178,7 +171,7 @@ def test_bf16_autocast_under_ddp(toy_data, tmp_path):
         "2",
         "--precision",
         "bf16",
-    ]
+    )
     rc, log = _finish(_janus(args, nproc=2))
     assert rc == 0, log
     assert json.loads((tmp_path / "run" / "last" / "trainer_state.json").read_text())["world_size"] == 2

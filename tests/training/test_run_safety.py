@@ -23,7 +23,7 @@ from janusgen.fileio import sha256_file
 from janusgen.presets import model_preset, objective_preset
 from janusgen.training.recipe import train
 from janusgen.training.run_dir import resume_point
-from tests.conftest import QUICK
+from tests.conftest import QUICK, train_argv
 
 
 def _run(data, out, cfg=QUICK, **kw):
@@ -86,18 +86,15 @@ def test_a_kill_between_the_renames_of_last_leaves_a_resumable_run(toy_data, tmp
     else:
         assert not (run / "last").exists()  # the window that the atomic swap closes
     assert resume_point(run) is not None
-    argv = [
-        "train",
-        "--data",
+    argv = train_argv(
         str(toy_data),
-        "--out",
         str(run),
         "--resume",
         "--max-updates",
         "3",
         "--device",
         "cpu",
-    ]
+    )
     assert main(argv) == 0
     assert json.loads((run / "last" / "trainer_state.json").read_text())["step"] == 3
 
@@ -218,11 +215,8 @@ def test_overwrite_deletes_only_the_runs_own_files(toy_data, tmp_path, capsys):
     _run(toy_data, run, cfg=dataclasses.replace(QUICK, max_updates=4, validate_every=2))
     (run / "notes.txt").write_text("mine\n")
     (run / "mine").mkdir()
-    argv = [
-        "train",
-        "--data",
+    argv = train_argv(
         str(toy_data),
-        "--out",
         str(run),
         "--preset",
         "tiny",
@@ -240,7 +234,7 @@ def test_overwrite_deletes_only_the_runs_own_files(toy_data, tmp_path, capsys):
         "fp32",
         "--device",
         "cpu",
-    ]
+    )
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
     assert main([*argv, "--overwrite", "--resume"]) == 2
     assert main([*argv, "--overwrite"]) == 0
@@ -333,17 +327,14 @@ def _copy_data(toy_data: Path, tmp_path: Path) -> Path:
 def test_training_refuses_data_whose_checksum_does_not_match(toy_data, tmp_path, capsys):
     data = _copy_data(toy_data, tmp_path)
     _flip_byte(data / "train.tgt.bin", 10)
-    argv = [
-        "train",
-        "--data",
+    argv = train_argv(
         str(data),
-        "--out",
         str(tmp_path / "run"),
         "--preset",
         "tiny",
         "--device",
         "cpu",
-    ]
+    )
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "train.tgt.bin: its sha256 does not match" in err and "Traceback" not in err
@@ -555,11 +546,8 @@ def _weights_finite(folder: Path) -> bool:
 def test_a_run_whose_loss_stops_being_finite_stops_with_a_clear_error(toy_data, tmp_path, capsys):
     """`--lr 1e30` trained on to NaN, saved a NaN checkpoint as `best` and printed NaN."""
     run = tmp_path / "run"
-    argv = [
-        "train",
-        "--data",
+    argv = train_argv(
         str(toy_data),
-        "--out",
         str(run),
         "--preset",
         "tiny",
@@ -583,7 +571,7 @@ def test_a_run_whose_loss_stops_being_finite_stops_with_a_clear_error(toy_data, 
         "fp32",
         "--device",
         "cpu",
-    ]
+    )
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "janus: error: update" in err and "not finite" in err and "--lr" in err, err

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from janusgen.presets import model_preset, objective_preset
 from janusgen.training.average import average_checkpoints
 from janusgen.training.config import TrainConfig
 from janusgen.training.recipe import train
+from tests.conftest import train_argv
 
 FAST = TrainConfig(
     max_updates=6,
@@ -283,11 +285,8 @@ def test_bad_options_give_clear_errors(toy_data, tmp_path, capsys):
 
 
 def test_cli_trains_and_resumes(toy_data, tmp_path, capsys):
-    argv = [
-        "train",
-        "--data",
+    argv = train_argv(
         str(toy_data),
-        "--out",
         str(tmp_path / "run"),
         "--preset",
         "tiny",
@@ -303,23 +302,20 @@ def test_cli_trains_and_resumes(toy_data, tmp_path, capsys):
         "0",
         "--device",
         "cpu",
-    ]
+    )
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 2
     assert (
         main(
-            [
-                "train",
-                "--data",
+            train_argv(
                 str(toy_data),
-                "--out",
                 str(tmp_path / "run"),
                 "--resume",
                 "--max-updates",
                 "3",
                 "--device",
                 "cpu",
-            ]
+            )
         )
         == 0
     )
@@ -349,6 +345,19 @@ def test_a_run_too_short_to_learn_says_so_and_records_the_precision(toy_data, tm
     assert "too few to learn" in err
     config = read_config(tmp_path / "run" / "last")
     assert config["precision"]["precision"] == config["train"]["precision"] == "fp32"
+
+
+@pytest.mark.parametrize("budget", [None, 3600.0], ids=["updates", "time-budget"])
+def test_the_progress_bar_shows_updates_and_time_left(toy_data, tmp_path, capsys, budget):
+    """The bar counts updates; a time-budgeted one follows the clock and names the update reached and the
+    time left (never a rate of seconds per second)."""
+    _run(toy_data, tmp_path / "run", cfg=dataclasses.replace(FAST, time_budget_s=budget))
+    bar = capsys.readouterr().err.split("\r")[-1]
+    if budget is None:
+        assert "6/6 [" in bar and re.search(r" (upd/s|s/upd), ", bar)
+    else:
+        assert re.search(r"update 6, 00:0\d of 1:00:00, 59:[45]\d left", bar)
+    assert "s/s" not in bar and "step=6" in bar
 
 
 def test_fp16_with_loss_scaling_runs_on_the_cpu(toy_data, tmp_path, make_trainer):
