@@ -99,13 +99,16 @@ def nar_prefix(cfg: ModelConfig) -> tuple[int, ...]:
     return tuple(decoder_sequence(torch.tensor([[cfg.bos_id]]), cfg.decoder_start_id)[0].tolist())
 
 
-def prime_cache(model: JanusTransformer, enc: Encoded, prefix: DecoderPrefix, cache: DecoderCache) -> None:
+def prime_cache(
+    model: JanusTransformer, enc: Encoded, prefix: DecoderPrefix, cache: DecoderCache, width: int = 1
+) -> None:
     """Put the content entries of all but the last prefix token into `cache` (one causal pass over them,
-    for every row of `enc`), so that a search's first step reads the last one at its position."""
+    for `width` decoder rows per row of `enc`), so that a search's first step reads the last one at its
+    position."""
     n = len(prefix.tokens) - 1
     if n == 0:
         return
-    rows, device = enc.states.shape[0], enc.states.device
+    rows, device = enc.states.shape[0] * width, enc.states.device
     tokens = torch.tensor(prefix.tokens[:-1], device=device).expand(rows, n)
     pos = torch.arange(n, device=device)
     visible = (pos[None, :] <= pos[:, None]).expand(rows, n, n)  # causal
@@ -139,26 +142,31 @@ class ArChoices:
 
     first: torch.Tensor  # for the first output token
     later: torch.Tensor  # for every other one
-    only_eos: torch.Tensor  # at the length limit
+    eos_id: int  # the one token allowed at the length limit
 
-    def mask(self, at_limit: torch.Tensor, first: torch.Tensor | bool) -> torch.Tensor:
-        """The additive mask of rows at their length limit or not (`at_limit`, (..., 1)) that predict the
-        first output token or a later one (`first`: per row, broadcast like `at_limit`, or one flag for
-        every row)."""
+    def apply_(
+        self, logp: torch.Tensor, at_limit: torch.Tensor | None, first: torch.Tensor | bool
+    ) -> torch.Tensor:
+        """Add the mask to the log-probs `logp` (..., V) in place and return them, for rows at their length
+        limit or not (`at_limit`, (..., 1); None: no row is) that predict the first output token or a
+        later one (`first`: per row, broadcast like `at_limit`, or one flag for every row). In place, and
+        at the limit by filling whole rows: no (rows, V) mask is built in a search step."""
+        eos = None if at_limit is None else logp[..., self.eos_id].clone()  # no mask bans EOS
         if isinstance(first, bool):
-            below = self.first if first else self.later
+            logp.add_(self.first if first else self.later)
         else:
-            below = torch.where(first, self.first, self.later)
-        return torch.where(at_limit, self.only_eos, below)
+            logp.add_(torch.where(first, self.first, self.later))
+        if at_limit is not None:
+            logp.masked_fill_(at_limit, -math.inf)
+            logp[..., self.eos_id] = eos
+        return logp
 
 
 def ar_choices(model: JanusTransformer, prefix: DecoderPrefix) -> ArChoices:
     cfg = model.cfg
     later = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.bos_id, cfg.mask_id)
     first = banned_tokens(model, cfg.pad_id, cfg.unk_id, cfg.mask_id) if prefix.free_bos else later
-    only_eos = torch.full_like(later, -math.inf)
-    only_eos[cfg.eos_id] = 0.0
-    return ArChoices(first, later, only_eos)
+    return ArChoices(first, later, cfg.eos_id)
 
 
 def ended_hypotheses(

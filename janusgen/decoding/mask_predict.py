@@ -69,7 +69,8 @@ def refine(
     schedule: MaskSchedule = linear_schedule,
     early_stop: bool = False,
 ) -> Hypotheses:
-    """Mask-Predict for N candidates of given `lengths` (N,) (`enc` has N rows): log_prob is the sum of
+    """Mask-Predict for N candidates of given `lengths` (N,) (`enc` has N rows, or one per N / B consecutive
+    candidates): log_prob is the sum of
     the final tokens' P_NAR log-probs, score their mean. `early_stop`: stop after a pass that re-predicted
     every re-masked token as it was (one read from the device per pass, to spare the passes left)."""
     if iterations < 1:
@@ -171,8 +172,7 @@ def mask_predict(
     there (`decoding.api.decode` passes them on)."""
     b = enc.states.shape[0]
     lengths = length_candidates(model, enc, max_len, length_beam, length_offsets)  # (B, l)
-    rows = torch.arange(b, device=lengths.device).repeat_interleave(lengths.shape[1])  # (B·l,) sentence-major
-    enc = enc.index_select(rows)
+    # the B·l candidates are sentence-major: a sentence's l rows share its row of enc (see DecoderLayer)
     hyps = refine(model, enc, lengths.view(-1), iterations, schedule, early_stop)  # (B·l) candidates
     if collapse:
         hyps = collapse_repeats(hyps, model.cfg.pad_id)

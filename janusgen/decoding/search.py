@@ -44,6 +44,7 @@ class _Search:
         self.alive = torch.arange(max_len.shape[0], device=max_len.device)
         self.limit = max_len  # (A,) most output tokens per unfinished sentence
         self.steps = int(max_len.max()) + 1 if max_len.numel() else 0  # the longest output, plus its EOS
+        self.limit_steps = set(max_len.tolist())  # the steps at which some sentence is at its limit
         # what the decoder reads before the first chosen token: BOS, or a BART's start token (and BOS)
         self.prefix = ar_prefix(self.cfg)
         self.choices = ar_choices(model, self.prefix)
@@ -60,22 +61,23 @@ class _Search:
         raise NotImplementedError
 
     def run(self, enc: Encoded) -> Hypotheses:
+        # `w` decoder rows per sentence, all attending to the sentence's one row of `enc` (the decoder
+        # layers fold them into one row of queries: the encoder keys/values are not copied per beam)
         w = self.width
         device = enc.states.device
-        enc = enc.index_select(torch.arange(enc.states.shape[0], device=device).repeat_interleave(w))
         # room for the prefix and every step's content entry up front
         cache = DecoderCache(capacity=len(self.prefix.tokens) + self.steps)
-        prime_cache(self.model, enc, self.prefix, cache)  # a BART's start token before BOS
+        prime_cache(self.model, enc, self.prefix, cache, w)  # a BART's start token before BOS
         # (rows,) the token the step reads: the prefix's last, then each chosen one
-        last = torch.full((enc.states.shape[0],), self.prefix.tokens[-1], device=device)
+        last = torch.full((enc.states.shape[0] * w,), self.prefix.tokens[-1], device=device)
         # output t (0-based) sits at position len(prefix) + t
         positions = torch.arange(self.steps + 1, device=device) + len(self.prefix.tokens) - 1
         for t in range(self.steps):
             view = self.model.ar_step_view(last, positions[t : t + 2])
             hidden = self.model.decode(view, enc, cache)  # (rows, 2 or 1, d): content row, query row
             logp = F.log_softmax(self.model.logits(self.model.ar_rows(view, hidden)[:, 0]).float(), dim=-1)
-            at_limit = (self.limit == t).repeat_interleave(w)[:, None]  # (rows, 1)
-            logp = logp + self.choices.mask(at_limit, first=t == 0)
+            at_limit = (self.limit == t).repeat_interleave(w)[:, None] if t in self.limit_steps else None
+            logp = self.choices.apply_(logp, at_limit, first=t == 0)  # at_limit: (rows, 1)
             last, origin, done = self.advance(logp, t)
             done = done | (self.limit == t)
             kept = (~done).nonzero().squeeze(1)  # (A',)
@@ -86,10 +88,10 @@ class _Search:
                 kept_rows = (kept[:, None] * w + torch.arange(w, device=device)).view(-1)  # (A'·w,)
                 self.alive, self.limit = self.alive[kept], self.limit[kept]
                 self.keep(kept)
-                enc = enc.index_select(kept_rows)
+                enc = enc.index_select(kept)
                 last = last[kept_rows]
                 origin = kept_rows if origin is None else origin[kept_rows]
-                cross_rows = kept_rows
+                cross_rows = kept
             if origin is not None:
                 cache.reorder(origin, cross_rows)
         return self.result()
@@ -145,7 +147,7 @@ class _Beam(_Search):
     def advance(self, logp: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         k, v = self.width, logp.shape[-1]
         a = self.alive.shape[0]
-        cand = (self.scores[:, :, None] + logp.view(a, k, v)).view(a, k * v)  # (A, K·V)
+        cand = logp.view(a, k, v).add_(self.scores[:, :, None]).view(a, k * v)  # (A, K·V), in place
         # 2K candidates: at most K of them (one per beam) end with EOS, so K others can continue
         top, index = cand.topk(2 * k, dim=1)  # (A, 2K)
         beam, token = index // v, index % v

@@ -225,8 +225,8 @@ def speculative_search(
             _store_draft(model, draft, slice(None), nar_tokens, nar_placeholder, nar_hidden, nar_ban)
             n = n_next
         at_limit = (predicted_pos == limit[:, None] + 1)[:, :, None]
-        allowed = choices.mask(at_limit, first=(predicted_pos == o + 1)[:, :, None])
-        best, choice = (logp + allowed).max(dim=-1)  # (A, R): a_{t+1+i}
+        first = (predicted_pos == o + 1)[:, :, None]
+        best, choice = choices.apply_(logp, at_limit, first).max(dim=-1)  # (A, R): a_{t+1+i}
 
         # ---- accept: the leading agreements, AR's next token, cut after an EOS
         agree = (choice[:, :-1] == content[:, 1:]) & used[:, 1:]  # (A, R - 1)

@@ -18,6 +18,10 @@ class LayerCache:
     self_v: torch.Tensor | None = None
     cross_k: torch.Tensor | None = None  # (B, heads, S, head_dim)
     cross_v: torch.Tensor | None = None
+    # a second pair of buffers that a beam reorder writes into and swaps with self_k / self_v: one copy
+    # per step instead of a gather into a temporary and a copy back
+    spare_k: torch.Tensor | None = None
+    spare_v: torch.Tensor | None = None
 
     def append(
         self, k: torch.Tensor, v: torch.Tensor, start: int, capacity: int
@@ -56,18 +60,26 @@ class DecoderCache:
     def reorder(self, self_rows: torch.Tensor, cross_rows: torch.Tensor | None = None) -> None:
         """Reorder in place: content keys/values by `self_rows` (a beam continues another beam), encoder
         keys/values only by `cross_rows` (sentences leaving the batch), since a sentence's rows share them.
-        Only the filled entries are copied, into the front rows of the same buffers."""
+        Only the filled entries are copied, into the spare buffers, which then become the cache."""
         n, rows = self.length, self_rows.shape[0]
         if self.positions is not None:
             self.positions = self.positions.index_select(0, self_rows)
         for layer in self.layers:
             if layer.self_k is not None:
-                k, v = (
-                    layer.self_k[:, :, :n].index_select(0, self_rows),
-                    layer.self_v[:, :, :n].index_select(0, self_rows),
-                )
-                layer.self_k, layer.self_v = layer.self_k[:rows], layer.self_v[:rows]
-                layer.self_k[:, :, :n], layer.self_v[:, :, :n] = k, v
+                if (
+                    layer.spare_k is None
+                    or layer.spare_k.shape[0] < rows
+                    or layer.spare_k.shape[2:] != (layer.self_k.shape[2:])
+                ):
+                    layer.spare_k, layer.spare_v = (
+                        torch.empty_like(layer.self_k),
+                        torch.empty_like(layer.self_v),
+                    )
+                new_k, new_v = layer.spare_k[:rows], layer.spare_v[:rows]
+                torch.index_select(layer.self_k[:, :, :n], 0, self_rows, out=new_k[:, :, :n])
+                torch.index_select(layer.self_v[:, :, :n], 0, self_rows, out=new_v[:, :, :n])
+                layer.spare_k, layer.spare_v = layer.self_k, layer.self_v
+                layer.self_k, layer.self_v = new_k, new_v
             if cross_rows is not None:
                 layer.cross_k = layer.cross_k.index_select(0, cross_rows)
                 layer.cross_v = layer.cross_v.index_select(0, cross_rows)

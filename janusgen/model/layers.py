@@ -84,7 +84,8 @@ class DecoderLayer(nn.Module):
         cached: int = 0,
         capacity: int = 0,
     ) -> torch.Tensor:
-        """x: (B, R, d) rows, the first `num_content` of them content; self_mask: the self-attention
+        """x: (B·g, R, d) rows, g per row of `enc` (consecutive: a search's beams), the first `num_content`
+        of each row's R content; self_mask: the self-attention
         mask over the `cached` + num_content content entries (see JanusTransformer.self_attention_mask).
         With a cache, the new content keys/values are written after its `cached` entries (incremental
         decoding; `capacity`: the entries to make room for)."""
@@ -102,7 +103,10 @@ class DecoderLayer(nn.Module):
             if cache is not None:
                 cache.cross_k, cache.cross_v = ck, cv
         h = self.norm2(x) if self.pre_norm else x
-        a = self.dropout(self.cross_attn(h, ck, cv, enc.key_padding()))
+        # g rows of x per row of enc (a search's beams, sentence-major) attend as ONE row of g·R queries:
+        # the encoder keys/values are then kept and read once per sentence, not once per beam
+        b, d = ck.shape[0], h.shape[-1]
+        a = self.dropout(self.cross_attn(h.reshape(b, -1, d), ck, cv, enc.key_padding()).view(h.shape))
         x = x + a if self.pre_norm else self.norm2(x + a)
 
         h = self.norm3(x) if self.pre_norm else x
