@@ -155,18 +155,13 @@ class _Beam(_Search):
 
         # finished: EOS among the top K candidates (a worse one could not enter the beam anyway)
         finished = is_eos[:, :k] & top[:, :k].isfinite()
-        fin_score = self.normalized(top[:, :k], torch.tensor(t + 1))
-        fin_score = fin_score.masked_fill(~finished, -math.inf)
-        fin_tokens = self.history.gather(1, beam[:, :k, None].expand(-1, -1, t))  # (A, K, t)
-        fin_tokens = F.pad(fin_tokens, (0, self.pool_tokens.shape[2] - t), value=self.cfg.pad_id)  # (A, K, T)
-        alive = self.alive
-        score, pick = torch.cat([self.pool_score[alive], fin_score], dim=1).topk(k, dim=1)  # (A, K)
-        self.pool_score[alive] = score
-        self.pool_log_prob[alive] = torch.cat([self.pool_log_prob[alive], top[:, :k]], dim=1).gather(1, pick)
-        fin_len = torch.full_like(pick, t)  # (A, K) every new finished hypothesis has t tokens
-        self.pool_len[alive] = torch.cat([self.pool_len[alive], fin_len], dim=1).gather(1, pick)
-        pool_tokens = torch.cat([self.pool_tokens[alive], fin_tokens], dim=1)  # (A, 2K, T)
-        self.pool_tokens[alive] = pool_tokens.gather(1, pick[:, :, None].expand(-1, -1, pool_tokens.shape[2]))
+        # most steps finish nothing: then the pool stays as it is (one read from the device per step,
+        # where the loop reads one anyway)
+        score = (
+            self._pool(finished, top[:, :k], beam[:, :k], t)
+            if finished.any()
+            else self.pool_score[self.alive]
+        )
 
         # the beam goes on with the best K candidates that did not end
         self.scores, pick = top.masked_fill(is_eos, -math.inf).topk(k, dim=1)  # (A, K)
@@ -176,6 +171,24 @@ class _Beam(_Search):
         origin = (torch.arange(a, device=beam.device)[:, None] * k + beam).view(-1)  # (A·K,) row continued
         done = score.isfinite().all(dim=1) | ~self.scores[:, 0].isfinite()
         return token.view(-1), origin, done
+
+    def _pool(
+        self, finished: torch.Tensor, log_prob: torch.Tensor, beam: torch.Tensor, t: int
+    ) -> torch.Tensor:
+        """Add the `finished` candidates (A, K) (log-probs `log_prob`, continuing beams `beam`) to the
+        pools of finished hypotheses; the pools' scores (A, K)."""
+        k, alive = self.width, self.alive
+        fin_score = self.normalized(log_prob, torch.tensor(t + 1)).masked_fill(~finished, -math.inf)
+        fin_tokens = self.history.gather(1, beam[:, :, None].expand(-1, -1, t))  # (A, K, t)
+        fin_tokens = F.pad(fin_tokens, (0, self.pool_tokens.shape[2] - t), value=self.cfg.pad_id)  # (A, K, T)
+        score, pick = torch.cat([self.pool_score[alive], fin_score], dim=1).topk(k, dim=1)  # (A, K)
+        self.pool_score[alive] = score
+        self.pool_log_prob[alive] = torch.cat([self.pool_log_prob[alive], log_prob], dim=1).gather(1, pick)
+        fin_len = torch.full_like(pick, t)  # (A, K) every new finished hypothesis has t tokens
+        self.pool_len[alive] = torch.cat([self.pool_len[alive], fin_len], dim=1).gather(1, pick)
+        pool_tokens = torch.cat([self.pool_tokens[alive], fin_tokens], dim=1)  # (A, 2K, T)
+        self.pool_tokens[alive] = pool_tokens.gather(1, pick[:, :, None].expand(-1, -1, pool_tokens.shape[2]))
+        return score
 
     def keep(self, kept: torch.Tensor) -> None:
         self.scores, self.history = self.scores[kept], self.history[kept]
