@@ -14,7 +14,8 @@ whose first 31 tokens equal janusgen float32's), and the timings compare the sam
     python benchmarks/engine_speed.py --quick              # a tiny model, a few sentences (CI smoke test)
 
 Batch 1: milliseconds per token (one sentence at a time, `--sentences` of them); batch 32: tokens per
-second (`--batches` batches of 32). Each cell is the median of `--repeats` timings after one warm-up.
+second (`--batches` batches of 32). Each cell is the median of `--repeats` timings after one warm-up, the
+systems taking turns within each repeat (so that the machine's drifts hit them alike).
 Ratios are of time against CTranslate2 float32 (2.0x: twice its time). A system that is not installed
 (transformers, ctranslate2) or a janusgen precision this version lacks (`Translator.load(quantize=)`;
 bf16 without native bf16 instructions) is skipped with the reason.
@@ -233,15 +234,21 @@ def build_systems(work: Path, size: Size, threads: int) -> tuple[dict[str, Run],
 # ------------------------------------------------------------------------------------------- timing
 
 
-def timed(run: Run, batches: list[list[list[int]]], beam: int, repeats: int) -> tuple[float, list[list[int]]]:
-    """(median seconds for all `batches`, the outputs), after one warm-up pass over the first batch."""
-    run(batches[0], beam)
-    times, outputs = [], []
+def timed(
+    systems: dict[str, Run], batches: list[list[list[int]]], beam: int, repeats: int
+) -> dict[str, tuple[float, list[list[int]]]]:
+    """Per system, (median seconds for all `batches`, the outputs), after one warm-up pass over the first
+    batch. The systems take turns within each repeat, so that the machine's drifts hit them alike."""
+    for run in systems.values():
+        run(batches[0], beam)
+    times: dict[str, list[float]] = {name: [] for name in systems}
+    outputs: dict[str, list[list[int]]] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        outputs = [out for b in batches for out in run(b, beam)]
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), outputs
+        for name, run in systems.items():
+            start = time.perf_counter()
+            outputs[name] = [out for b in batches for out in run(b, beam)]
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), outputs[name]) for name in systems}
 
 
 def agreement(reference: list[list[int]], outputs: list[list[int]]) -> float:
@@ -267,8 +274,7 @@ def bench_size(key: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
             "systems": {},
         }
         reference = None
-        for name, run in systems.items():
-            seconds, outputs = timed(run, batches, beam, args.repeats)
+        for name, (seconds, outputs) in timed(systems, batches, beam, args.repeats).items():
             lengths = {len(o) for o in outputs}
             if lengths != {NEW_TOKENS}:
                 raise SystemExit(f"{name} wrote {sorted(lengths)} tokens per sentence, not {NEW_TOKENS}")

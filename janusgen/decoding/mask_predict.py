@@ -69,10 +69,10 @@ def refine(
     schedule: MaskSchedule = linear_schedule,
     early_stop: bool = False,
 ) -> Hypotheses:
-    """Mask-Predict for N candidates of given `lengths` (N,) (`enc` has N rows, or one per N / B consecutive
-    candidates): log_prob is the sum of
-    the final tokens' P_NAR log-probs, score their mean. `early_stop`: stop after a pass that re-predicted
-    every re-masked token as it was (one read from the device per pass, to spare the passes left)."""
+    """Mask-Predict for N candidates of given `lengths` (N,) (`enc` has N rows, or B rows, each for N / B
+    consecutive candidates): log_prob is the sum of the final tokens' P_NAR log-probs, score their mean.
+    `early_stop`: stop after a pass that re-predicted every re-masked token as it was (one read from the
+    device per pass, to spare the passes left)."""
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     cfg = model.cfg

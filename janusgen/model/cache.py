@@ -66,11 +66,8 @@ class DecoderCache:
             self.positions = self.positions.index_select(0, self_rows)
         for layer in self.layers:
             if layer.self_k is not None:
-                if (
-                    layer.spare_k is None
-                    or layer.spare_k.shape[0] < rows
-                    or layer.spare_k.shape[2:] != (layer.self_k.shape[2:])
-                ):
+                spare = layer.spare_k
+                if spare is None or spare.shape[0] < rows or spare.shape[2] != layer.self_k.shape[2]:
                     layer.spare_k, layer.spare_v = (
                         torch.empty_like(layer.self_k),
                         torch.empty_like(layer.self_v),
