@@ -235,7 +235,7 @@ def build_systems(work: Path, size: Size, threads: int) -> tuple[dict[str, Run],
 
 
 def timed(
-    systems: dict[str, Run], batches: list[list[list[int]]], beam: int, repeats: int
+    systems: dict[str, Run], batches: list[list[list[int]]], beam: int, repeats: int, settle_s: float = 0.5
 ) -> dict[str, tuple[float, list[list[int]]]]:
     """Per system, (median seconds for all `batches`, the outputs), after one warm-up pass over the first
     batch. The systems take turns within each repeat, so that the machine's drifts hit them alike."""
@@ -245,6 +245,9 @@ def timed(
     outputs: dict[str, list[list[int]]] = {}
     for _ in range(repeats):
         for name, run in systems.items():
+            # an OpenMP runtime keeps its threads spinning for a while after a parallel region (Intel's:
+            # 200 ms): the next system would share the cores with the last one's threads
+            time.sleep(settle_s)
             start = time.perf_counter()
             outputs[name] = [out for b in batches for out in run(b, beam)]
             times[name].append(time.perf_counter() - start)
@@ -274,7 +277,9 @@ def bench_size(key: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
             "systems": {},
         }
         reference = None
-        for name, (seconds, outputs) in timed(systems, batches, beam, args.repeats).items():
+        for name, (seconds, outputs) in timed(
+            systems, batches, beam, args.repeats, 0.0 if args.quick else 0.5
+        ).items():
             lengths = {len(o) for o in outputs}
             if lengths != {NEW_TOKENS}:
                 raise SystemExit(f"{name} wrote {sorted(lengths)} tokens per sentence, not {NEW_TOKENS}")
