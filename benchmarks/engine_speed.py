@@ -14,8 +14,8 @@ whose first 31 tokens equal janusgen float32's), and the timings compare the sam
     python benchmarks/engine_speed.py --quick              # a tiny model, a few sentences (CI smoke test)
 
 Batch 1: milliseconds per token (one sentence at a time, `--sentences` of them); batch 32: tokens per
-second (`--batches` batches of 32). Each cell is the median of `--repeats` timings after one warm-up, the
-systems taking turns within each repeat (so that the machine's drifts hit them alike).
+second (`--batches` batches of 32). Each cell is the median of `--rounds` x `--repeats` timings: the systems
+take turns by rounds, each round a warm-up and `--repeats` timings back to back (the steady state).
 Ratios are of time against CTranslate2 float32 (2.0x: twice its time). A system that is not installed
 (transformers, ctranslate2) or a janusgen precision this version lacks (`Translator.load(quantize=)`;
 bf16 without native bf16 instructions) is skipped with the reason.
@@ -235,22 +235,20 @@ def build_systems(work: Path, size: Size, threads: int) -> tuple[dict[str, Run],
 
 
 def timed(
-    systems: dict[str, Run], batches: list[list[list[int]]], beam: int, repeats: int, settle_s: float = 0.5
+    systems: dict[str, Run], batches: list[list[list[int]]], beam: int, repeats: int, rounds: int
 ) -> dict[str, tuple[float, list[list[int]]]]:
-    """Per system, (median seconds for all `batches`, the outputs), after one warm-up pass over the first
-    batch. The systems take turns within each repeat, so that the machine's drifts hit them alike."""
-    for run in systems.values():
-        run(batches[0], beam)
+    """Per system, (median seconds for all `batches`, the outputs). The systems take turns by rounds: in
+    each, a system runs one warm-up pass over the first batch and then `repeats` timed passes back to
+    back (its steady state, warm caches and threads); more rounds spread the machine's drifts over all."""
     times: dict[str, list[float]] = {name: [] for name in systems}
     outputs: dict[str, list[list[int]]] = {}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, run in systems.items():
-            # an OpenMP runtime keeps its threads spinning for a while after a parallel region (Intel's:
-            # 200 ms): the next system would share the cores with the last one's threads
-            time.sleep(settle_s)
-            start = time.perf_counter()
-            outputs[name] = [out for b in batches for out in run(b, beam)]
-            times[name].append(time.perf_counter() - start)
+            run(batches[0], beam)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                outputs[name] = [out for b in batches for out in run(b, beam)]
+                times[name].append(time.perf_counter() - start)
     return {name: (statistics.median(times[name]), outputs[name]) for name in systems}
 
 
@@ -365,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="for every system")
     parser.add_argument("--sentences", type=int, default=16, help="timed at batch 1")
     parser.add_argument("--batches", type=int, default=2, help="batches of 32 timed")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per round")
+    parser.add_argument("--rounds", type=int, default=2, help="turns each system takes (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="a tiny model and a few sentences (CI)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -374,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             "engine_speed needs transformers (pip install 'janusgen[export]'): it builds the BART"
         )
     if args.quick:
-        args.sizes, args.sentences, args.batches, args.repeats = ["quick"], 2, 1, 1
+        args.sizes, args.sentences, args.batches, args.repeats, args.rounds = ["quick"], 2, 1, 1, 1
     torch.set_num_threads(args.threads)
     results = []
     for key in args.sizes:
