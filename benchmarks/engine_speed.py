@@ -275,9 +275,7 @@ def bench_size(key: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
             "systems": {},
         }
         reference = None
-        for name, (seconds, outputs) in timed(
-            systems, batches, beam, args.repeats, 0.0 if args.quick else 0.5
-        ).items():
+        for name, (seconds, outputs) in timed(systems, batches, beam, args.repeats, args.rounds).items():
             lengths = {len(o) for o in outputs}
             if lengths != {NEW_TOKENS}:
                 raise SystemExit(f"{name} wrote {sorted(lengths)} tokens per sentence, not {NEW_TOKENS}")
