@@ -1,5 +1,5 @@
-"""Decoding speed of janusgen against Hugging Face `generate` and CTranslate2, on the SAME weights, in one
-process: a random BART (built here, no download) converted with `janus convert` for janusgen and
+"""Decoding speed of janusgen against Hugging Face `generate` and CTranslate2, on the SAME weights: a
+random BART (built here, no download) converted with `janus convert` for janusgen and
 exported with `janus export --format ctranslate2` for CTranslate2; Hugging Face runs the BART itself.
 
 Every system writes exactly 32 tokens per sentence: the random BART's logits bias makes EOS (and pad,
@@ -14,8 +14,10 @@ whose first 31 tokens equal janusgen float32's), and the timings compare the sam
     python benchmarks/engine_speed.py --quick              # a tiny model, a few sentences (CI smoke test)
 
 Batch 1: milliseconds per token (one sentence at a time, `--sentences` of them); batch 32: tokens per
-second (`--batches` batches of 32). Each cell is the median of `--rounds` x `--repeats` timings: the systems
-take turns by rounds, each round a warm-up and `--repeats` timings back to back (the steady state).
+second (`--batches` batches of 32). Each cell is the median of `--rounds` x `--repeats` timings. Every
+system runs in a fresh process of its own (one loaded beside another slows it: CTranslate2's OpenMP
+threads slowed janusgen's greedy decoding 1.5x in a shared process), the systems taking turns by rounds;
+in each, per setting, a warm-up and `--repeats` timings back to back (the steady state).
 Ratios are of time against CTranslate2 float32 (2.0x: twice its time). A system that is not installed
 (transformers, ctranslate2) or a janusgen precision this version lacks (`Translator.load(quantize=)`;
 bf16 without native bf16 instructions) is skipped with the reason.
@@ -31,6 +33,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -198,8 +201,9 @@ def ctranslate2_system(folder: Path, compute_type: str, threads: int) -> Run:
     return run
 
 
-def build_systems(work: Path, size: Size, threads: int) -> tuple[dict[str, Run], dict[str, str]]:
-    """The systems that run here, and why each other one does not."""
+def build_models(work: Path, size: Size) -> tuple[list[str], dict[str, str]]:
+    """Write the random BART, its janusgen checkpoint and its CTranslate2 export into `work`; the systems
+    that can run here, and why each other one cannot."""
     from janusgen.checkpoint import save_checkpoint
     from janusgen.model.bart import convert
 
@@ -207,49 +211,92 @@ def build_systems(work: Path, size: Size, threads: int) -> tuple[dict[str, Run],
     hf_dir.mkdir()
     build_bart(size, hf_dir)
     save_checkpoint(checkpoint, *convert(str(hf_dir)))
-    systems: dict[str, Run] = {"janusgen fp32": janusgen_system(checkpoint)}
-    skipped: dict[str, str] = {}
+    names, skipped = ["janusgen fp32"], {}
     if "quantize" in inspect.signature(Translator.load).parameters:
-        systems["janusgen int8"] = janusgen_system(checkpoint, quantize="int8")
+        names.append("janusgen int8")
     else:
         skipped["janusgen int8"] = "this janusgen has no Translator.load(quantize=)"
     from janusgen.hardware import detect_hardware
 
     if detect_hardware("cpu").cpu_bf16_native:
-        systems["janusgen bf16"] = janusgen_system(checkpoint, dtype="bfloat16")
+        names.append("janusgen bf16")
     else:
         skipped["janusgen bf16"] = "no native bf16 on this CPU (oneDNN would emulate it)"
-    systems["HF generate"] = hf_system(hf_dir)
+    names.append("HF generate")
     if importlib.util.find_spec("ctranslate2") is None:
         skipped[BASELINE] = skipped["CTranslate2 int8"] = "ctranslate2 is not installed"
     else:
         from janusgen.export import export
 
         export(checkpoint, work / "ct2", "ctranslate2")
-        systems[BASELINE] = ctranslate2_system(work / "ct2", "float32", threads)
-        systems["CTranslate2 int8"] = ctranslate2_system(work / "ct2", "int8", threads)
-    return systems, skipped
+        names += [BASELINE, "CTranslate2 int8"]
+    return names, skipped
+
+
+def load_system(name: str, work: Path, threads: int) -> Run:
+    loaders: dict[str, Callable[[], Run]] = {
+        "janusgen fp32": lambda: janusgen_system(work / "janus"),
+        "janusgen int8": lambda: janusgen_system(work / "janus", quantize="int8"),
+        "janusgen bf16": lambda: janusgen_system(work / "janus", dtype="bfloat16"),
+        "HF generate": lambda: hf_system(work / "bart"),
+        BASELINE: lambda: ctranslate2_system(work / "ct2", "float32", threads),
+        "CTranslate2 int8": lambda: ctranslate2_system(work / "ct2", "int8", threads),
+    }
+    return loaders[name]()
 
 
 # ------------------------------------------------------------------------------------------- timing
 
 
+def settings_data(key: str, args: argparse.Namespace) -> list[tuple[str, int, int, list[list[list[int]]]]]:
+    """(setting, beam, batch, the batches of source ids) of every setting of a size."""
+    out = []
+    for setting, beam, batch in SETTINGS[key]:
+        count = args.sentences if batch == 1 else args.batches * batch
+        data = sources(SIZES[key], count, seed=batch)
+        out.append((setting, beam, batch, [data[i : i + batch] for i in range(0, count, batch)]))
+    return out
+
+
+def worker(name: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One system in a process of its own: per setting, a warm-up pass over the first batch, then
+    `--repeats` timed passes back to back (its steady state); the times and the last outputs."""
+    run = load_system(name, args.work, args.threads)
+    results = []
+    for _, beam, _, batches in settings_data(key, args):
+        run(batches[0], beam)
+        times, outputs = [], []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            outputs = [out for b in batches for out in run(b, beam)]
+            times.append(time.perf_counter() - start)
+        results.append({"times": times, "outputs": outputs})
+    return {"settings": results}
+
+
 def timed(
-    systems: dict[str, Run], batches: list[list[list[int]]], beam: int, repeats: int, rounds: int
-) -> dict[str, tuple[float, list[list[int]]]]:
-    """Per system, (median seconds for all `batches`, the outputs). The systems take turns by rounds: in
-    each, a system runs one warm-up pass over the first batch and then `repeats` timed passes back to
-    back (its steady state, warm caches and threads); more rounds spread the machine's drifts over all."""
-    times: dict[str, list[float]] = {name: [] for name in systems}
-    outputs: dict[str, list[list[int]]] = {}
-    for _ in range(rounds):
-        for name, run in systems.items():
-            run(batches[0], beam)
-            for _ in range(repeats):
-                start = time.perf_counter()
-                outputs[name] = [out for b in batches for out in run(b, beam)]
-                times[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(times[name]), outputs[name]) for name in systems}
+    names: list[str], key: str, args: argparse.Namespace, work: Path
+) -> dict[str, list[dict[str, Any]]]:
+    """Per system, per setting: every time measured and the outputs. Each system runs in a fresh process
+    (a runtime one system loads, CTranslate2's OpenMP threads above all, slowed the next one sharing
+    its process by up to 1.5x), and the systems take turns by `--rounds`, so that the machine's drifts
+    hit them alike."""
+    collected: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(args.rounds):
+        for name in names:
+            argv = [sys.executable, __file__, "--worker", name, "--work", str(work), "--sizes", key]
+            argv += ["--threads", str(args.threads), "--sentences", str(args.sentences)]
+            argv += ["--batches", str(args.batches), "--repeats", str(args.repeats)]
+            proc = subprocess.run(argv, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+            got = json.loads(proc.stdout.splitlines()[-1])["settings"]
+            if name not in collected:
+                collected[name] = got
+            else:
+                for mine, new in zip(collected[name], got, strict=True):
+                    mine["times"] += new["times"]
+    return collected
 
 
 def agreement(reference: list[list[int]], outputs: list[list[int]]) -> float:
@@ -261,21 +308,19 @@ def agreement(reference: list[list[int]], outputs: list[list[int]]) -> float:
 def bench_size(key: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     size = SIZES[key]
     print(f"== {size.name}: building the model and every system", flush=True)
-    systems, skipped = build_systems(work, size, args.threads)
+    names, skipped = build_models(work, size)
+    measured = timed(names, key, args, work)
     rows = []
-    for setting, beam, batch in SETTINGS[key]:
-        count = args.sentences if batch == 1 else args.batches * batch
-        data = sources(size, count, seed=batch)
-        batches = [data[i : i + batch] for i in range(0, count, batch)]
-        row: dict[str, Any] = {
-            "setting": setting,
-            "beam": beam,
-            "batch": batch,
-            "sentences": count,
-            "systems": {},
-        }
+    for index, (setting, beam, batch, batches) in enumerate(settings_data(key, args)):
+        count = sum(len(b) for b in batches)
+        row: dict[str, Any] = {"setting": setting, "beam": beam, "batch": batch, "sentences": count}
+        row["systems"] = {}
         reference = None
-        for name, (seconds, outputs) in timed(systems, batches, beam, args.repeats, args.rounds).items():
+        for name in names:
+            seconds, outputs = (
+                statistics.median(measured[name][index]["times"]),
+                measured[name][index]["outputs"],
+            )
             lengths = {len(o) for o in outputs}
             if lengths != {NEW_TOKENS}:
                 raise SystemExit(f"{name} wrote {sorted(lengths)} tokens per sentence, not {NEW_TOKENS}")
@@ -357,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", nargs="+", choices=("d256", "base"), default=["d256", "base"])
+    parser.add_argument("--sizes", nargs="+", choices=tuple(SIZES), default=["d256", "base"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="for every system")
     parser.add_argument("--sentences", type=int, default=16, help="timed at batch 1")
     parser.add_argument("--batches", type=int, default=2, help="batches of 32 timed")
@@ -365,7 +410,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="turns each system takes (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="a tiny model and a few sentences (CI)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # one system, in a process of its own
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        torch.set_num_threads(args.threads)
+        print(json.dumps(worker(args.worker, args.sizes[0], args)))
+        return 0
     if importlib.util.find_spec("transformers") is None:
         raise SystemExit(
             "engine_speed needs transformers (pip install 'janusgen[export]'): it builds the BART"
