@@ -91,7 +91,7 @@ needs_onednn = pytest.mark.skipif(
 
 @needs_onednn
 @pytest.mark.parametrize("shape", [(1, 1, 24), (3, 1, 24), (2, 5, 24), (7, 24)])
-@pytest.mark.parametrize("out_features", [16, PackedLinear.WIDE])
+@pytest.mark.parametrize("out_features", [16, PackedLinear.ONE_ROW_BLAS // 24 + 1])
 def test_packed_linear_computes_what_linear_does(shape, out_features):
     torch.manual_seed(0)
     linear = torch.nn.Linear(24, out_features)
