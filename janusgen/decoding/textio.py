@@ -127,8 +127,10 @@ def generate_file(
             sink = stack.enter_context(open(output, "w", encoding="utf-8"))
         else:  # a temporary file renamed over --output at the end: a failed run leaves the old one
             sink = stack.enter_context(atomic_file(output))
-        total = None if input_path is None or not os.path.isfile(input_path) else _count_lines(input_path)
-        bar = stack.enter_context(tqdm(total=total, desc="generate", unit=" lines", disable=quiet() or None))
+        bar = stack.enter_context(tqdm(desc="generate", unit=" lines", disable=quiet() or None))
+        if not bar.disable and input_path is not None and os.path.isfile(input_path):
+            bar.total = _count_lines(input_path)  # read once more only for a bar that shows
+            bar.refresh()
         try:
             for n, out in enumerate(translator.generate_stream(lines, cfg, buffer_lines), start=1):
                 sink.write(f"{out.score:.4f}\t{out.text}\n" if scores else f"{out.text}\n")
