@@ -76,6 +76,7 @@ SETTINGS = {
 }
 SYSTEMS = (
     "janusgen fp32",
+    "janusgen compiled",
     "janusgen int8",
     "janusgen bf16",
     "HF generate",
@@ -147,12 +148,15 @@ def sources(size: Size, count: int, seed: int) -> list[list[int]]:
 Run = Callable[[list[list[int]], int], list[list[int]]]  # (sources, beam) -> outputs (ids)
 
 
-def janusgen_system(checkpoint: Path, **load: Any) -> Run:
+def janusgen_system(checkpoint: Path, compile: bool = False, **load: Any) -> Run:
     translator = Translator.load(checkpoint, device="cpu", **load)
+    options = {"compile": True} if compile else {}  # DecodeConfig.compile (older versions lack it)
 
     def run(batch: list[list[int]], beam: int) -> list[list[int]]:
         # 31 tokens, then the forced EOS: 32 decoder steps, as the others take
-        cfg = DecodeConfig(mode="ar", beam=beam, max_len_a=0.0, max_len_b=NEW_TOKENS - 1, max_tokens=1 << 20)
+        cfg = DecodeConfig(
+            mode="ar", beam=beam, max_len_a=0.0, max_len_b=NEW_TOKENS - 1, max_tokens=1 << 20, **options
+        )
         out = translator.decode_ids([np.asarray(s, dtype=np.int64) for s in batch], cfg)
         return [tokens + [EOS] for tokens, _ in out]
 
@@ -212,6 +216,10 @@ def build_models(work: Path, size: Size) -> tuple[list[str], dict[str, str]]:
     build_bart(size, hf_dir)
     save_checkpoint(checkpoint, *convert(str(hf_dir)))
     names, skipped = ["janusgen fp32"], {}
+    if "compile" in {f.name for f in dataclasses.fields(DecodeConfig)}:
+        names.append("janusgen compiled")
+    else:
+        skipped["janusgen compiled"] = "this janusgen has no DecodeConfig.compile"
     if "quantize" in inspect.signature(Translator.load).parameters:
         names.append("janusgen int8")
     else:
@@ -236,6 +244,7 @@ def build_models(work: Path, size: Size) -> tuple[list[str], dict[str, str]]:
 def load_system(name: str, work: Path, threads: int) -> Run:
     loaders: dict[str, Callable[[], Run]] = {
         "janusgen fp32": lambda: janusgen_system(work / "janus"),
+        "janusgen compiled": lambda: janusgen_system(work / "janus", compile=True),
         "janusgen int8": lambda: janusgen_system(work / "janus", quantize="int8"),
         "janusgen bf16": lambda: janusgen_system(work / "janus", dtype="bfloat16"),
         "HF generate": lambda: hf_system(work / "bart"),
@@ -309,6 +318,9 @@ def bench_size(key: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
     size = SIZES[key]
     print(f"== {size.name}: building the model and every system", flush=True)
     names, skipped = build_models(work, size)
+    if args.systems:
+        skipped.update({n: "not in --systems" for n in names if n not in args.systems})
+        names = [n for n in names if n in args.systems]
     measured = timed(names, key, args, work)
     rows = []
     for index, (setting, beam, batch, batches) in enumerate(settings_data(key, args)):
@@ -408,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=2, help="batches of 32 timed")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per round")
     parser.add_argument("--rounds", type=int, default=2, help="turns each system takes (default %(default)s)")
+    parser.add_argument(
+        "--systems", nargs="+", help="only these (names as in the table), e.g. 'janusgen fp32'"
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny model and a few sentences (CI)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # one system, in a process of its own

@@ -62,5 +62,5 @@ def decode(
         )
         return Decoded.of(hyps)
     if cfg.beam == 1:
-        return Decoded.of(greedy_search(model, enc, max_len, cfg.length_penalty))
-    return Decoded.of(beam_search(model, enc, max_len, cfg.beam, cfg.length_penalty))
+        return Decoded.of(greedy_search(model, enc, max_len, cfg.length_penalty, cfg.compile))
+    return Decoded.of(beam_search(model, enc, max_len, cfg.beam, cfg.length_penalty, cfg.compile))

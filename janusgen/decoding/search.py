@@ -26,9 +26,9 @@ from janusgen.decoding.common import (
     drop_leading_bos,
     ended_hypotheses,
     length_normalized,
-    prime_cache,
 )
-from janusgen.model.transformer import DecoderCache, Encoded, JanusTransformer
+from janusgen.decoding.stepper import ar_step
+from janusgen.model.transformer import Encoded, JanusTransformer
 
 
 class _Search:
@@ -36,10 +36,13 @@ class _Search:
 
     width = 1
 
-    def __init__(self, model: JanusTransformer, max_len: torch.Tensor, length_penalty: float) -> None:
+    def __init__(
+        self, model: JanusTransformer, max_len: torch.Tensor, length_penalty: float, compiled: bool = False
+    ) -> None:
         self.model = model
         self.cfg = model.cfg
         self.length_penalty = length_penalty
+        self.compiled = compiled  # the step compiled with static shapes (decoding/stepper.py)
         # (A,) batch index of each unfinished ("alive") sentence
         self.alive = torch.arange(max_len.shape[0], device=max_len.device)
         self.limit = max_len  # (A,) most output tokens per unfinished sentence
@@ -65,17 +68,13 @@ class _Search:
         # layers fold them into one row of queries: the encoder keys/values are not copied per beam)
         w = self.width
         device = enc.states.device
-        # room for the prefix and every step's content entry up front
-        cache = DecoderCache(capacity=len(self.prefix.tokens) + self.steps)
-        prime_cache(self.model, enc, self.prefix, cache, w)  # a BART's start token before BOS
+        step = ar_step(self.model, enc, self.prefix, w, self.steps, self.compiled)
         # (rows,) the token the step reads: the prefix's last, then each chosen one
         last = torch.full((enc.states.shape[0] * w,), self.prefix.tokens[-1], device=device)
         # output t (0-based) sits at position len(prefix) + t
         positions = torch.arange(self.steps + 1, device=device) + len(self.prefix.tokens) - 1
         for t in range(self.steps):
-            view = self.model.ar_step_view(last, positions[t : t + 2])
-            hidden = self.model.decode(view, enc, cache)  # (rows, 2 or 1, d): content row, query row
-            logp = F.log_softmax(self.model.logits(self.model.ar_rows(view, hidden)[:, 0]).float(), dim=-1)
+            logp = step(last, positions[t : t + 2])  # (rows, V)
             at_limit = (self.limit == t).repeat_interleave(w)[:, None] if t in self.limit_steps else None
             logp = self.choices.apply_(logp, at_limit, first=t == 0)  # at_limit: (rows, 1)
             last, origin, done = self.advance(logp, t)
@@ -83,23 +82,24 @@ class _Search:
             kept = (~done).nonzero().squeeze(1)  # (A',)
             if kept.numel() == 0:
                 break
-            cross_rows = None
+            sentences = None
             if kept.numel() < done.numel():  # some sentences finished: drop their rows everywhere
                 kept_rows = (kept[:, None] * w + torch.arange(w, device=device)).view(-1)  # (A'·w,)
                 self.alive, self.limit = self.alive[kept], self.limit[kept]
                 self.keep(kept)
-                enc = enc.index_select(kept)
                 last = last[kept_rows]
                 origin = kept_rows if origin is None else origin[kept_rows]
-                cross_rows = kept
+                sentences = kept
             if origin is not None:
-                cache.reorder(origin, cross_rows)
+                step.reorder(origin, sentences)
         return self.result()
 
 
 class _Greedy(_Search):
-    def __init__(self, model: JanusTransformer, max_len: torch.Tensor, length_penalty: float) -> None:
-        super().__init__(model, max_len, length_penalty)
+    def __init__(
+        self, model: JanusTransformer, max_len: torch.Tensor, length_penalty: float, compiled: bool = False
+    ) -> None:
+        super().__init__(model, max_len, length_penalty, compiled)
         b = max_len.shape[0]
         self.tokens = torch.full((b, self.steps), self.cfg.pad_id, device=max_len.device)  # outputs then EOS
         self.log_prob = torch.zeros(b, device=max_len.device)
@@ -121,9 +121,14 @@ class _Beam(_Search):
     the best `beam` finished ones by length-normalised score; the best of them is the output."""
 
     def __init__(
-        self, model: JanusTransformer, max_len: torch.Tensor, length_penalty: float, beam: int
+        self,
+        model: JanusTransformer,
+        max_len: torch.Tensor,
+        length_penalty: float,
+        beam: int,
+        compiled: bool = False,
     ) -> None:
-        super().__init__(model, max_len, length_penalty)
+        super().__init__(model, max_len, length_penalty, compiled)
         self.width = beam
         b, device = max_len.shape[0], max_len.device
         first = torch.full((beam,), -math.inf, device=device)
@@ -207,19 +212,29 @@ class _Beam(_Search):
 
 @torch.inference_mode()
 def greedy_search(
-    model: JanusTransformer, enc: Encoded, max_len: torch.Tensor, length_penalty: float = 1.0
+    model: JanusTransformer,
+    enc: Encoded,
+    max_len: torch.Tensor,
+    length_penalty: float = 1.0,
+    compiled: bool = False,
 ) -> Hypotheses:
-    """Greedy AR decoding of encoded sources; `max_len` (B,) caps the output tokens of each sentence.
+    """Greedy AR decoding of encoded sources; `max_len` (B,) caps the output tokens of each sentence;
+    `compiled`: the step compiled with static shapes (decoding/stepper.py).
     `length_penalty` only sets the reported normalised score (same definition as beam search)."""
-    return _Greedy(model, max_len, length_penalty).run(enc)
+    return _Greedy(model, max_len, length_penalty, compiled).run(enc)
 
 
 @torch.inference_mode()
 def beam_search(
-    model: JanusTransformer, enc: Encoded, max_len: torch.Tensor, beam: int = 5, length_penalty: float = 1.0
+    model: JanusTransformer,
+    enc: Encoded,
+    max_len: torch.Tensor,
+    beam: int = 5,
+    length_penalty: float = 1.0,
+    compiled: bool = False,
 ) -> Hypotheses:
     """Batched beam search; hypotheses are compared by log_prob / (n + 1)^length_penalty, where n + 1
-    counts the output tokens and EOS (fairseq's normalisation)."""
+    counts the output tokens and EOS (fairseq's normalisation). `compiled`: as for greedy_search."""
     if beam < 1:
         raise ValueError(f"beam must be at least 1, got {beam}")
-    return _Beam(model, max_len, length_penalty, beam).run(enc)
+    return _Beam(model, max_len, length_penalty, beam, compiled).run(enc)

@@ -243,7 +243,7 @@ class Attention(nn.Module):
         """The q, k, v weights and biases concatenated; kept while the weights stay the same (decoding),
         made anew when gradients must reach the three (training)."""
         parts = (self.q_proj, self.k_proj, self.v_proj)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():  # compiled: inductor folds the cat
             return torch.cat([p.weight for p in parts]), torch.cat([p.bias for p in parts])
         key = tuple((p.weight.data_ptr(), p.weight._version, p.bias._version, p.weight.dtype) for p in parts)
         if self._fused is None or self._fused[0] != key:

@@ -1,5 +1,9 @@
 """The decoder's key/value cache for incremental decoding: per layer, the content self-attention's keys
-and values in a buffer filled in place (no copy of the whole per step) and the encoder's, computed once."""
+and values in a buffer filled in place (no copy of the whole per step) and the encoder's, computed once.
+
+A static cache (`DecoderCache.static`) keeps every tensor at one shape for a whole search, as a compiled
+step needs (decoding/stepper.py): entry i holds position i, the step writes its entry at its position
+and attends to all of them with a mask, and a reorder fills the first rows of full-size buffers."""
 
 from __future__ import annotations
 
@@ -24,9 +28,14 @@ class LayerCache:
     spare_v: torch.Tensor | None = None
 
     def append(
-        self, k: torch.Tensor, v: torch.Tensor, start: int, capacity: int
+        self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor, capacity: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new entries k, v (B, heads, n, head_dim) at `start`; the filled keys and values."""
+        """Write the new entries k, v (B, heads, n, head_dim) at `start`; the filled keys and values.
+        A static cache's `start` is a (1,) tensor, and the whole buffers come back (masked by the caller)."""
+        if isinstance(start, torch.Tensor):
+            self.self_k.index_copy_(2, start, k)
+            self.self_v.index_copy_(2, start, v)
+            return self.self_k, self.self_v
         end = start + k.shape[2]
         if self.self_k is None or end > self.self_k.shape[2]:
             old = 0 if self.self_k is None else self.self_k.shape[2]
@@ -52,6 +61,7 @@ class DecoderCache:
     layers: list[LayerCache] = field(default_factory=list)
     positions: torch.Tensor | None = None  # (B, length) positions of the cached content entries
     capacity: int = 0
+    static: bool = False  # entry i holds position i; `positions` is (1, capacity): 0 .. capacity - 1
 
     @property
     def length(self) -> int:
@@ -60,9 +70,10 @@ class DecoderCache:
     def reorder(self, self_rows: torch.Tensor, cross_rows: torch.Tensor | None = None) -> None:
         """Reorder in place: content keys/values by `self_rows` (a beam continues another beam), encoder
         keys/values only by `cross_rows` (sentences leaving the batch), since a sentence's rows share them.
-        Only the filled entries are copied, into the spare buffers, which then become the cache."""
+        Only the filled entries are copied, into the spare buffers, which then become the cache; a static
+        cache copies into the first rows of full-size buffers (the rows after them are left over)."""
         n, rows = self.length, self_rows.shape[0]
-        if self.positions is not None:
+        if self.positions is not None and not self.static:
             self.positions = self.positions.index_select(0, self_rows)
         for layer in self.layers:
             if layer.self_k is not None:
@@ -75,9 +86,14 @@ class DecoderCache:
                 new_k, new_v = layer.spare_k[:rows], layer.spare_v[:rows]
                 torch.index_select(layer.self_k[:, :, :n], 0, self_rows, out=new_k[:, :, :n])
                 torch.index_select(layer.self_v[:, :, :n], 0, self_rows, out=new_v[:, :, :n])
+                if self.static:
+                    new_k, new_v = layer.spare_k, layer.spare_v
                 layer.spare_k, layer.spare_v = layer.self_k, layer.self_v
                 layer.self_k, layer.self_v = new_k, new_v
-            if cross_rows is not None:
+            if cross_rows is not None and self.static:
+                layer.cross_k[: cross_rows.shape[0]] = layer.cross_k.index_select(0, cross_rows)
+                layer.cross_v[: cross_rows.shape[0]] = layer.cross_v.index_select(0, cross_rows)
+            elif cross_rows is not None:
                 layer.cross_k = layer.cross_k.index_select(0, cross_rows)
                 layer.cross_v = layer.cross_v.index_select(0, cross_rows)
 

@@ -8,6 +8,7 @@ weight, so one code path serves the AR view, the NAR/AUX view and plain causal d
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -149,8 +150,12 @@ class JanusTransformer(nn.Module):
         x = self.embed(view.tokens) * self.embed_scale + self.dec_positions(positions)
         x = self.dropout(self.dec_embed_norm(x))
         content_positions = view.positions[:, : view.num_content]
-        cached = 0
-        if cache is not None:
+        cached: int | torch.Tensor = 0
+        if cache is not None and cache.static:  # one AR step: its content entry goes at its position
+            cached = view.positions[0, :1]
+            content_positions = cache.positions
+            view = dataclasses.replace(view, visible=content_positions[:, None, :] <= cached)
+        elif cache is not None:
             if not cache.layers:
                 cache.layers.extend(LayerCache() for _ in self.decoder_layers)
             cached = cache.length

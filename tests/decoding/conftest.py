@@ -48,7 +48,7 @@ def random_model() -> Callable[..., JanusTransformer]:
         model = JanusTransformer(cfg).eval()
         with torch.no_grad():
             eos = model.embed.weight[cfg.eos_id]
-            positions = torch.arange(cfg.max_positions, dtype=torch.float)[:, None]  # (P, 1)
+            positions = torch.arange(model.dec_positions.weight.shape[0], dtype=torch.float)[:, None]
             model.dec_positions.weight += eos_ramp * positions * eos / eos.norm()
             model.relative_bias.weight.normal_()  # trained models have one; zero would hide cache bugs
         return model
