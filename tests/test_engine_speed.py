@@ -44,6 +44,7 @@ def test_the_engine_comparison_runs_quick(tmp_path: Path) -> None:
         assert {"janusgen fp32", "HF generate", "CTranslate2 fp32", "CTranslate2 int8"} <= set(systems)
         assert set(systems) | set(result["skipped"]) == {
             "janusgen fp32",
+            "janusgen compiled",
             "janusgen int8",
             "janusgen bf16",
             "HF generate",
@@ -51,6 +52,6 @@ def test_the_engine_comparison_runs_quick(tmp_path: Path) -> None:
             "CTranslate2 int8",
         }
         if row["beam"] == 1:  # the same weights and the same greedy search: the same tokens
-            for name in ("HF generate", "CTranslate2 fp32"):
+            for name in ("janusgen compiled", "HF generate", "CTranslate2 fp32"):
                 assert systems[name]["agree"] == 1.0, (name, row)
     assert "| quick (d64, 2+2) | greedy | 1 |" in proc.stdout
