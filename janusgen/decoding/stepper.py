@@ -27,6 +27,8 @@ from janusgen.model.transformer import DecoderCache, Encoded, JanusTransformer
 # operations. The tests swap in lighter settings (they check shapes and outputs, not speed).
 COMPILE_OPTIONS: dict[str, Any] = {"freezing": True, "max_autotune": True, "cpp_wrapper": True}
 RECOMPILE_LIMIT = 64  # batch sizes (powers of two) x beams x models in one process
+MIN_TORCH = (2, 6)  # inductor's C++ matmul templates and freezing on the CPU (measured on 2.13)
+COMPILE_SUPPORTED = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= MIN_TORCH
 
 
 def ar_log_probs(
@@ -124,7 +126,13 @@ def _compiled(model: JanusTransformer) -> Any:
     that inductor can freeze its weights; made once per model and kept on it."""
     compiled = model.__dict__.get("_compiled_ar_step")
     if compiled is None:
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        if not COMPILE_SUPPORTED:
+            raise RuntimeError(
+                f"needs PyTorch {'.'.join(map(str, MIN_TORCH))} or later, not {torch.__version__}"
+            )
+        config = torch._dynamo.config
+        limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        setattr(config, limit, max(getattr(config, limit), RECOMPILE_LIMIT))
 
         def step(
             enc: Encoded, cache: DecoderCache, last: torch.Tensor, positions: torch.Tensor

@@ -12,6 +12,10 @@ from janusgen.config import DecodeConfig
 from janusgen.decoding import decode, stepper
 from janusgen.presets import model_preset
 
+needs_compile = pytest.mark.skipif(
+    not stepper.COMPILE_SUPPORTED, reason="--compile needs PyTorch 2.6 (the torch-floor job runs 2.3)"
+)
+
 # sentences of varied lengths, so that the length limits differ and sentences leave the batch one by one
 LENGTHS = [3, 9, 5, 14, 7]
 
@@ -42,6 +46,7 @@ def _assert_same(eager, compiled):
     )
 
 
+@needs_compile
 @pytest.mark.parametrize("beam", [1, 3])
 def test_compiled_step_equals_eager(random_model, sources, freezing_only, beam):
     model, src = random_model(eos_ramp=0.3), sources(LENGTHS)  # 5 sentences: 8 rows compiled
@@ -50,6 +55,7 @@ def test_compiled_step_equals_eager(random_model, sources, freezing_only, beam):
     _assert_same(eager, compiled)
 
 
+@needs_compile
 def test_compiled_step_after_a_decoder_start_token(random_model, sources, freezing_only):
     """A converted BART's prefix (start token, forced BOS) goes into the static cache as steps; the
     content stream's AR view."""
@@ -74,8 +80,20 @@ def test_compile_failure_falls_back_to_the_eager_step(random_model, sources, mon
 
 
 @pytest.mark.slow
+@needs_compile
 def test_compiled_step_with_the_shipped_settings(random_model, sources):
     """Frozen weights, autotuned matmuls, the C++ wrapper: what `--compile` runs."""
     model, src = random_model(eos_ramp=0.3), sources(LENGTHS[:2])
     eager, compiled = _decode_both(model, src, 1)
+    _assert_same(eager, compiled)
+
+
+def test_compile_on_an_older_pytorch_says_so_and_decodes_eagerly(random_model, sources, monkeypatch):
+    monkeypatch.setattr(stepper, "COMPILE_SUPPORTED", False)
+    monkeypatch.setattr(stepper, "_WARNED", [])
+    model, src = random_model(eos_ramp=0.3), sources(LENGTHS[:2])
+    with pytest.warns(
+        UserWarning, match=r"--compile: the compiled step failed \(needs PyTorch 2\.6 or later"
+    ):
+        eager, compiled = _decode_both(model, src, 1, fallback=True)
     _assert_same(eager, compiled)
